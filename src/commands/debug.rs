@@ -1,0 +1,40 @@
+//! CAMPAIGN.DEBUG: fault injection for the test suite. Like Redis's own DEBUG
+//! command it only works when the server runs with `enable-debug-command`.
+
+use redis_module::{Context, RedisString, RedisValue};
+
+use crate::error::CampaignError;
+use crate::redis_glue::panic_guard::CommandResult;
+
+/// `CAMPAIGN.DEBUG PANIC` → panics inside the handler, to prove the guard
+/// turns it into an error reply instead of an aborted server.
+pub fn debug(ctx: &Context, args: &[RedisString]) -> CommandResult {
+    if args.len() != 2 {
+        return Err(CampaignError::WrongArity);
+    }
+    if !debug_commands_enabled(ctx) {
+        return Err(CampaignError::Disabled(
+            "CAMPAIGN.DEBUG is disabled: start redis-server with enable-debug-command yes or local"
+                .into(),
+        ));
+    }
+    let subcommand = args[1].to_string_lossy().to_ascii_uppercase();
+    match subcommand.as_str() {
+        "PANIC" => panic!("CAMPAIGN.DEBUG PANIC was called"),
+        _ => Err(CampaignError::Syntax(format!(
+            "unknown CAMPAIGN.DEBUG subcommand '{}'",
+            subcommand.escape_debug()
+        ))),
+    }
+}
+
+fn debug_commands_enabled(ctx: &Context) -> bool {
+    match ctx.call("CONFIG", &["GET", "enable-debug-command"]) {
+        Ok(RedisValue::Array(reply)) => matches!(
+            reply.get(1),
+            Some(RedisValue::SimpleString(value) | RedisValue::BulkString(value))
+                if value != "no"
+        ),
+        _ => false,
+    }
+}

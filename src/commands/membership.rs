@@ -1,0 +1,105 @@
+//! CAMPAIGN.ADD, REM, HAS, MHAS and CARD.
+
+use redis_module::{Context, NotifyEvent, RedisString, RedisValue};
+
+use super::{check_campaign_name, parse_members, read_campaign, write_campaign};
+use crate::core::{validate_text, MemberSet};
+use crate::error::CampaignError;
+use crate::redis_glue::config;
+use crate::redis_glue::data_type::CAMPAIGN_TYPE;
+use crate::redis_glue::panic_guard::CommandResult;
+
+/// `CAMPAIGN.ADD campaign member [member ...]` → members that were new.
+pub fn add(ctx: &Context, args: &[RedisString]) -> CommandResult {
+    if args.len() < 3 {
+        return Err(CampaignError::WrongArity);
+    }
+    let name = &args[1];
+    check_campaign_name(ctx, name)?;
+    let members = parse_members(ctx, args, 2)?;
+    let key = ctx.open_key_writable(name);
+    let added = match write_campaign(&key)? {
+        Some(set) => members.iter().filter(|member| set.insert(member)).count(),
+        None => {
+            let set: MemberSet = members.iter().copied().collect();
+            let added = set.len();
+            key.set_value(&CAMPAIGN_TYPE, set)
+                .map_err(|_| CampaignError::WrongType)?;
+            added
+        }
+    };
+    if added > 0 {
+        ctx.replicate_verbatim();
+        ctx.notify_keyspace_event(NotifyEvent::MODULE, "campaign.add", name);
+    }
+    Ok(RedisValue::Integer(added as i64))
+}
+
+/// `CAMPAIGN.REM campaign member [member ...]` → members removed. Like SREM,
+/// removing the last member deletes the key.
+pub fn rem(ctx: &Context, args: &[RedisString]) -> CommandResult {
+    if args.len() < 3 {
+        return Err(CampaignError::WrongArity);
+    }
+    let name = &args[1];
+    let members = parse_members(ctx, args, 2)?;
+    let key = ctx.open_key_writable(name);
+    let Some(set) = write_campaign(&key)? else {
+        return Ok(RedisValue::Integer(0));
+    };
+    let removed = members.iter().filter(|member| set.remove(member)).count();
+    let emptied = set.is_empty();
+    if removed > 0 {
+        ctx.replicate_verbatim();
+        ctx.notify_keyspace_event(NotifyEvent::MODULE, "campaign.rem", name);
+        if emptied {
+            // Deleting through the key handle frees the set: don't touch it after.
+            let _ = key.delete();
+            ctx.notify_keyspace_event(NotifyEvent::GENERIC, "del", name);
+        }
+    }
+    Ok(RedisValue::Integer(removed as i64))
+}
+
+/// `CAMPAIGN.HAS campaign member` → 1 or 0. The login hot path: no
+/// allocation beyond what Redis hands us.
+pub fn has(ctx: &Context, args: &[RedisString]) -> CommandResult {
+    if args.len() != 3 {
+        return Err(CampaignError::WrongArity);
+    }
+    let member =
+        validate_text(args[2].as_slice(), Some(config::max_member_bytes())).map_err(|reason| {
+            CampaignError::InvalidMember {
+                position: 2,
+                reason,
+            }
+        })?;
+    let key = ctx.open_key(&args[1]);
+    let present = read_campaign(&key)?.is_some_and(|set| set.contains(member));
+    Ok(RedisValue::Integer(present.into()))
+}
+
+/// `CAMPAIGN.MHAS campaign member [member ...]` → 1/0 per member, in order.
+pub fn mhas(ctx: &Context, args: &[RedisString]) -> CommandResult {
+    if args.len() < 3 {
+        return Err(CampaignError::WrongArity);
+    }
+    let members = parse_members(ctx, args, 2)?;
+    let key = ctx.open_key(&args[1]);
+    let set = read_campaign(&key)?;
+    let answers = members
+        .iter()
+        .map(|member| RedisValue::Integer(set.is_some_and(|set| set.contains(member)).into()))
+        .collect();
+    Ok(RedisValue::Array(answers))
+}
+
+/// `CAMPAIGN.CARD campaign` → number of members (0 for a missing key).
+pub fn card(ctx: &Context, args: &[RedisString]) -> CommandResult {
+    if args.len() != 2 {
+        return Err(CampaignError::WrongArity);
+    }
+    let key = ctx.open_key(&args[1]);
+    let count = read_campaign(&key)?.map_or(0, MemberSet::len);
+    Ok(RedisValue::Integer(count as i64))
+}

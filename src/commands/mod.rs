@@ -1,0 +1,66 @@
+//! The command layer: each handler parses its arguments, calls the core and
+//! builds the reply. Nothing here decides an error code (see `error.rs`).
+
+pub mod debug;
+pub mod membership;
+
+use redis_module::key::{RedisKey, RedisKeyWritable};
+use redis_module::{Context, ContextFlags, RedisString};
+
+use crate::core::{validate_text, MemberSet};
+use crate::error::CampaignError;
+use crate::redis_glue::config;
+use crate::redis_glue::data_type::CAMPAIGN_TYPE;
+
+/// Longest campaign name accepted by a write: names are stored in the
+/// database's primary key next to the member.
+const MAX_CAMPAIGN_NAME_BYTES: usize = 512;
+
+/// The member length limit for this call. Commands from the primary or the
+/// AOF were accepted once already, so a replica or a restart with a smaller
+/// limit must not refuse them.
+fn member_length_limit(ctx: &Context) -> Option<usize> {
+    let replayed = ContextFlags::REPLICATED | ContextFlags::LOADING;
+    if ctx.get_flags().intersects(replayed) {
+        None
+    } else {
+        Some(config::max_member_bytes())
+    }
+}
+
+/// Validates every member (`args[first..]`) before anything is touched, so a
+/// call with one bad member changes nothing.
+fn parse_members<'a>(
+    ctx: &Context,
+    args: &'a [RedisString],
+    first: usize,
+) -> Result<Vec<&'a str>, CampaignError> {
+    let limit = member_length_limit(ctx);
+    args.iter()
+        .enumerate()
+        .skip(first)
+        .map(|(position, arg)| {
+            validate_text(arg.as_slice(), limit)
+                .map_err(|reason| CampaignError::InvalidMember { position, reason })
+        })
+        .collect()
+}
+
+/// A campaign name that a write may create: it ends up in the database.
+fn check_campaign_name(ctx: &Context, name: &RedisString) -> Result<(), CampaignError> {
+    let limit = member_length_limit(ctx).map(|_| MAX_CAMPAIGN_NAME_BYTES);
+    validate_text(name.as_slice(), limit)
+        .map(|_| ())
+        .map_err(CampaignError::InvalidCampaignName)
+}
+
+/// The campaign stored at `key`, `None` if the key does not exist.
+fn read_campaign(key: &RedisKey) -> Result<Option<&MemberSet>, CampaignError> {
+    key.get_value::<MemberSet>(&CAMPAIGN_TYPE)
+        .map_err(|_| CampaignError::WrongType)
+}
+
+fn write_campaign(key: &RedisKeyWritable) -> Result<Option<&mut MemberSet>, CampaignError> {
+    key.get_value::<MemberSet>(&CAMPAIGN_TYPE)
+        .map_err(|_| CampaignError::WrongType)
+}

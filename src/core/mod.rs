@@ -1,0 +1,10 @@
+//! The pure core: everything here is plain Rust with no `redis_module` import,
+//! so it is unit- and property-tested without a Redis server.
+
+pub mod codec;
+pub mod member;
+pub mod member_set;
+
+pub use codec::{DecodeError, RecordReader, RecordWriter};
+pub use member::{validate_text, TextError};
+pub use member_set::MemberSet;

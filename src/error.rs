@@ -1,0 +1,80 @@
+//! The one error type of the module and its mapping to Redis error replies.
+//!
+//! Every command returns `Result<_, CampaignError>`; `CampaignError::into_redis_error`
+//! below is the only place that decides the error code a client
+//! sees (`ERR`, `WRONGTYPE`, later `BUSY` and `TIMEOUT`).
+
+use redis_module::RedisError;
+use thiserror::Error;
+
+use crate::core::TextError;
+
+#[derive(Debug, Error)]
+pub enum CampaignError {
+    /// Redis words this one itself ("wrong number of arguments for ...").
+    #[error("wrong number of arguments")]
+    WrongArity,
+    #[error("Operation against a key holding the wrong kind of value")]
+    WrongType,
+    #[error("invalid member at argument {position}: the member {reason}")]
+    InvalidMember { position: usize, reason: TextError },
+    #[error("invalid campaign name: the name {0}")]
+    InvalidCampaignName(TextError),
+    #[error("{0}")]
+    Syntax(String),
+    #[error("{0}")]
+    Disabled(String),
+    /// A caught panic or another bug; the details are in the Redis log.
+    #[error("internal error in {command}: {detail} (see the Redis log)")]
+    Internal { command: String, detail: String },
+}
+
+impl CampaignError {
+    /// The error code a client sees as the first word of the reply.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CampaignError::WrongType => "WRONGTYPE",
+            CampaignError::WrongArity
+            | CampaignError::InvalidMember { .. }
+            | CampaignError::InvalidCampaignName(_)
+            | CampaignError::Syntax(_)
+            | CampaignError::Disabled(_)
+            | CampaignError::Internal { .. } => "ERR",
+        }
+    }
+
+    /// The reply Redis sends for this error. (`RedisError` already converts
+    /// from every `std::error::Error`, so this cannot be a `From` impl.)
+    pub fn into_redis_error(self) -> RedisError {
+        match self {
+            CampaignError::WrongArity => RedisError::WrongArity,
+            other => RedisError::String(format!("{} {}", other.code(), other)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply_text(error: CampaignError) -> String {
+        error.into_redis_error().to_string()
+    }
+
+    #[test]
+    fn each_error_gets_its_code() {
+        assert!(reply_text(CampaignError::WrongType).starts_with("WRONGTYPE "));
+        let invalid = CampaignError::InvalidMember {
+            position: 3,
+            reason: TextError::ContainsNul,
+        };
+        assert_eq!(
+            reply_text(invalid),
+            "ERR invalid member at argument 3: the member contains a NUL byte"
+        );
+        assert!(matches!(
+            CampaignError::WrongArity.into_redis_error(),
+            RedisError::WrongArity
+        ));
+    }
+}

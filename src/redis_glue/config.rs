@@ -1,0 +1,248 @@
+//! Module configuration (`campaign.*`): the stored values, their validation,
+//! and the checks on `name value` pairs given after the module path.
+//!
+//! Registration itself is the `configurations:` block of `redis_module!` in
+//! `lib.rs`; each entry there names one of the statics below.
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Mutex;
+
+use redis_module::configuration::{ConfigurationContext, ConfigurationValue};
+use redis_module::{RedisError, RedisString};
+
+/// A numeric setting that refuses values outside its range itself, so a bad
+/// value is refused the same way from redis.conf, module args and CONFIG SET.
+pub struct NumberSetting {
+    name: &'static str,
+    value: AtomicI64,
+    pub default: i64,
+    pub min: i64,
+    pub max: i64,
+}
+
+impl NumberSetting {
+    const fn new(name: &'static str, default: i64, min: i64, max: i64) -> Self {
+        Self {
+            name,
+            value: AtomicI64::new(default),
+            default,
+            min,
+            max,
+        }
+    }
+
+    pub fn get(&self) -> i64 {
+        self.value.load(Ordering::Relaxed)
+    }
+}
+
+impl ConfigurationValue<i64> for NumberSetting {
+    fn get(&self, _ctx: &ConfigurationContext) -> i64 {
+        NumberSetting::get(self)
+    }
+
+    fn set(&self, _ctx: &ConfigurationContext, value: i64) -> Result<(), RedisError> {
+        if value < self.min || value > self.max {
+            return Err(RedisError::String(format!(
+                "campaign.{} must be between {} and {}",
+                self.name, self.min, self.max
+            )));
+        }
+        self.value.store(value, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// A string setting with a validation rule applied before the value is kept.
+pub struct StringSetting {
+    /// `None` until Redis first sets it; reads then fall back to the default.
+    value: Mutex<Option<String>>,
+    pub default: &'static str,
+    validate: fn(&str) -> Result<(), String>,
+}
+
+impl StringSetting {
+    const fn new(default: &'static str, validate: fn(&str) -> Result<(), String>) -> Self {
+        Self {
+            value: Mutex::new(None),
+            default,
+            validate,
+        }
+    }
+
+    pub fn get(&self) -> String {
+        let value = self
+            .value
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        value.as_deref().unwrap_or(self.default).to_owned()
+    }
+}
+
+impl ConfigurationValue<RedisString> for StringSetting {
+    fn get(&self, _ctx: &ConfigurationContext) -> RedisString {
+        RedisString::create(None, StringSetting::get(self))
+    }
+
+    fn set(&self, _ctx: &ConfigurationContext, value: RedisString) -> Result<(), RedisError> {
+        let text = value
+            .try_as_str()
+            .map_err(|_| RedisError::Str("the value must be valid UTF-8"))?;
+        (self.validate)(text).map_err(RedisError::String)?;
+        let mut stored = self
+            .value
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *stored = Some(text.to_owned());
+        Ok(())
+    }
+}
+
+pub static DATABASE_URL: StringSetting = StringSetting::new("", validate_database_url);
+pub static TABLE: StringSetting = StringSetting::new("campaign_members", validate_table_name);
+
+pub static FLUSH_INTERVAL_MS: NumberSetting =
+    NumberSetting::new("flush-interval-ms", 100, 1, 3_600_000);
+pub static FLUSH_BATCH_SIZE: NumberSetting =
+    NumberSetting::new("flush-batch-size", 10_000, 1, 1_000_000);
+pub static MAX_PENDING: NumberSetting =
+    NumberSetting::new("max-pending", 10_000_000, 1, 1_000_000_000);
+pub static NEGATIVE_TTL_MS: NumberSetting =
+    NumberSetting::new("negative-ttl-ms", 5_000, 0, 86_400_000);
+pub static VERIFY_INTERVAL_S: NumberSetting =
+    NumberSetting::new("verify-interval-s", 0, 0, 604_800);
+pub static WRITE_BLOCK_TIMEOUT_MS: NumberSetting =
+    NumberSetting::new("write-block-timeout-ms", 30_000, 0, 3_600_000);
+/// PostgreSQL refuses b-tree index entries above about 2700 bytes, and every
+/// member is part of the primary key, so the limit stays well below that.
+pub static MAX_MEMBER_BYTES: NumberSetting = NumberSetting::new("max-member-bytes", 256, 1, 2_048);
+
+pub static READ_THROUGH: AtomicBool = AtomicBool::new(true);
+pub static PREFILL: AtomicBool = AtomicBool::new(false);
+
+const NUMBER_SETTINGS: [&NumberSetting; 7] = [
+    &FLUSH_INTERVAL_MS,
+    &FLUSH_BATCH_SIZE,
+    &MAX_PENDING,
+    &NEGATIVE_TTL_MS,
+    &VERIFY_INTERVAL_S,
+    &WRITE_BLOCK_TIMEOUT_MS,
+    &MAX_MEMBER_BYTES,
+];
+const STRING_SETTING_NAMES: [&str; 2] = ["database-url", "table"];
+const BOOL_SETTING_NAMES: [&str; 2] = ["read-through", "prefill"];
+
+/// Longest member currently accepted, in bytes.
+pub fn max_member_bytes() -> usize {
+    MAX_MEMBER_BYTES.get() as usize
+}
+
+/// An empty URL means "no database yet"; anything else must parse as a libpq
+/// connection string or URL. The message never repeats the value: it may
+/// hold a password.
+fn validate_database_url(url: &str) -> Result<(), String> {
+    if url.is_empty() {
+        return Ok(());
+    }
+    postgres::Config::from_str(url)
+        .map(|_| ())
+        .map_err(|error| {
+            format!("campaign.database-url is not a valid libpq connection string or URL ({error})")
+        })
+}
+
+/// `name` or `schema.name`, each an unquoted PostgreSQL identifier, so the
+/// table name can be spliced into SQL without quoting rules.
+fn validate_table_name(table: &str) -> Result<(), String> {
+    let parts: Vec<&str> = table.split('.').collect();
+    let valid = parts.len() <= 2 && parts.iter().all(|part| is_plain_identifier(part));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "campaign.table must be an identifier or schema.identifier \
+             (letters, digits, _ and $, not starting with a digit or $, at most 63 bytes), got '{}'",
+            table.escape_debug()
+        ))
+    }
+}
+
+fn is_plain_identifier(part: &str) -> bool {
+    let mut chars = part.chars();
+    let starts_well = chars
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_');
+    starts_well
+        && part.len() <= 63
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+}
+
+/// Checks the `name value` pairs given after the module path. Redis applies
+/// the values itself; this catches what it would accept silently: unknown
+/// names (typos) and booleans other than yes/no.
+pub fn check_module_args(args: &[String]) -> Result<(), String> {
+    if args.len() % 2 != 0 {
+        return Err(format!(
+            "module arguments must be 'name value' pairs, got {} words",
+            args.len()
+        ));
+    }
+    for pair in args.chunks(2) {
+        let (name, value) = (pair[0].as_str(), pair[1].as_str());
+        if BOOL_SETTING_NAMES.contains(&name) {
+            if value != "yes" && value != "no" {
+                return Err(format!("{name} must be yes or no, got '{value}'"));
+            }
+        } else if !STRING_SETTING_NAMES.contains(&name)
+            && !NUMBER_SETTINGS.iter().any(|setting| setting.name == name)
+        {
+            return Err(format!("unknown module argument '{name}'"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names() {
+        for good in ["campaign_members", "app.members", "_t1", "t$1", "Members"] {
+            assert!(validate_table_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "1table",
+            "a.b.c",
+            "a.",
+            "members; DROP TABLE users",
+            "\"quoted\"",
+            "naïve",
+            &"x".repeat(64),
+        ] {
+            assert!(validate_table_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn database_urls() {
+        assert!(validate_database_url("").is_ok());
+        assert!(validate_database_url("host=/tmp port=5432 user=postgres").is_ok());
+        assert!(validate_database_url("postgresql://app:secret@localhost:5432/db").is_ok());
+        let error =
+            validate_database_url("postgresql://app:s3cret@localhost:notaport/db").unwrap_err();
+        assert!(!error.contains("s3cret"), "{error}");
+        assert!(validate_database_url("host=/tmp bogus_option=1").is_err());
+    }
+
+    #[test]
+    fn module_args() {
+        let args = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+        assert!(check_module_args(&args(&["max-member-bytes", "10", "prefill", "yes"])).is_ok());
+        assert!(check_module_args(&args(&["max-member-bytes"])).is_err());
+        assert!(check_module_args(&args(&["read-through", "maybe"])).is_err());
+        assert!(check_module_args(&args(&["max-members-bytes", "10"])).is_err());
+    }
+}

@@ -1,0 +1,68 @@
+//! A panic that unwinds into Redis aborts the server. Every entry point from
+//! Redis goes through one of the guards below, which turn a panic into an
+//! error reply (commands) or a fallback value (type callbacks) plus a log line.
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Once;
+
+use redis_module::{logging, Context, RedisResult, RedisString, RedisValue};
+
+use crate::error::CampaignError;
+
+pub type CommandResult = Result<RedisValue, CampaignError>;
+pub type CommandHandler = fn(&Context, &[RedisString]) -> CommandResult;
+
+/// Sends panic messages to the Redis log: a daemonized server has no stderr.
+pub fn install_panic_hook() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let thread = std::thread::current();
+            logging::log_warning(format!(
+                "campaign: panic in thread '{}': {info}",
+                thread.name().unwrap_or("unnamed")
+            ));
+        }));
+    });
+}
+
+/// Runs a command handler; a panic becomes an `ERR internal error` reply.
+pub fn run_command(ctx: &Context, args: Vec<RedisString>, handler: CommandHandler) -> RedisResult {
+    match catch_unwind(AssertUnwindSafe(|| handler(ctx, &args))) {
+        Ok(result) => result.map_err(CampaignError::into_redis_error),
+        Err(payload) => {
+            let command = args
+                .first()
+                .map(RedisString::to_string_lossy)
+                .unwrap_or_default();
+            Err(CampaignError::Internal {
+                command,
+                detail: panic_message(payload.as_ref()),
+            }
+            .into_redis_error())
+        }
+    }
+}
+
+/// Runs a type callback; a panic is logged (by the hook) and `fallback`
+/// is returned to Redis instead.
+pub fn run_callback<T>(callback: &str, fallback: T, body: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| {
+        logging::log_warning(format!(
+            "campaign: {callback} failed: {}",
+            panic_message(payload.as_ref())
+        ));
+        fallback
+    })
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "panic".to_owned()
+    }
+}
