@@ -136,7 +136,7 @@ pub fn register(ctx: &Context) -> Result<(), String> {
         let mut strings = CStrings::default();
         let mut key_specs = key_specs(doc);
         let mut args = command_args(doc, &mut strings);
-        let mut info = raw::RedisModuleCommandInfo {
+        let info = raw::RedisModuleCommandInfo {
             version: &version,
             summary: strings.keep(doc.summary),
             complexity: strings.keep(doc.complexity),
@@ -159,7 +159,7 @@ pub fn register(ctx: &Context) -> Result<(), String> {
             if command.is_null() {
                 return Err(format!("command {} is not registered", doc.name));
             }
-            set_command_info(command, &mut info)
+            set_command_info(command, &info)
         };
         if status != raw::REDISMODULE_OK as c_int {
             return Err(format!("Redis refused the documentation of {}", doc.name));

@@ -182,7 +182,7 @@ fn is_plain_identifier(part: &str) -> bool {
 /// the values itself; this catches what it would accept silently: unknown
 /// names (typos) and booleans other than yes/no.
 pub fn check_module_args(args: &[String]) -> Result<(), String> {
-    if args.len() % 2 != 0 {
+    if !args.len().is_multiple_of(2) {
         return Err(format!(
             "module arguments must be 'name value' pairs, got {} words",
             args.len()

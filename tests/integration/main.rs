@@ -1,0 +1,12 @@
+//! Integration tests: a real redis-server with the built module, and a real
+//! PostgreSQL, started per test by `harness`. One test binary keeps the
+//! build small.
+
+mod harness;
+
+mod configuration;
+mod database_harness;
+mod errors;
+mod membership;
+mod persistence;
+mod replication;

@@ -1,0 +1,221 @@
+//! Campaigns live through RDB, AOF rewrite and restarts, and behave as keys:
+//! COPY, RENAME, DUMP/RESTORE, MOVE, EXPIRE, DEL.
+
+use std::fs;
+use std::time::Duration;
+
+use redis::Connection;
+
+use crate::harness::redis_server::{call, int};
+use crate::harness::{wait_until, RedisOptions, RedisServer};
+
+/// Members that exercise more than one AOF chunk and non-ASCII text.
+fn sample_members(count: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| match i % 3 {
+            0 => i.to_string(),
+            1 => format!("user-{i}-zoë"),
+            _ => format!("{i:032x}"),
+        })
+        .collect()
+}
+
+fn add_all(con: &mut Connection, campaign: &str, members: &[String]) {
+    for chunk in members.chunks(1_000) {
+        let _: i64 = redis::cmd("CAMPAIGN.ADD")
+            .arg(campaign)
+            .arg(chunk)
+            .query(con)
+            .unwrap();
+    }
+}
+
+/// The campaign holds exactly `members`.
+fn assert_holds(con: &mut Connection, campaign: &str, members: &[String]) {
+    assert_eq!(
+        int(con, &["CAMPAIGN.CARD", campaign]),
+        members.len() as i64,
+        "{campaign}"
+    );
+    for chunk in members.chunks(1_000) {
+        let answers: Vec<i64> = redis::cmd("CAMPAIGN.MHAS")
+            .arg(campaign)
+            .arg(chunk)
+            .query(con)
+            .unwrap();
+        assert!(answers.iter().all(|&a| a == 1), "{campaign} lost members");
+    }
+}
+
+fn info_field(con: &mut Connection, section: &str, field: &str) -> String {
+    let info: String = redis::cmd("INFO").arg(section).query(con).unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in INFO {section}"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn debug_reload_keeps_every_member() {
+    let server = RedisServer::start();
+    let mut con = server.connection();
+    let big = sample_members(5_000);
+    let small = sample_members(3);
+    add_all(&mut con, "big", &big);
+    add_all(&mut con, "small", &small);
+
+    call(&mut con, &[b"DEBUG", b"RELOAD"]).unwrap();
+
+    assert_holds(&mut con, "big", &big);
+    assert_holds(&mut con, "small", &small);
+    assert_eq!(int(&mut con, &["CAMPAIGN.HAS", "big", "absent"]), 0);
+}
+
+fn wait_for_rewrite(con: &mut Connection) {
+    let done = wait_until(Duration::from_secs(30), || {
+        info_field(con, "persistence", "aof_rewrite_in_progress") == "0"
+            && info_field(con, "persistence", "aof_rewrite_scheduled") == "0"
+    });
+    assert!(done, "AOF rewrite did not finish");
+    assert_eq!(
+        info_field(con, "persistence", "aof_last_bgrewrite_status"),
+        "ok"
+    );
+}
+
+/// With `aof-use-rdb-preamble no` the rewrite goes through `aof_rewrite`;
+/// with the preamble (the default) through `rdb_save`. Both must restore.
+#[test]
+fn aof_rewrite_then_restart_restores_campaigns() {
+    for preamble in ["no", "yes"] {
+        let mut server = RedisServer::start_with(
+            RedisOptions::default()
+                .config("appendonly yes")
+                .config(&format!("aof-use-rdb-preamble {preamble}")),
+        );
+        let mut con = server.connection();
+        let members = sample_members(1_500);
+        add_all(&mut con, "rewritten", &members);
+        int(&mut con, &["CAMPAIGN.ADD", "tiny", "only"]);
+
+        call(&mut con, &[b"BGREWRITEAOF"]).unwrap();
+        wait_for_rewrite(&mut con);
+
+        let base_file = fs::read_dir(server.dir().join("appendonlydir"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .find(|entry| entry.file_name().to_string_lossy().contains(".base."))
+            .expect("a base AOF file");
+        let base = fs::read(base_file.path()).unwrap();
+        let has_commands = base.windows(12).any(|w| w == b"CAMPAIGN.ADD");
+        assert_eq!(has_commands, preamble == "no", "preamble {preamble}");
+
+        // Written after the rewrite: lands in the incremental AOF.
+        int(&mut con, &["CAMPAIGN.ADD", "tiny", "later"]);
+        server.kill();
+        server.restart();
+        let mut con = server.connection();
+        assert_holds(&mut con, "rewritten", &members);
+        assert_holds(&mut con, "tiny", &["only".into(), "later".into()]);
+    }
+}
+
+#[test]
+fn copy_rename_move_and_expire_work_like_any_key() {
+    let server = RedisServer::start();
+    let mut con = server.connection();
+    int(&mut con, &["CAMPAIGN.ADD", "source", "a", "b"]);
+
+    assert_eq!(int(&mut con, &["COPY", "source", "copied"]), 1);
+    int(&mut con, &["CAMPAIGN.ADD", "copied", "c"]);
+    assert_eq!(
+        int(&mut con, &["CAMPAIGN.CARD", "source"]),
+        2,
+        "a copy is independent"
+    );
+    assert_eq!(int(&mut con, &["CAMPAIGN.CARD", "copied"]), 3);
+
+    call(&mut con, &[b"RENAME", b"copied", b"renamed"]).unwrap();
+    assert_eq!(int(&mut con, &["EXISTS", "copied"]), 0);
+    assert_eq!(int(&mut con, &["CAMPAIGN.HAS", "renamed", "c"]), 1);
+
+    assert_eq!(int(&mut con, &["MOVE", "renamed", "1"]), 1);
+    call(&mut con, &[b"SELECT", b"1"]).unwrap();
+    assert_eq!(int(&mut con, &["CAMPAIGN.CARD", "renamed"]), 3);
+    call(&mut con, &[b"SELECT", b"0"]).unwrap();
+
+    assert_eq!(int(&mut con, &["PEXPIRE", "source", "50"]), 1);
+    assert!(wait_until(Duration::from_secs(5), || int(
+        &mut con,
+        &["EXISTS", "source"]
+    ) == 0));
+    assert_eq!(int(&mut con, &["CAMPAIGN.CARD", "source"]), 0);
+}
+
+#[test]
+fn dump_and_restore_round_trip() {
+    let server = RedisServer::start();
+    let mut con = server.connection();
+    let members = sample_members(700);
+    add_all(&mut con, "original", &members);
+
+    let payload: Vec<u8> = redis::cmd("DUMP").arg("original").query(&mut con).unwrap();
+    call(&mut con, &[b"RESTORE", b"restored", b"0", &payload]).unwrap();
+    assert_holds(&mut con, "restored", &members);
+
+    // Into another server too, as MIGRATE does.
+    let other = RedisServer::start();
+    let mut other_con = other.connection();
+    call(&mut other_con, &[b"RESTORE", b"original", b"0", &payload]).unwrap();
+    assert_holds(&mut other_con, "original", &members);
+
+    let mut corrupt = payload.clone();
+    let middle = corrupt.len() / 2;
+    corrupt[middle] ^= 0xff;
+    let text = call(&mut con, &[b"RESTORE", b"broken", b"0", &corrupt]).unwrap_err();
+    assert!(text.contains("checksum"), "{text}");
+    assert_eq!(
+        int(&mut con, &["DBSIZE"]),
+        2,
+        "nothing was created by the refused RESTORE"
+    );
+}
+
+#[test]
+fn memory_usage_grows_with_members() {
+    let server = RedisServer::start();
+    let mut con = server.connection();
+    int(&mut con, &["CAMPAIGN.ADD", "small", "a"]);
+    add_all(&mut con, "large", &sample_members(10_000));
+    let small = int(&mut con, &["MEMORY", "USAGE", "small"]);
+    let large = int(&mut con, &["MEMORY", "USAGE", "large"]);
+    assert!(
+        small > 0 && large > small * 100,
+        "small {small}, large {large}"
+    );
+}
+
+/// A large set is freed off the main thread; its memory comes back.
+#[test]
+fn deleting_a_large_campaign_returns_its_memory() {
+    let server = RedisServer::start();
+    let mut con = server.connection();
+    let used_memory =
+        |con: &mut Connection| -> i64 { info_field(con, "memory", "used_memory").parse().unwrap() };
+    let before = used_memory(&mut con);
+    add_all(&mut con, "huge", &sample_members(200_000));
+    let loaded = used_memory(&mut con);
+    assert!(loaded - before > 5_000_000, "200k members take memory");
+
+    assert_eq!(int(&mut con, &["DEL", "huge"]), 1);
+    assert_eq!(int(&mut con, &["EXISTS", "huge"]), 0);
+    let returned = wait_until(Duration::from_secs(10), || {
+        used_memory(&mut con) < before + (loaded - before) / 10
+    });
+    assert!(returned, "memory still held: {}", used_memory(&mut con));
+
+    add_all(&mut con, "again", &sample_members(50_000));
+    call(&mut con, &[b"FLUSHALL"]).unwrap();
+    assert_eq!(int(&mut con, &["DBSIZE"]), 0);
+}
