@@ -22,6 +22,12 @@ pub enum CampaignError {
     InvalidCampaignName(TextError),
     #[error("{0}")]
     Syntax(String),
+    #[error("campaign journal is full ({pending} entries pending, campaign.max-pending reached): retry once the database catches up")]
+    JournalFull { pending: usize },
+    #[error("CAMPAIGN.FLUSH timed out before the database committed the journal")]
+    FlushTimeout,
+    #[error("CAMPAIGN.JOURNAL is internal: it is only accepted from the primary or the AOF")]
+    InternalCommand,
     #[error("{0}")]
     Disabled(String),
     /// A caught panic or another bug; the details are in the Redis log.
@@ -34,11 +40,14 @@ impl CampaignError {
     pub fn code(&self) -> &'static str {
         match self {
             CampaignError::WrongType => "WRONGTYPE",
+            CampaignError::JournalFull { .. } => "BUSY",
+            CampaignError::FlushTimeout => "TIMEOUT",
             CampaignError::WrongArity
             | CampaignError::InvalidMember { .. }
             | CampaignError::InvalidCampaignName(_)
             | CampaignError::Syntax(_)
             | CampaignError::Disabled(_)
+            | CampaignError::InternalCommand
             | CampaignError::Internal { .. } => "ERR",
         }
     }
@@ -72,6 +81,8 @@ mod tests {
             reply_text(invalid),
             "ERR invalid member at argument 3: the member contains a NUL byte"
         );
+        assert!(reply_text(CampaignError::JournalFull { pending: 5 }).starts_with("BUSY "));
+        assert!(reply_text(CampaignError::FlushTimeout).starts_with("TIMEOUT "));
         assert!(matches!(
             CampaignError::WrongArity.into_redis_error(),
             RedisError::WrongArity

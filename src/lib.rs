@@ -14,13 +14,15 @@ mod commands;
 pub mod core;
 mod error;
 mod redis_glue;
+mod sink;
+mod write_behind;
 
 #[cfg(not(test))]
 mod registration {
     use redis_module::configuration::ConfigurationFlags;
     use redis_module::redis_module;
 
-    use crate::commands::{debug, membership};
+    use crate::commands::{debug, membership, write_behind};
     use crate::redis_glue::config::*;
     use crate::redis_glue::data_type::CAMPAIGN_TYPE;
     use crate::redis_glue::on_load;
@@ -48,6 +50,9 @@ mod registration {
             ["campaign.has", guarded!(membership::has), "readonly fast", 1, 1, 1, ""],
             ["campaign.mhas", guarded!(membership::mhas), "readonly", 1, 1, 1, ""],
             ["campaign.card", guarded!(membership::card), "readonly fast", 1, 1, 1, ""],
+            ["campaign.flush", guarded!(write_behind::flush), "", 0, 0, 0, ""],
+            ["campaign.status", guarded!(write_behind::status), "readonly", 0, 0, 0, ""],
+            ["campaign.journal", guarded!(write_behind::journal), "write", 0, 0, 0, ""],
             ["campaign.debug", guarded!(debug::debug), "admin", 0, 0, 0, ""],
         ],
         configurations: [

@@ -2,12 +2,13 @@
 
 use redis_module::{Context, NotifyEvent, RedisString, RedisValue};
 
-use super::{check_campaign_name, parse_members, read_campaign, write_campaign};
-use crate::core::{validate_text, MemberSet};
+use super::{campaign_name, parse_members, read_campaign, write_campaign};
+use crate::core::{validate_text, MemberSet, Op};
 use crate::error::CampaignError;
 use crate::redis_glue::config;
 use crate::redis_glue::data_type::CAMPAIGN_TYPE;
 use crate::redis_glue::panic_guard::CommandResult;
+use crate::write_behind::WRITE_BEHIND;
 
 /// `CAMPAIGN.ADD campaign member [member ...]` → members that were new.
 pub fn add(ctx: &Context, args: &[RedisString]) -> CommandResult {
@@ -15,24 +16,33 @@ pub fn add(ctx: &Context, args: &[RedisString]) -> CommandResult {
         return Err(CampaignError::WrongArity);
     }
     let name = &args[1];
-    check_campaign_name(ctx, name)?;
+    let campaign = campaign_name(ctx, name)?;
     let members = parse_members(ctx, args, 2)?;
     let key = ctx.open_key_writable(name);
-    let added = match write_campaign(&key)? {
-        Some(set) => members.iter().filter(|member| set.insert(member)).count(),
+    let existing = write_campaign(&key)?;
+    WRITE_BEHIND.check_capacity(ctx)?;
+    let added: Vec<&str> = match existing {
+        Some(set) => members
+            .into_iter()
+            .filter(|member| set.insert(member))
+            .collect(),
         None => {
-            let set: MemberSet = members.iter().copied().collect();
-            let added = set.len();
+            let mut set = MemberSet::new();
+            let added = members
+                .into_iter()
+                .filter(|member| set.insert(member))
+                .collect();
             key.set_value(&CAMPAIGN_TYPE, set)
                 .map_err(|_| CampaignError::WrongType)?;
             added
         }
     };
-    if added > 0 {
+    if !added.is_empty() {
+        WRITE_BEHIND.record(ctx, Op::Add, campaign, &added);
         ctx.replicate_verbatim();
         ctx.notify_keyspace_event(NotifyEvent::MODULE, "campaign.add", name);
     }
-    Ok(RedisValue::Integer(added as i64))
+    Ok(RedisValue::Integer(added.len() as i64))
 }
 
 /// `CAMPAIGN.REM campaign member [member ...]` → members removed. Like SREM,
@@ -42,14 +52,20 @@ pub fn rem(ctx: &Context, args: &[RedisString]) -> CommandResult {
         return Err(CampaignError::WrongArity);
     }
     let name = &args[1];
+    let campaign = campaign_name(ctx, name)?;
     let members = parse_members(ctx, args, 2)?;
     let key = ctx.open_key_writable(name);
     let Some(set) = write_campaign(&key)? else {
         return Ok(RedisValue::Integer(0));
     };
-    let removed = members.iter().filter(|member| set.remove(member)).count();
+    WRITE_BEHIND.check_capacity(ctx)?;
+    let removed: Vec<&str> = members
+        .into_iter()
+        .filter(|member| set.remove(member))
+        .collect();
     let emptied = set.is_empty();
-    if removed > 0 {
+    if !removed.is_empty() {
+        WRITE_BEHIND.record(ctx, Op::Remove, campaign, &removed);
         ctx.replicate_verbatim();
         ctx.notify_keyspace_event(NotifyEvent::MODULE, "campaign.rem", name);
         if emptied {
@@ -58,7 +74,7 @@ pub fn rem(ctx: &Context, args: &[RedisString]) -> CommandResult {
             ctx.notify_keyspace_event(NotifyEvent::GENERIC, "del", name);
         }
     }
-    Ok(RedisValue::Integer(removed as i64))
+    Ok(RedisValue::Integer(removed.len() as i64))
 }
 
 /// `CAMPAIGN.HAS campaign member` → 1 or 0. The login hot path: no

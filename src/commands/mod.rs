@@ -3,6 +3,7 @@
 
 pub mod debug;
 pub mod membership;
+pub mod write_behind;
 
 use redis_module::key::{RedisKey, RedisKeyWritable};
 use redis_module::{Context, ContextFlags, RedisString};
@@ -46,12 +47,11 @@ fn parse_members<'a>(
         .collect()
 }
 
-/// A campaign name that a write may create: it ends up in the database.
-fn check_campaign_name(ctx: &Context, name: &RedisString) -> Result<(), CampaignError> {
+/// The campaign name of a write, as text: it is journaled and ends up in
+/// the database's primary key, so it follows the member rules.
+fn campaign_name<'a>(ctx: &Context, name: &'a RedisString) -> Result<&'a str, CampaignError> {
     let limit = member_length_limit(ctx).map(|_| MAX_CAMPAIGN_NAME_BYTES);
-    validate_text(name.as_slice(), limit)
-        .map(|_| ())
-        .map_err(CampaignError::InvalidCampaignName)
+    validate_text(name.as_slice(), limit).map_err(CampaignError::InvalidCampaignName)
 }
 
 /// The campaign stored at `key`, `None` if the key does not exist.

@@ -2,9 +2,11 @@
 //! so it is unit- and property-tested without a Redis server.
 
 pub mod codec;
+pub mod journal;
 pub mod member;
 pub mod member_set;
 
 pub use codec::{DecodeError, RecordReader, RecordWriter};
+pub use journal::{collapse, Collapsed, Entry, Journal, Op};
 pub use member::{validate_text, TextError};
 pub use member_set::MemberSet;

@@ -1,9 +1,10 @@
 //! The `campaigns` native type: the callbacks Redis calls for persistence,
-//! AOF rewrite, COPY, MEMORY USAGE and freeing a campaign value.
+//! AOF rewrite, COPY, MEMORY USAGE and freeing a campaign value, and for
+//! the module-wide journal (RDB aux data).
 
-use std::ffi::CString;
 use std::os::raw::{c_int, c_void};
 use std::ptr;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use redis_module::native_types::RedisType;
 use redis_module::{logging, raw};
@@ -11,7 +12,11 @@ use redis_module::{logging, raw};
 use super::background_free;
 use super::panic_guard::run_callback;
 use crate::core::member_set::ENCODING_VERSION;
-use crate::core::{DecodeError, MemberSet, RecordReader, RecordWriter};
+use crate::core::{DecodeError, Journal, MemberSet, RecordReader, RecordWriter};
+use crate::write_behind::{now_ms, WRITE_BEHIND};
+
+/// Version of the journal's aux data, written first so it can evolve.
+const JOURNAL_FORMAT: u64 = 1;
 
 /// Members per `CAMPAIGN.ADD` emitted by an AOF rewrite: large enough to keep
 /// the AOF compact, small enough to keep each replayed command cheap.
@@ -29,10 +34,11 @@ pub static CAMPAIGN_TYPE: RedisType = RedisType::new(
         mem_usage: Some(mem_usage),
         digest: None,
         free: Some(free),
-        aux_load: None,
-        aux_save: None,
+        // The journal is module-wide data saved beside the keyspace.
+        aux_load: Some(aux_load),
+        aux_save: Some(aux_save),
         aux_save2: None,
-        aux_save_triggers: 0,
+        aux_save_triggers: raw::REDISMODULE_AUX_BEFORE_RDB as c_int,
         free_effort: Some(free_effort),
         unlink: None,
         copy: Some(copy),
@@ -99,6 +105,7 @@ unsafe extern "C" fn aof_rewrite(
     value: *mut c_void,
 ) {
     run_callback("aof_rewrite", (), || {
+        emit_journal_once(aof);
         let set = member_set(value);
         let members: Vec<&str> = set.iter().collect();
         for chunk in members.chunks(AOF_MEMBERS_PER_COMMAND) {
@@ -113,31 +120,109 @@ unsafe fn emit_add(
     key: *mut raw::RedisModuleString,
     members: &[&str],
 ) {
-    let (Some(create), Some(free), Some(emit)) = (
-        raw::RedisModule_CreateString,
-        raw::RedisModule_FreeString,
-        raw::RedisModule_EmitAOF,
-    ) else {
+    with_strings(members, |argv, count| {
+        // "s" is the key, "v" an array of strings with its length.
+        if let Some(emit) = raw::RedisModule_EmitAOF {
+            emit(
+                aof,
+                c"CAMPAIGN.ADD".as_ptr(),
+                c"sv".as_ptr(),
+                key,
+                argv,
+                count,
+            );
+        }
+    });
+}
+
+/// Pid of the rewrite child that already wrote the journal out.
+static JOURNAL_EMITTED_BY: AtomicU32 = AtomicU32::new(0);
+
+/// Without the RDB preamble an AOF rewrite has no place for module-wide
+/// data, so the first campaign key rewritten also carries the journal as
+/// `CAMPAIGN.JOURNAL LOAD` commands. (A rewrite child is a fresh process:
+/// the pid tells whether this one did it already.)
+unsafe fn emit_journal_once(aof: *mut raw::RedisModuleIO) {
+    let pid = std::process::id();
+    if JOURNAL_EMITTED_BY.swap(pid, Ordering::Relaxed) == pid {
+        return;
+    }
+    let journal = WRITE_BEHIND.journal_in_callback();
+    let entries: Vec<(u64, &crate::core::Entry)> = journal.iter().collect();
+    for chunk in entries.chunks(AOF_MEMBERS_PER_COMMAND) {
+        let words: Vec<&str> = chunk
+            .iter()
+            .flat_map(|(_, entry)| [entry.op.word(), &*entry.campaign, &*entry.member])
+            .collect();
+        let first = chunk[0].0 as std::os::raw::c_longlong;
+        with_strings(&words, |argv, count| {
+            // "c" a C string, "l" a long long, "v" an array of strings.
+            if let Some(emit) = raw::RedisModule_EmitAOF {
+                let (command, format) = (c"CAMPAIGN.JOURNAL", c"clv");
+                emit(
+                    aof,
+                    command.as_ptr(),
+                    format.as_ptr(),
+                    c"LOAD".as_ptr(),
+                    first,
+                    argv,
+                    count,
+                );
+            }
+        });
+    }
+}
+
+/// Runs `body` with `words` as an array of Redis strings, freed afterwards.
+unsafe fn with_strings(words: &[&str], body: impl FnOnce(*mut *mut raw::RedisModuleString, usize)) {
+    let (Some(create), Some(free)) = (raw::RedisModule_CreateString, raw::RedisModule_FreeString)
+    else {
         return;
     };
-    let mut argv: Vec<*mut raw::RedisModuleString> = members
+    let mut argv: Vec<*mut raw::RedisModuleString> = words
         .iter()
-        .map(|member| create(ptr::null_mut(), member.as_ptr().cast(), member.len()))
+        .map(|word| create(ptr::null_mut(), word.as_ptr().cast(), word.len()))
         .collect();
-    let command = CString::new("CAMPAIGN.ADD").expect("static name");
-    // "s" is the key, "v" an array of strings with its length.
-    let format = CString::new("sv").expect("static format");
-    emit(
-        aof,
-        command.as_ptr(),
-        format.as_ptr(),
-        key,
-        argv.as_mut_ptr(),
-        argv.len(),
-    );
+    body(argv.as_mut_ptr(), argv.len());
     for string in argv {
         free(ptr::null_mut(), string);
     }
+}
+
+unsafe extern "C" fn aux_save(rdb: *mut raw::RedisModuleIO, when: c_int) {
+    if when != raw::REDISMODULE_AUX_BEFORE_RDB as c_int {
+        return;
+    }
+    run_callback("aux_save", (), || {
+        let mut writer = RdbWriter(rdb);
+        writer.write_unsigned(JOURNAL_FORMAT);
+        WRITE_BEHIND.journal_in_callback().encode(&mut writer);
+    });
+}
+
+unsafe extern "C" fn aux_load(rdb: *mut raw::RedisModuleIO, _encver: c_int, when: c_int) -> c_int {
+    if when != raw::REDISMODULE_AUX_BEFORE_RDB as c_int {
+        return raw::REDISMODULE_OK as c_int;
+    }
+    run_callback("aux_load", raw::REDISMODULE_ERR as c_int, || {
+        let mut reader = RdbReader(rdb);
+        let loaded = reader.read_unsigned().and_then(|format| {
+            if format != JOURNAL_FORMAT {
+                return Err(DecodeError::UnknownVersion(format as i32));
+            }
+            Journal::decode(&mut reader, now_ms())
+        });
+        match loaded {
+            Ok(journal) => {
+                WRITE_BEHIND.replace_journal(journal);
+                raw::REDISMODULE_OK as c_int
+            }
+            Err(error) => {
+                logging::log_warning(format!("campaign: cannot load the journal: {error}"));
+                raw::REDISMODULE_ERR as c_int
+            }
+        }
+    })
 }
 
 unsafe extern "C" fn mem_usage(value: *const c_void) -> usize {

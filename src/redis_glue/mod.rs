@@ -5,9 +5,14 @@ pub mod background_free;
 pub mod command_docs;
 pub mod config;
 pub mod data_type;
+pub mod events;
 pub mod panic_guard;
 
-use redis_module::{Context, ModuleOptions, RedisString, Status};
+use std::sync::atomic::Ordering;
+
+use redis_module::{Context, ContextFlags, ModuleOptions, RedisString, Status};
+
+use crate::write_behind::{flusher, WRITE_BEHIND};
 
 /// Runs once when the module loads, after Redis has applied the settings.
 pub fn on_load(ctx: &Context, args: &[RedisString]) -> Status {
@@ -23,5 +28,11 @@ pub fn on_load(ctx: &Context, args: &[RedisString]) -> Status {
         ctx.log_warning(&format!("campaign: refusing to load: {problem}"));
         return Status::Err;
     }
+    let primary = !ctx.get_flags().contains(ContextFlags::SLAVE);
+    WRITE_BEHIND
+        .stats
+        .is_primary
+        .store(primary, Ordering::Relaxed);
+    flusher::start();
     Status::Ok
 }

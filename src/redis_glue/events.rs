@@ -1,0 +1,65 @@
+//! Server events and the INFO section: role changes start and stop the
+//! flusher, loading pauses it, the cron expires FLUSH waiters.
+
+use std::sync::atomic::Ordering;
+
+use redis_module::server_events::{LoadingSubevent, ServerRole};
+use redis_module::{Context, InfoContext, RedisResult};
+use redis_module_macros::{
+    cron_event_handler, info_command_handler, loading_event_handler, role_changed_event_handler,
+};
+
+use super::panic_guard::run_callback;
+use crate::commands::write_behind::{status_figures, Figure};
+use crate::write_behind::WRITE_BEHIND;
+
+#[role_changed_event_handler]
+fn on_role_changed(_ctx: &Context, role: ServerRole) {
+    run_callback("role change", (), || {
+        let primary = role == ServerRole::Primary;
+        WRITE_BEHIND
+            .stats
+            .is_primary
+            .store(primary, Ordering::Relaxed);
+        // A promoted replica flushes what it holds at once.
+        WRITE_BEHIND.wake();
+    });
+}
+
+#[loading_event_handler]
+fn on_loading(_ctx: &Context, event: LoadingSubevent) {
+    run_callback("loading event", (), || {
+        let loading = matches!(
+            event,
+            LoadingSubevent::RdbStarted
+                | LoadingSubevent::AofStarted
+                | LoadingSubevent::ReplStarted
+        );
+        WRITE_BEHIND.stats.loading.store(loading, Ordering::Relaxed);
+        WRITE_BEHIND.wake();
+    });
+}
+
+#[cron_event_handler]
+fn on_cron(ctx: &Context, _hz: u64) {
+    run_callback("cron", (), || WRITE_BEHIND.on_cron(ctx));
+}
+
+/// `INFO campaign`: the figures of CAMPAIGN.STATUS, with INFO-style names.
+/// (The builder API names sections `campaign_<name>`; `INFO campaign` needs
+/// the module's default section, which only the older calls reach.)
+#[allow(deprecated)]
+#[info_command_handler]
+fn add_info(ctx: &InfoContext, _for_crash_report: bool) -> RedisResult<()> {
+    run_callback("info", Ok(()), || {
+        ctx.add_info_section(None);
+        for (name, figure) in status_figures() {
+            let name = name.replace('-', "_");
+            match figure {
+                Figure::Number(number) => ctx.add_info_field_long_long(&name, number),
+                Figure::Text(text) => ctx.add_info_field_str(&name, &text),
+            };
+        }
+        Ok(())
+    })
+}
