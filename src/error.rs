@@ -26,8 +26,8 @@ pub enum CampaignError {
     JournalFull { pending: usize },
     #[error("CAMPAIGN.FLUSH timed out before the database committed the journal")]
     FlushTimeout,
-    #[error("CAMPAIGN.JOURNAL is internal: it is only accepted from the primary or the AOF")]
-    InternalCommand,
+    #[error("{0} is internal: it is only accepted from the primary or the AOF")]
+    InternalCommand(&'static str),
     #[error("{0}")]
     Disabled(String),
     /// A caught panic or another bug; the details are in the Redis log.
@@ -47,7 +47,7 @@ impl CampaignError {
             | CampaignError::InvalidCampaignName(_)
             | CampaignError::Syntax(_)
             | CampaignError::Disabled(_)
-            | CampaignError::InternalCommand
+            | CampaignError::InternalCommand(_)
             | CampaignError::Internal { .. } => "ERR",
         }
     }

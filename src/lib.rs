@@ -46,6 +46,7 @@ mod registration {
         commands: [
             // name, handler, flags, first key, last key, key step, ACL categories
             ["campaign.add", guarded!(membership::add), "write deny-oom", 1, 1, 1, ""],
+            ["campaign.loadset", guarded!(membership::loadset), "write deny-oom", 1, 1, 1, ""],
             ["campaign.rem", guarded!(membership::rem), "write", 1, 1, 1, ""],
             ["campaign.has", guarded!(membership::has), "readonly fast", 1, 1, 1, ""],
             ["campaign.mhas", guarded!(membership::mhas), "readonly", 1, 1, 1, ""],

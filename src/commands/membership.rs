@@ -1,6 +1,6 @@
 //! CAMPAIGN.ADD, REM, HAS, MHAS and CARD.
 
-use redis_module::{Context, NotifyEvent, RedisString, RedisValue};
+use redis_module::{Context, ContextFlags, NotifyEvent, RedisString, RedisValue};
 
 use super::{campaign_name, parse_members, read_campaign, write_campaign};
 use crate::core::{validate_text, MemberSet, Op};
@@ -12,6 +12,27 @@ use crate::write_behind::WRITE_BEHIND;
 
 /// `CAMPAIGN.ADD campaign member [member ...]` → members that were new.
 pub fn add(ctx: &Context, args: &[RedisString]) -> CommandResult {
+    insert_members(ctx, args, Journaling::On)
+}
+
+/// `CAMPAIGN.LOADSET campaign member [member ...]`: how an AOF rewrite
+/// without the RDB preamble writes a set's content. The content is state,
+/// not change: its journal entries come separately (CAMPAIGN.JOURNAL LOAD),
+/// so replaying it must not journal again. Only accepted from the AOF.
+pub fn loadset(ctx: &Context, args: &[RedisString]) -> CommandResult {
+    if !ctx.get_flags().contains(ContextFlags::LOADING) {
+        return Err(CampaignError::InternalCommand("CAMPAIGN.LOADSET"));
+    }
+    insert_members(ctx, args, Journaling::Off)
+}
+
+#[derive(PartialEq)]
+enum Journaling {
+    On,
+    Off,
+}
+
+fn insert_members(ctx: &Context, args: &[RedisString], journaling: Journaling) -> CommandResult {
     if args.len() < 3 {
         return Err(CampaignError::WrongArity);
     }
@@ -37,7 +58,7 @@ pub fn add(ctx: &Context, args: &[RedisString]) -> CommandResult {
             added
         }
     };
-    if !added.is_empty() {
+    if !added.is_empty() && journaling == Journaling::On {
         WRITE_BEHIND.record(ctx, Op::Add, campaign, &added);
         ctx.replicate_verbatim();
         ctx.notify_keyspace_event(NotifyEvent::MODULE, "campaign.add", name);

@@ -138,7 +138,7 @@ pub fn journal(ctx: &Context, args: &[RedisString]) -> CommandResult {
     let from_primary = flags.contains(ContextFlags::REPLICATED);
     let from_aof = flags.contains(ContextFlags::LOADING);
     if !from_primary && !from_aof {
-        return Err(CampaignError::InternalCommand);
+        return Err(CampaignError::InternalCommand("CAMPAIGN.JOURNAL"));
     }
     let sequence = args[2]
         .parse_unsigned_integer()
@@ -147,7 +147,7 @@ pub fn journal(ctx: &Context, args: &[RedisString]) -> CommandResult {
         b"TRIM" if args.len() == 3 => {
             WRITE_BEHIND.commit_through(ctx, sequence, false);
         }
-        b"LOAD" if from_aof && (args.len() - 3) % 3 == 0 => {
+        b"LOAD" if from_aof && (args.len() - 3).is_multiple_of(3) => {
             let entries = args[3..]
                 .chunks(3)
                 .map(parse_entry)

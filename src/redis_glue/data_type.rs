@@ -18,7 +18,7 @@ use crate::write_behind::{now_ms, WRITE_BEHIND};
 /// Version of the journal's aux data, written first so it can evolve.
 const JOURNAL_FORMAT: u64 = 1;
 
-/// Members per `CAMPAIGN.ADD` emitted by an AOF rewrite: large enough to keep
+/// Members per `CAMPAIGN.LOADSET` emitted by an AOF rewrite: large enough to keep
 /// the AOF compact, small enough to keep each replayed command cheap.
 const AOF_MEMBERS_PER_COMMAND: usize = 512;
 
@@ -114,7 +114,7 @@ unsafe extern "C" fn aof_rewrite(
     });
 }
 
-/// Emits `CAMPAIGN.ADD key member...` into the rewritten AOF.
+/// Emits `CAMPAIGN.LOADSET key member...` into the rewritten AOF.
 unsafe fn emit_add(
     aof: *mut raw::RedisModuleIO,
     key: *mut raw::RedisModuleString,
@@ -125,7 +125,7 @@ unsafe fn emit_add(
         if let Some(emit) = raw::RedisModule_EmitAOF {
             emit(
                 aof,
-                c"CAMPAIGN.ADD".as_ptr(),
+                c"CAMPAIGN.LOADSET".as_ptr(),
                 c"sv".as_ptr(),
                 key,
                 argv,

@@ -10,3 +10,4 @@ mod errors;
 mod membership;
 mod persistence;
 mod replication;
+mod write_behind;

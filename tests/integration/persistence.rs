@@ -108,7 +108,7 @@ fn aof_rewrite_then_restart_restores_campaigns() {
             .find(|entry| entry.file_name().to_string_lossy().contains(".base."))
             .expect("a base AOF file");
         let base = fs::read(base_file.path()).unwrap();
-        let has_commands = base.windows(12).any(|w| w == b"CAMPAIGN.ADD");
+        let has_commands = base.windows(16).any(|w| w == b"CAMPAIGN.LOADSET");
         assert_eq!(has_commands, preamble == "no", "preamble {preamble}");
 
         // Written after the rewrite: lands in the incremental AOF.
@@ -202,9 +202,8 @@ fn memory_usage_grows_with_members() {
 fn deleting_a_large_campaign_returns_its_memory() {
     let server = RedisServer::start();
     let mut con = server.connection();
-    let used_memory = |con: &mut Connection| -> i64 {
-        info_field(con, "memory", "used_memory").parse().unwrap()
-    };
+    let used_memory =
+        |con: &mut Connection| -> i64 { info_field(con, "memory", "used_memory").parse().unwrap() };
     add_all(&mut con, "huge", &sample_members(200_000));
     let set_size = int(&mut con, &["MEMORY", "USAGE", "huge"]);
     assert!(set_size > 5_000_000, "200k members take memory: {set_size}");
@@ -215,9 +214,16 @@ fn deleting_a_large_campaign_returns_its_memory() {
     let returned = wait_until(Duration::from_secs(10), || {
         used_memory(&mut con) < loaded - set_size * 8 / 10
     });
-    assert!(returned, "memory still held: {} of {loaded}", used_memory(&mut con));
+    assert!(
+        returned,
+        "memory still held: {} of {loaded}",
+        used_memory(&mut con)
+    );
     let status = crate::harness::redis_server::call(&mut con, &[b"CAMPAIGN.STATUS"]).unwrap();
-    assert!(format!("{status:?}").contains("background-frees"), "{status:?}");
+    assert!(
+        format!("{status:?}").contains("background-frees"),
+        "{status:?}"
+    );
 
     add_all(&mut con, "again", &sample_members(50_000));
     call(&mut con, &[b"FLUSHALL"]).unwrap();

@@ -1,0 +1,593 @@
+//! Issue drills for the write-behind journal: every acknowledged change
+//! reaches PostgreSQL, whatever fails in between.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::{Connection, Value};
+
+use crate::harness::redis_server::{call, error, int};
+use crate::harness::{wait_until, Postgres, RedisOptions, RedisServer};
+
+const TABLE: &str = "campaign_members";
+
+/// Options for a server that flushes to `database` quickly.
+fn flushing_to(database: &Postgres) -> RedisOptions {
+    RedisOptions::default().module_args(&[
+        "database-url",
+        database.url(),
+        "flush-interval-ms",
+        "20",
+    ])
+}
+
+pub fn status(con: &mut Connection) -> HashMap<String, String> {
+    let value = call(con, &[b"CAMPAIGN.STATUS"]).expect("STATUS");
+    let Value::Array(items) = value else {
+        panic!("STATUS answered {value:?}")
+    };
+    items
+        .chunks(2)
+        .map(|pair| (text(&pair[0]), text(&pair[1])))
+        .collect()
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        Value::SimpleString(text) => text.clone(),
+        Value::Int(number) => number.to_string(),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn pending(con: &mut Connection) -> i64 {
+    status(con)["pending"].parse().unwrap()
+}
+
+/// CAMPAIGN.FLUSH with a timeout; returns the entries it waited for.
+fn flush(con: &mut Connection) -> i64 {
+    int(con, &["CAMPAIGN.FLUSH", "60000"])
+}
+
+fn add(con: &mut Connection, campaign: &str, members: &[String]) -> i64 {
+    redis::cmd("CAMPAIGN.ADD")
+        .arg(campaign)
+        .arg(members)
+        .query(con)
+        .unwrap()
+}
+
+fn rows(database: &Postgres) -> BTreeSet<(String, String)> {
+    database
+        .client()
+        .query(&format!("SELECT campaign, member FROM {TABLE}"), &[])
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+fn rows_of(database: &Postgres, campaign: &str) -> BTreeSet<String> {
+    rows(database)
+        .into_iter()
+        .filter(|(c, _)| c == campaign)
+        .map(|(_, m)| m)
+        .collect()
+}
+
+/// Every member of `expected` is in the cache campaign, and nothing else.
+fn assert_cache_holds(con: &mut Connection, campaign: &str, expected: &BTreeSet<String>) {
+    assert_eq!(
+        int(con, &["CAMPAIGN.CARD", campaign]),
+        expected.len() as i64,
+        "{campaign}"
+    );
+    let members: Vec<&String> = expected.iter().collect();
+    for chunk in members.chunks(1_000) {
+        let answers: Vec<i64> = redis::cmd("CAMPAIGN.MHAS")
+            .arg(campaign)
+            .arg(chunk)
+            .query(con)
+            .unwrap();
+        assert!(
+            answers.iter().all(|&a| a == 1),
+            "{campaign}: cache lost members"
+        );
+    }
+}
+
+fn members(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("{prefix}{i}")).collect()
+}
+
+/// Drill a: 100k members over 10 campaigns; after FLUSH table equals cache.
+#[test]
+fn hundred_thousand_members_reach_the_table() {
+    let database = Postgres::start();
+    let server = RedisServer::start_with(flushing_to(&database));
+    let mut con = server.connection();
+    let mut expected: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for c in 0..10 {
+        let campaign = format!("campaign-{c}");
+        for chunk in members("user-", c * 10_000..(c + 1) * 10_000).chunks(1_000) {
+            add(&mut con, &campaign, chunk);
+        }
+        expected.insert(
+            campaign.clone(),
+            members("user-", c * 10_000..(c + 1) * 10_000)
+                .into_iter()
+                .collect(),
+        );
+    }
+    flush(&mut con);
+    assert_eq!(pending(&mut con), 0);
+    for (campaign, members) in &expected {
+        assert_eq!(&rows_of(&database, campaign), members, "{campaign}");
+        assert_cache_holds(&mut con, campaign, members);
+    }
+    assert_eq!(rows(&database).len(), 100_000);
+    let figures = status(&mut con);
+    assert_eq!(figures["database"], "connected");
+    assert_eq!(figures["flushed"], "100000");
+}
+
+/// Drill b: order per campaign is kept, within one batch and across.
+#[test]
+fn add_remove_add_keeps_order() {
+    let database = Postgres::start();
+    for interval in ["20", "5000"] {
+        let server = RedisServer::start_with(RedisOptions::default().module_args(&[
+            "database-url",
+            database.url(),
+            "flush-interval-ms",
+            interval,
+        ]));
+        let mut con = server.connection();
+        let campaign = format!("ordered-{interval}");
+        int(&mut con, &["CAMPAIGN.ADD", &campaign, "m1", "m2"]);
+        int(&mut con, &["CAMPAIGN.REM", &campaign, "m1"]);
+        int(&mut con, &["CAMPAIGN.ADD", &campaign, "m3"]);
+        int(&mut con, &["CAMPAIGN.REM", &campaign, "m3"]);
+        int(&mut con, &["CAMPAIGN.ADD", &campaign, "m3"]);
+        assert_eq!(flush(&mut con), 6);
+        let expected: BTreeSet<String> = ["m2".to_string(), "m3".to_string()].into();
+        assert_eq!(
+            rows_of(&database, &campaign),
+            expected,
+            "interval {interval}"
+        );
+    }
+}
+
+/// Drill c: PostgreSQL down while 20k members are added.
+#[test]
+fn database_outage_keeps_writes_and_drains_after() {
+    let mut database = Postgres::start_owned();
+    let server = RedisServer::start_with(flushing_to(&database));
+    let mut con = server.connection();
+    int(&mut con, &["CAMPAIGN.ADD", "outage", "before"]);
+    flush(&mut con);
+
+    database.stop();
+    let added = members("m", 0..20_000);
+    for chunk in added.chunks(500) {
+        assert_eq!(add(&mut con, "outage", chunk), 500);
+        assert_eq!(int(&mut con, &["CAMPAIGN.HAS", "outage", &chunk[0]]), 1);
+    }
+    let noticed = wait_until(Duration::from_secs(20), || {
+        let figures = status(&mut con);
+        figures["database"] == "disconnected" && figures["flush-errors"] != "0"
+    });
+    assert!(noticed, "{:?}", status(&mut con));
+    let figures = status(&mut con);
+    assert_eq!(figures["pending"], "20000", "{figures:?}");
+    assert!(!figures["last-error"].is_empty());
+    assert!(server.log().contains("flushing"), "failures are logged");
+
+    database.start_again();
+    assert_eq!(flush(&mut con), 20_000);
+    let mut expected: BTreeSet<String> = added.into_iter().collect();
+    expected.insert("before".into());
+    assert_eq!(rows_of(&database, "outage"), expected);
+    assert_eq!(status(&mut con)["database"], "connected");
+}
+
+/// Drill d: kill -9 mid-stream with appendfsync always loses nothing
+/// acknowledged.
+#[test]
+fn kill_nine_loses_no_acknowledged_add() {
+    let database = Postgres::start();
+    let mut server = RedisServer::start_with(
+        flushing_to(&database)
+            .config("appendonly yes")
+            .config("appendfsync always"),
+    );
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let writer = {
+        let acknowledged = Arc::clone(&acknowledged);
+        let mut con = server.connection();
+        std::thread::spawn(move || {
+            for i in 0..1_000_000 {
+                let member = format!("acked-{i}");
+                let reply = redis::cmd("CAMPAIGN.ADD")
+                    .arg("stream")
+                    .arg(&member)
+                    .query::<i64>(&mut con);
+                match reply {
+                    Ok(1) => acknowledged.lock().unwrap().push(member),
+                    Ok(other) => panic!("ADD answered {other}"),
+                    Err(_) => return, // the server died
+                }
+            }
+        })
+    };
+    assert!(wait_until(Duration::from_secs(20), || acknowledged
+        .lock()
+        .unwrap()
+        .len()
+        >= 2_000));
+    server.kill();
+    writer.join().unwrap();
+    let acknowledged: BTreeSet<String> = acknowledged.lock().unwrap().iter().cloned().collect();
+
+    server.restart();
+    let mut con = server.connection();
+    for member in &acknowledged {
+        assert_eq!(
+            int(&mut con, &["CAMPAIGN.HAS", "stream", member]),
+            1,
+            "{member} lost"
+        );
+    }
+    flush(&mut con);
+    let stored = rows_of(&database, "stream");
+    assert!(
+        acknowledged.is_subset(&stored),
+        "{} acknowledged members missing",
+        acknowledged.difference(&stored).count()
+    );
+}
+
+/// Drill e: a promoted replica flushes what the dead primary left pending.
+#[test]
+fn promoted_replica_flushes_the_pending_journal() {
+    let mut database = Postgres::start_owned();
+    let mut primary = RedisServer::start_with(flushing_to(&database));
+    let replica = RedisServer::start_with(
+        flushing_to(&database).config(&format!("replicaof 127.0.0.1 {}", primary.port)),
+    );
+    let mut replica_con = replica.connection();
+    assert!(wait_until(Duration::from_secs(20), || {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut replica_con)
+            .unwrap();
+        info.contains("master_link_status:up")
+    }));
+
+    database.stop();
+    let mut con = primary.connection();
+    let added = members("r", 0..10_000);
+    for chunk in added.chunks(1_000) {
+        add(&mut con, "failover", chunk);
+    }
+    let acked: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5_000)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(acked, 1);
+    assert_eq!(
+        pending(&mut replica_con),
+        10_000,
+        "the replica holds the journal"
+    );
+    assert_eq!(status(&mut replica_con)["role"], "replica");
+
+    primary.kill();
+    call(&mut replica_con, &[b"REPLICAOF", b"NO", b"ONE"]).unwrap();
+    database.start_again();
+    assert_eq!(flush(&mut replica_con), 10_000);
+    assert_eq!(rows_of(&database, "failover"), added.into_iter().collect());
+    let figures = status(&mut replica_con);
+    assert_eq!(
+        (figures["role"].as_str(), figures["pending"].as_str()),
+        ("primary", "0")
+    );
+}
+
+/// Only a primary writes; its trims reach the replica, whose journal then
+/// empties instead of growing forever.
+#[test]
+fn replica_never_flushes_and_follows_the_primary_trims() {
+    let database = Postgres::start();
+    let primary = RedisServer::start_with(flushing_to(&database));
+    let replica = RedisServer::start_with(
+        flushing_to(&database).config(&format!("replicaof 127.0.0.1 {}", primary.port)),
+    );
+    let mut replica_con = replica.connection();
+    assert!(wait_until(Duration::from_secs(20), || {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut replica_con)
+            .unwrap();
+        info.contains("master_link_status:up")
+    }));
+    let mut con = primary.connection();
+    add(&mut con, "mirrored", &members("x", 0..3_000));
+    flush(&mut con);
+    let trimmed = wait_until(Duration::from_secs(10), || pending(&mut replica_con) == 0);
+    assert!(trimmed, "replica journal: {:?}", status(&mut replica_con));
+    assert_eq!(
+        status(&mut replica_con)["flushed"],
+        "0",
+        "a replica never flushes"
+    );
+    // FLUSH on a replica waits for the primary's commit, which it sees.
+    assert_eq!(int(&mut replica_con, &["CAMPAIGN.FLUSH", "1000"]), 0);
+}
+
+/// Drill f: DEL, EXPIRE, RENAME and FLUSHALL keep pending entries.
+#[test]
+fn deleted_campaigns_still_reach_the_table() {
+    let database = Postgres::start();
+    let server = RedisServer::start();
+    let mut con = server.connection();
+    int(&mut con, &["CAMPAIGN.ADD", "deleted", "d1", "d2"]);
+    int(&mut con, &["CAMPAIGN.ADD", "expired", "e1"]);
+    int(&mut con, &["CAMPAIGN.ADD", "renamed", "n1"]);
+    int(&mut con, &["CAMPAIGN.ADD", "flushed", "f1"]);
+    int(&mut con, &["DEL", "deleted"]);
+    int(&mut con, &["PEXPIRE", "expired", "10"]);
+    call(&mut con, &[b"RENAME", b"renamed", b"new-name"]).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    call(&mut con, &[b"FLUSHALL"]).unwrap();
+    assert_eq!(pending(&mut con), 5);
+
+    let url = database.url().as_bytes();
+    call(
+        &mut con,
+        &[b"CONFIG", b"SET", b"campaign.database-url", url],
+    )
+    .unwrap();
+    assert_eq!(flush(&mut con), 5);
+    let expected: BTreeSet<(String, String)> = [
+        ("deleted", "d1"),
+        ("deleted", "d2"),
+        ("expired", "e1"),
+        ("renamed", "n1"),
+        ("flushed", "f1"),
+    ]
+    .iter()
+    .map(|(c, m)| (c.to_string(), m.to_string()))
+    .collect();
+    assert_eq!(rows(&database), expected);
+}
+
+/// Drill g: a full journal answers BUSY and changes nothing.
+#[test]
+fn full_journal_pushes_back_with_busy() {
+    let database = Postgres::start();
+    let server =
+        RedisServer::start_with(RedisOptions::default().module_args(&["max-pending", "100"]));
+    let mut con = server.connection();
+    assert_eq!(add(&mut con, "busy", &members("b", 0..100)), 100);
+
+    let text = error(&mut con, &["CAMPAIGN.ADD", "busy", "one-more"]);
+    assert!(text.starts_with("BUSY "), "{text}");
+    let text = error(&mut con, &["CAMPAIGN.REM", "busy", "b1"]);
+    assert!(text.starts_with("BUSY "), "{text}");
+    assert_eq!(int(&mut con, &["CAMPAIGN.CARD", "busy"]), 100);
+    assert_eq!(int(&mut con, &["CAMPAIGN.HAS", "busy", "one-more"]), 0);
+    assert_eq!(int(&mut con, &["CAMPAIGN.HAS", "busy", "b1"]), 1);
+    assert_eq!(pending(&mut con), 100);
+
+    let url = database.url().as_bytes();
+    call(
+        &mut con,
+        &[b"CONFIG", b"SET", b"campaign.database-url", url],
+    )
+    .unwrap();
+    assert_eq!(flush(&mut con), 100);
+    assert_eq!(int(&mut con, &["CAMPAIGN.ADD", "busy", "one-more"]), 1);
+    flush(&mut con);
+    let mut expected: BTreeSet<String> = members("b", 0..100).into_iter().collect();
+    expected.insert("one-more".into());
+    assert_eq!(rows_of(&database, "busy"), expected);
+    assert_cache_holds(&mut con, "busy", &expected);
+}
+
+/// Drill h: text that looks like SQL lands verbatim.
+#[test]
+fn hostile_text_lands_verbatim() {
+    let database = Postgres::start();
+    let server = RedisServer::start_with(flushing_to(&database));
+    let mut con = server.connection();
+    let campaigns = [
+        "it's; DROP TABLE campaign_members;--",
+        "back\\slash \"quoted\"",
+    ];
+    let members: Vec<String> = [
+        "'; DELETE FROM campaign_members; --",
+        "tab\there",
+        "new\nline",
+        "carriage\rreturn",
+        "back\\slash\\N",
+        "\\.",
+        "$1 $$ dollar",
+        "zoë 🚀",
+    ]
+    .iter()
+    .map(|m| m.to_string())
+    .collect();
+    for campaign in campaigns {
+        add(&mut con, campaign, &members);
+    }
+    int(&mut con, &["CAMPAIGN.REM", campaigns[0], "tab\there"]);
+    flush(&mut con);
+    let mut expected: BTreeSet<(String, String)> = BTreeSet::new();
+    for campaign in campaigns {
+        for member in &members {
+            expected.insert((campaign.to_string(), member.clone()));
+        }
+    }
+    expected.remove(&(campaigns[0].to_string(), "tab\there".to_string()));
+    assert_eq!(rows(&database), expected);
+
+    let text = error(
+        &mut con,
+        &["CONFIG", "SET", "campaign.table", "members; DROP TABLE x"],
+    );
+    assert!(text.contains("must be an identifier"), "{text}");
+}
+
+#[test]
+fn custom_table_in_a_schema_is_created_and_used() {
+    let database = Postgres::start();
+    database
+        .client()
+        .batch_execute("CREATE SCHEMA marketing")
+        .unwrap();
+    let server = RedisServer::start_with(
+        flushing_to(&database).module_args(&["table", "marketing.members"]),
+    );
+    let mut con = server.connection();
+    int(&mut con, &["CAMPAIGN.ADD", "c", "m"]);
+    flush(&mut con);
+    let count: i64 = database
+        .client()
+        .query_one("SELECT count(*) FROM marketing.members", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 1);
+}
+
+/// The journal survives a restart from RDB, and from an AOF rewritten
+/// with and without the RDB preamble; replay never journals twice.
+#[test]
+fn journal_survives_restarts_without_duplicates() {
+    for (name, lines) in [
+        ("rdb", vec!["save 3600 1"]),
+        (
+            "aof-preamble",
+            vec!["appendonly yes", "aof-use-rdb-preamble yes"],
+        ),
+        (
+            "aof-plain",
+            vec!["appendonly yes", "aof-use-rdb-preamble no"],
+        ),
+    ] {
+        let mut options = RedisOptions::default();
+        for line in &lines {
+            options = options.config(line);
+        }
+        let mut server = RedisServer::start_with(options);
+        let mut con = server.connection();
+        int(&mut con, &["CAMPAIGN.ADD", "kept", "a", "b", "c"]);
+        int(&mut con, &["CAMPAIGN.ADD", "gone", "x"]);
+        int(&mut con, &["DEL", "gone"]);
+        if name == "rdb" {
+            call(&mut con, &[b"SAVE"]).unwrap();
+        } else {
+            call(&mut con, &[b"BGREWRITEAOF"]).unwrap();
+            assert!(wait_until(Duration::from_secs(20), || {
+                let info: String = redis::cmd("INFO")
+                    .arg("persistence")
+                    .query(&mut con)
+                    .unwrap();
+                info.contains("aof_rewrite_in_progress:0")
+                    && info.contains("aof_rewrite_scheduled:0")
+            }));
+            // After the rewrite: lands in the incremental AOF.
+            int(&mut con, &["CAMPAIGN.REM", "kept", "a"]);
+        }
+        let expected = pending(&mut con);
+        server.kill();
+        server.restart();
+        let mut con = server.connection();
+        assert_eq!(
+            pending(&mut con),
+            expected,
+            "{name}: {:?}",
+            status(&mut con)
+        );
+
+        let database = Postgres::start();
+        call(
+            &mut con,
+            &[
+                b"CONFIG",
+                b"SET",
+                b"campaign.database-url",
+                database.url().as_bytes(),
+            ],
+        )
+        .unwrap();
+        flush(&mut con);
+        let mut kept: BTreeSet<String> = ["b".to_string(), "c".to_string()].into();
+        if name == "rdb" {
+            kept.insert("a".into());
+        }
+        assert_eq!(rows_of(&database, "kept"), kept, "{name}");
+        assert_eq!(
+            rows_of(&database, "gone"),
+            ["x".to_string()].into(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn flush_barrier_replies_counts_and_times_out() {
+    let server = RedisServer::start();
+    let mut con = server.connection();
+    assert_eq!(int(&mut con, &["CAMPAIGN.FLUSH"]), 0, "nothing pending");
+    int(&mut con, &["CAMPAIGN.ADD", "c", "a", "b"]);
+    let text = error(&mut con, &["CAMPAIGN.FLUSH", "200"]);
+    assert!(text.starts_with("TIMEOUT "), "{text}");
+    assert!(error(&mut con, &["CAMPAIGN.FLUSH", "-1"]).starts_with("ERR timeout-ms"));
+    assert!(error(&mut con, &["CAMPAIGN.FLUSH", "1", "2"]).starts_with("ERR wrong number"));
+    // The server is still fine and the entries still pending.
+    assert_eq!(pending(&mut con), 2);
+    assert_eq!(status(&mut con)["database"], "unconfigured");
+}
+
+#[test]
+fn journal_command_is_refused_from_clients() {
+    let server = RedisServer::start();
+    let mut con = server.connection();
+    int(&mut con, &["CAMPAIGN.ADD", "c", "a"]);
+    let text = error(&mut con, &["CAMPAIGN.JOURNAL", "TRIM", "100"]);
+    assert!(
+        text.starts_with("ERR CAMPAIGN.JOURNAL is internal"),
+        "{text}"
+    );
+    assert_eq!(pending(&mut con), 1);
+}
+
+#[test]
+fn password_never_shows_in_status_info_or_log() {
+    let database = Postgres::start();
+    let server = RedisServer::start_with(flushing_to(&database));
+    let mut con = server.connection();
+    // Same server, wrong password user: the connection fails and says why.
+    let url = "postgresql://nobody:T0pS3cretPw@127.0.0.1:1/none?connect_timeout=1";
+    call(
+        &mut con,
+        &[b"CONFIG", b"SET", b"campaign.database-url", url.as_bytes()],
+    )
+    .unwrap();
+    int(&mut con, &["CAMPAIGN.ADD", "c", "a"]);
+    assert!(wait_until(Duration::from_secs(20), || status(&mut con)
+        ["flush-errors"]
+        != "0"));
+    let figures = status(&mut con);
+    assert!(!figures["last-error"].is_empty());
+    let info: String = redis::cmd("INFO").arg("campaign").query(&mut con).unwrap();
+    assert!(info.contains("campaign_database:disconnected"), "{info}");
+    for place in [format!("{figures:?}"), info, server.log()] {
+        assert!(!place.contains("T0pS3cretPw"), "password leaked: {place}");
+    }
+}
