@@ -14,6 +14,7 @@ const SINCE: &str = env!("CARGO_PKG_VERSION");
 enum ArgKind {
     Key,
     Text,
+    Integer,
 }
 
 struct ArgDoc {
@@ -40,6 +41,13 @@ const fn arg(name: &'static str, kind: ArgKind) -> ArgDoc {
         kind,
         optional: false,
         multiple: false,
+    }
+}
+
+const fn optional(name: &'static str, kind: ArgKind) -> ArgDoc {
+    ArgDoc {
+        optional: true,
+        ..arg(name, kind)
     }
 }
 
@@ -95,6 +103,42 @@ const DOCS: &[CommandDoc] = &[
         arity: 2,
         key_flags: Some(raw::REDISMODULE_CMD_KEY_RO),
         args: &[arg("campaign", ArgKind::Key)],
+    },
+    CommandDoc {
+        name: "campaign.flush",
+        summary: "Waits until every journal entry that exists now is committed in PostgreSQL.",
+        complexity: "O(N) where N is the number of pending entries, done in the background.",
+        arity: -1,
+        key_flags: None,
+        args: &[optional("timeout-ms", ArgKind::Integer)],
+    },
+    CommandDoc {
+        name: "campaign.status",
+        summary: "Reports the database connection, the journal and the flusher's figures.",
+        complexity: "O(1)",
+        arity: 1,
+        key_flags: None,
+        args: &[],
+    },
+    CommandDoc {
+        name: "campaign.journal",
+        summary: "Internal: journal trims and entries, from the primary or the AOF only.",
+        complexity: "O(N) where N is the number of entries trimmed or loaded.",
+        arity: -3,
+        key_flags: None,
+        args: &[
+            arg("subcommand", ArgKind::Text),
+            arg("sequence", ArgKind::Integer),
+            optional("entries", ArgKind::Text),
+        ],
+    },
+    CommandDoc {
+        name: "campaign.loadset",
+        summary: "Internal: a campaign's content in an AOF rewrite, from the AOF only.",
+        complexity: "O(N) where N is the number of members given.",
+        arity: -3,
+        key_flags: Some(raw::REDISMODULE_CMD_KEY_OW | raw::REDISMODULE_CMD_KEY_INSERT),
+        args: CAMPAIGN_AND_MEMBERS,
     },
     CommandDoc {
         name: "campaign.debug",
@@ -198,6 +242,7 @@ fn command_args(doc: &CommandDoc, strings: &mut CStrings) -> Vec<raw::RedisModul
             out.type_ = match arg.kind {
                 ArgKind::Key => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_KEY,
                 ArgKind::Text => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_STRING,
+                ArgKind::Integer => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_INTEGER,
             };
             out.key_spec_index = if matches!(arg.kind, ArgKind::Key) {
                 0

@@ -66,23 +66,33 @@ impl PostgresSink {
 
 impl Sink for PostgresSink {
     fn apply(&mut self, batch: &Collapsed<'_>) -> Result<(), SinkError> {
+        let table = &self.table;
         let mut transaction = self.client.transaction().map_err(statement_error)?;
         if !batch.adds.is_empty() {
-            let mut writer = transaction
-                .copy_in("COPY campaign_flush_adds (campaign, member) FROM STDIN")
+            let rows = copy_text(&batch.adds);
+            // Fast path: added members are nearly always new rows, so COPY
+            // straight into the table. A unique violation (a re-flush after
+            // a crash, rows written around the module) rolls back to the
+            // savepoint and takes the idempotent path.
+            let mut attempt = transaction
+                .savepoint("direct_copy")
                 .map_err(statement_error)?;
-            writer
-                .write_all(copy_text(&batch.adds).as_bytes())
-                .map_err(|error| SinkError::Statement(error_chain(&error)))?;
-            writer.finish().map_err(statement_error)?;
-            transaction
-                .batch_execute(&format!(
-                    "INSERT INTO {} (campaign, member)
-                     SELECT campaign, member FROM campaign_flush_adds
-                     ON CONFLICT DO NOTHING",
-                    self.table
-                ))
-                .map_err(statement_error)?;
+            match copy_rows(&mut attempt, table, &rows) {
+                Ok(()) => attempt.commit().map_err(statement_error)?,
+                Err(error) if is_unique_violation(&error) => {
+                    attempt.rollback().map_err(statement_error)?;
+                    copy_rows(&mut transaction, "campaign_flush_adds", &rows)
+                        .map_err(statement_error)?;
+                    transaction
+                        .batch_execute(&format!(
+                            "INSERT INTO {table} (campaign, member)
+                             SELECT campaign, member FROM campaign_flush_adds
+                             ON CONFLICT DO NOTHING"
+                        ))
+                        .map_err(statement_error)?;
+                }
+                Err(error) => return Err(statement_error(error)),
+            }
         }
         if !batch.removes.is_empty() {
             let (campaigns, members): (Vec<&str>, Vec<&str>) =
@@ -90,10 +100,9 @@ impl Sink for PostgresSink {
             transaction
                 .execute(
                     &format!(
-                        "DELETE FROM {} AS t
+                        "DELETE FROM {table} AS t
                          USING unnest($1::text[], $2::text[]) AS d(campaign, member)
-                         WHERE t.campaign = d.campaign AND t.member = d.member",
-                        self.table
+                         WHERE t.campaign = d.campaign AND t.member = d.member"
                     ),
                     &[&campaigns, &members],
                 )
@@ -101,6 +110,21 @@ impl Sink for PostgresSink {
         }
         transaction.commit().map_err(statement_error)
     }
+}
+
+fn copy_rows(
+    transaction: &mut postgres::Transaction<'_>,
+    table: &str,
+    rows: &str,
+) -> Result<(), postgres::Error> {
+    let mut writer = transaction.copy_in(&format!("COPY {table} (campaign, member) FROM STDIN"))?;
+    // A write error surfaces again, with the server's reason, in `finish`.
+    let _ = writer.write_all(rows.as_bytes());
+    writer.finish().map(|_| ())
+}
+
+fn is_unique_violation(error: &postgres::Error) -> bool {
+    error.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION)
 }
 
 /// Rows in COPY's text format. Members hold no NUL (validated on entry);

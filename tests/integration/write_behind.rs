@@ -591,3 +591,25 @@ fn password_never_shows_in_status_info_or_log() {
         assert!(!place.contains("T0pS3cretPw"), "password leaked: {place}");
     }
 }
+
+/// Rows already in the table (written around the module, or flushed before
+/// a crash) make the fast COPY fail; the batch still lands, once.
+#[test]
+fn rows_already_in_the_table_take_the_idempotent_path() {
+    let database = Postgres::start();
+    let server = RedisServer::start_with(flushing_to(&database));
+    let mut con = server.connection();
+    int(&mut con, &["CAMPAIGN.ADD", "warmup", "w"]);
+    flush(&mut con);
+    database
+        .client()
+        .batch_execute(&format!(
+            "INSERT INTO {TABLE} (campaign, member) VALUES ('c', 'm2')"
+        ))
+        .unwrap();
+    int(&mut con, &["CAMPAIGN.ADD", "c", "m1", "m2", "m3"]);
+    assert_eq!(flush(&mut con), 3);
+    let expected: BTreeSet<String> = ["m1", "m2", "m3"].iter().map(|m| m.to_string()).collect();
+    assert_eq!(rows_of(&database, "c"), expected);
+    assert_eq!(status(&mut con)["flush-errors"], "0");
+}

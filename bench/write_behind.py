@@ -1,0 +1,133 @@
+"""Write-behind benchmark: flushing 1M pending journal entries against a raw
+COPY of the same rows into the same table, side by side in one run, plus
+the journal's memory per pending entry.
+
+    python3 bench/write_behind.py [--members 1000000] [--rounds 3]
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from servers import Postgres, RedisServer  # noqa: E402
+
+CAMPAIGNS = 100
+TABLE = "campaign_members"
+
+
+def rows(total):
+    per = total // CAMPAIGNS
+    for c in range(CAMPAIGNS):
+        campaign = "campaign-%d" % c
+        yield campaign, ["user-%d" % (c * per + i) for i in range(per)]
+
+
+def load_journal(redis, total):
+    """ADDs every row in calls of 10k members; returns used_memory growth."""
+    commands = []
+    for campaign, members in rows(total):
+        for start in range(0, len(members), 10_000):
+            commands.append(["CAMPAIGN.ADD", campaign] + members[start:start + 10_000])
+    for start in range(0, len(commands), 10):
+        redis.pipeline(commands[start:start + 10])
+
+
+def wait_memory_settles(redis):
+    previous = -1
+    while True:
+        used = int(redis.info("memory")["used_memory"])
+        if used == previous:
+            return used
+        previous = used
+        time.sleep(0.2)
+
+
+def copy_text(total):
+    return "".join(
+        "%s\t%s\n" % (campaign, member)
+        for campaign, members in rows(total)
+        for member in members
+    ).encode()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--members", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", default=os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "bench",
+        "write-behind.md"))
+    options = parser.parse_args()
+    total = options.members
+
+    postgres = Postgres()
+    data = copy_text(total)
+    flush_times, copy_times, journal_bytes = [], [], []
+    try:
+        for round_number in range(options.rounds):
+            # Raw COPY into the empty table with its primary key.
+            postgres.psql("DROP TABLE IF EXISTS %s; CREATE TABLE %s (campaign text NOT NULL, "
+                          "member text NOT NULL, added_at timestamptz NOT NULL DEFAULT now(), "
+                          "PRIMARY KEY (campaign, member))" % (TABLE, TABLE))
+            started = time.perf_counter()
+            postgres.psql("COPY %s (campaign, member) FROM STDIN" % TABLE, stdin=data)
+            copy_times.append(time.perf_counter() - started)
+            postgres.psql("TRUNCATE %s" % TABLE)
+
+            # The module: journal with no database, then connect and FLUSH.
+            server = RedisServer()
+            try:
+                redis = server.client()
+                baseline = wait_memory_settles(redis)
+                load_journal(redis, total)
+                assert redis.status()["pending"] == total
+                redis.call("FLUSHALL")  # the sets go; the journal stays
+                journal_bytes.append(wait_memory_settles(redis) - baseline)
+                started = time.perf_counter()
+                redis.call("CONFIG", "SET", "campaign.database-url", postgres.url)
+                waited = redis.call("CAMPAIGN.FLUSH", "600000")
+                flush_times.append(time.perf_counter() - started)
+                assert waited == total, waited
+            finally:
+                server.stop()
+            stored = int(postgres.psql("SELECT count(*) FROM %s" % TABLE))
+            assert stored == total, stored
+            print("round %d: copy %.2f s, flush %.2f s" % (
+                round_number + 1, copy_times[-1], flush_times[-1]), file=sys.stderr)
+    finally:
+        postgres.stop()
+
+    copy_s = statistics.median(copy_times)
+    flush_s = statistics.median(flush_times)
+    per_entry = statistics.median(journal_bytes) / total
+    table = "\n".join([
+        "| %d rows, median of %d rounds | seconds | rows/s |" % (total, options.rounds),
+        "|---|---:|---:|",
+        "| raw `COPY` into the table | %.2f | %.0f |" % (copy_s, total / copy_s),
+        "| module flush (journal to table) | %.2f | %.0f |" % (flush_s, total / flush_s),
+        "| **flush / COPY throughput** | **%.2f** | goal >= 0.6 |" % (copy_s / flush_s),
+        "",
+        "Journal memory: %.0f bytes per pending entry (used_memory with %d entries "
+        "pending and no sets)." % (per_entry, total),
+    ])
+    print(table)
+    os.makedirs(os.path.dirname(options.out), exist_ok=True)
+    with open(options.out, "w") as out:
+        out.write("# Write-behind benchmark\n\n`python3 bench/write_behind.py`\n\n")
+        out.write(table + "\n\n" + machine() + "\n")
+
+
+def machine():
+    import platform
+    import subprocess
+    redis_version = subprocess.run(["redis-server", "--version"], capture_output=True,
+                                   text=True).stdout.split()[2]
+    return "Machine: %s, %d cores, Python %s, redis-server %s." % (
+        platform.platform(), os.cpu_count(), platform.python_version(), redis_version)
+
+
+if __name__ == "__main__":
+    main()
