@@ -613,3 +613,23 @@ fn rows_already_in_the_table_take_the_idempotent_path() {
     assert_eq!(rows_of(&database, "c"), expected);
     assert_eq!(status(&mut con)["flush-errors"], "0");
 }
+
+/// A committed batch's trim is in the AOF: after kill -9 and a restart the
+/// journal does not come back.
+#[test]
+fn trims_survive_kill_nine() {
+    let database = Postgres::start();
+    let mut server = RedisServer::start_with(
+        flushing_to(&database)
+            .config("appendonly yes")
+            .config("appendfsync always"),
+    );
+    let mut con = server.connection();
+    add(&mut con, "trimmed", &members("t", 0..1_000));
+    assert_eq!(flush(&mut con), 1_000);
+    server.kill();
+    server.restart();
+    let mut con = server.connection();
+    assert_eq!(pending(&mut con), 0, "{:?}", status(&mut con));
+    assert_eq!(int(&mut con, &["CAMPAIGN.CARD", "trimmed"]), 1_000);
+}
