@@ -6,6 +6,7 @@ mod harness;
 
 mod configuration;
 mod database_harness;
+mod encoding;
 mod errors;
 mod membership;
 mod persistence;
