@@ -26,6 +26,12 @@ pub enum CampaignError {
     JournalFull { pending: usize },
     #[error("CAMPAIGN.FLUSH timed out before the database committed the journal")]
     FlushTimeout,
+    #[error("campaign is being rebuilt and the write could not wait (campaign.write-block-timeout-ms passed, or MULTI/script): nothing was changed")]
+    WriteBlocked,
+    #[error("loading campaign '{campaign}' from the database failed: {reason}")]
+    LoadFailed { campaign: String, reason: String },
+    #[error("no database configured: set campaign.database-url")]
+    DatabaseUnconfigured,
     #[error("{0} is internal: it is only accepted from the primary or the AOF")]
     InternalCommand(&'static str),
     #[error("{0}")]
@@ -41,13 +47,15 @@ impl CampaignError {
         match self {
             CampaignError::WrongType => "WRONGTYPE",
             CampaignError::JournalFull { .. } => "BUSY",
-            CampaignError::FlushTimeout => "TIMEOUT",
+            CampaignError::FlushTimeout | CampaignError::WriteBlocked => "TIMEOUT",
             CampaignError::WrongArity
             | CampaignError::InvalidMember { .. }
             | CampaignError::InvalidCampaignName(_)
             | CampaignError::Syntax(_)
             | CampaignError::Disabled(_)
             | CampaignError::InternalCommand(_)
+            | CampaignError::LoadFailed { .. }
+            | CampaignError::DatabaseUnconfigured
             | CampaignError::Internal { .. } => "ERR",
         }
     }

@@ -13,6 +13,7 @@
 mod commands;
 pub mod core;
 mod error;
+mod rebuild;
 mod redis_glue;
 mod sink;
 mod write_behind;
@@ -22,7 +23,7 @@ mod registration {
     use redis_module::configuration::ConfigurationFlags;
     use redis_module::redis_module;
 
-    use crate::commands::{debug, membership, write_behind};
+    use crate::commands::{debug, membership, rebuild, write_behind};
     use crate::redis_glue::config::*;
     use crate::redis_glue::data_type::CAMPAIGN_TYPE;
     use crate::redis_glue::on_load;
@@ -46,7 +47,9 @@ mod registration {
         commands: [
             // name, handler, flags, first key, last key, key step, ACL categories
             ["campaign.add", guarded!(membership::add), "write deny-oom", 1, 1, 1, ""],
-            ["campaign.loadset", guarded!(membership::loadset), "write deny-oom", 1, 1, 1, ""],
+            ["campaign.sync", guarded!(membership::sync), "write deny-oom", 1, 1, 1, ""],
+            ["campaign.rebuild", guarded!(rebuild::rebuild), "write", 1, 1, 1, ""],
+            ["campaign.verify", guarded!(rebuild::verify), "readonly", 1, 1, 1, ""],
             ["campaign.rem", guarded!(membership::rem), "write", 1, 1, 1, ""],
             ["campaign.has", guarded!(membership::has), "readonly fast", 1, 1, 1, ""],
             ["campaign.mhas", guarded!(membership::mhas), "readonly", 1, 1, 1, ""],

@@ -3,12 +3,13 @@
 
 pub mod debug;
 pub mod membership;
+pub mod rebuild;
 pub mod write_behind;
 
 use redis_module::key::{RedisKey, RedisKeyWritable};
 use redis_module::{Context, ContextFlags, RedisString};
 
-use crate::core::{validate_text, MemberSet};
+use crate::core::{validate_text, Campaign};
 use crate::error::CampaignError;
 use crate::redis_glue::config;
 use crate::redis_glue::data_type::CAMPAIGN_TYPE;
@@ -55,12 +56,12 @@ fn campaign_name<'a>(ctx: &Context, name: &'a RedisString) -> Result<&'a str, Ca
 }
 
 /// The campaign stored at `key`, `None` if the key does not exist.
-fn read_campaign(key: &RedisKey) -> Result<Option<&MemberSet>, CampaignError> {
-    key.get_value::<MemberSet>(&CAMPAIGN_TYPE)
+fn read_campaign(key: &RedisKey) -> Result<Option<&Campaign>, CampaignError> {
+    key.get_value::<Campaign>(&CAMPAIGN_TYPE)
         .map_err(|_| CampaignError::WrongType)
 }
 
-fn write_campaign(key: &RedisKeyWritable) -> Result<Option<&mut MemberSet>, CampaignError> {
-    key.get_value::<MemberSet>(&CAMPAIGN_TYPE)
+fn write_campaign(key: &RedisKeyWritable) -> Result<Option<&mut Campaign>, CampaignError> {
+    key.get_value::<Campaign>(&CAMPAIGN_TYPE)
         .map_err(|_| CampaignError::WrongType)
 }

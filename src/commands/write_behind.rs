@@ -8,6 +8,7 @@ use redis_module::{Context, ContextFlags, RedisString, RedisValue};
 
 use crate::core::{validate_text, Entry, Op};
 use crate::error::CampaignError;
+use crate::rebuild::LOADS;
 use crate::redis_glue::background_free::BACKGROUND_FREES;
 use crate::redis_glue::config;
 use crate::redis_glue::panic_guard::CommandResult;
@@ -98,8 +99,30 @@ pub fn status_figures() -> Vec<(&'static str, Figure)> {
                 now.saturating_sub(last_flush) as i64
             }),
         ),
-        // REBUILD arrives with its own issue; no rebuild can run yet.
-        ("rebuilding", Figure::Number(0)),
+        (
+            "rebuilding",
+            Figure::Number(LOADS.active.load(Ordering::Relaxed) as i64),
+        ),
+        (
+            "loads-done",
+            Figure::Number(LOADS.stats.loads_done.load(Ordering::Relaxed) as i64),
+        ),
+        (
+            "loads-failed",
+            Figure::Number(LOADS.stats.loads_failed.load(Ordering::Relaxed) as i64),
+        ),
+        (
+            "verify-runs",
+            Figure::Number(LOADS.stats.verify_runs.load(Ordering::Relaxed) as i64),
+        ),
+        (
+            "drift-found",
+            Figure::Number(LOADS.stats.drift_found.load(Ordering::Relaxed) as i64),
+        ),
+        (
+            "prefilled",
+            Figure::Number(LOADS.stats.prefilled.load(Ordering::Relaxed) as i64),
+        ),
         ("role", Figure::Text(role.into())),
         ("journal-next-seq", Figure::Number(next_seq as i64)),
         (

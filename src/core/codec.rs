@@ -89,3 +89,75 @@ impl RecordBuffer {
         self.write_bytes(bytes);
     }
 }
+
+/// A record stream in one byte buffer: how a rebuilt set travels to
+/// replicas and the AOF as a single command argument. Unsigned values are
+/// 8 bytes little-endian; byte strings a 4-byte length, then the bytes.
+#[derive(Debug, Default)]
+pub struct BlobWriter {
+    pub bytes: Vec<u8>,
+}
+
+impl RecordWriter for BlobWriter {
+    fn write_unsigned(&mut self, value: u64) {
+        self.bytes.extend_from_slice(&value.to_le_bytes());
+    }
+    fn write_bytes(&mut self, bytes: &[u8]) {
+        self.bytes
+            .extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        self.bytes.extend_from_slice(bytes);
+    }
+}
+
+pub struct BlobReader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> BlobReader<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        BlobReader { bytes }
+    }
+
+    fn take(&mut self, count: usize) -> Result<&'a [u8], DecodeError> {
+        if self.bytes.len() < count {
+            return Err(DecodeError::Truncated);
+        }
+        let (head, rest) = self.bytes.split_at(count);
+        self.bytes = rest;
+        Ok(head)
+    }
+}
+
+impl RecordReader for BlobReader<'_> {
+    fn read_unsigned(&mut self) -> Result<u64, DecodeError> {
+        let bytes = self.take(8)?;
+        Ok(u64::from_le_bytes(bytes.try_into().expect("eight bytes")))
+    }
+    fn read_bytes<T>(&mut self, use_bytes: impl FnOnce(&[u8]) -> T) -> Result<T, DecodeError> {
+        let length = self.take(4)?;
+        let length = u32::from_le_bytes(length.try_into().expect("four bytes")) as usize;
+        Ok(use_bytes(self.take(length)?))
+    }
+}
+
+#[cfg(test)]
+mod blob_tests {
+    use super::*;
+
+    #[test]
+    fn blob_round_trip_and_truncation() {
+        let mut writer = BlobWriter::default();
+        writer.write_unsigned(7);
+        writer.write_bytes(b"zo\xc3\xab");
+        let mut reader = BlobReader::new(&writer.bytes);
+        assert_eq!(reader.read_unsigned(), Ok(7));
+        assert_eq!(
+            reader.read_bytes(|b| b.to_vec()),
+            Ok(b"zo\xc3\xab".to_vec())
+        );
+        assert_eq!(reader.read_unsigned(), Err(DecodeError::Truncated));
+        let mut short = BlobReader::new(&writer.bytes[..10]);
+        short.read_unsigned().unwrap();
+        assert_eq!(short.read_bytes(|b| b.len()), Err(DecodeError::Truncated));
+    }
+}

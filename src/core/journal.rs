@@ -67,6 +67,8 @@ pub struct Journal {
     /// entries, one per millisecond at most: the age of the oldest entry
     /// without a timestamp per entry.
     arrivals: VecDeque<(u64, u64)>,
+    /// Pending entries per campaign, for VERIFY and the reconciler.
+    per_campaign: HashMap<Arc<str>, usize>,
 }
 
 impl Journal {
@@ -115,9 +117,34 @@ impl Journal {
             campaign: Arc::clone(&campaign),
             member: member.into(),
         }));
-        if self.next_seq() > first && self.arrivals.back().is_none_or(|&(_, ms)| ms < now_ms) {
-            self.arrivals.push_back((first, now_ms));
+        let added = (self.next_seq() - first) as usize;
+        if added > 0 {
+            *self.per_campaign.entry(campaign).or_default() += added;
+            if self.arrivals.back().is_none_or(|&(_, ms)| ms < now_ms) {
+                self.arrivals.push_back((first, now_ms));
+            }
         }
+    }
+
+    /// Entries of `campaign` not yet committed.
+    pub fn pending_for(&self, campaign: &str) -> usize {
+        self.per_campaign.get(campaign).copied().unwrap_or(0)
+    }
+
+    fn count_out(&mut self, entry: &Entry) {
+        if let Some(count) = self.per_campaign.get_mut(&entry.campaign) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_campaign.remove(&entry.campaign);
+            }
+        }
+    }
+
+    fn count_in(&mut self, entry: &Entry) {
+        *self
+            .per_campaign
+            .entry(Arc::clone(&entry.campaign))
+            .or_default() += 1;
     }
 
     /// Drops every entry numbered `through` or lower; returns how many.
@@ -126,7 +153,9 @@ impl Journal {
             .saturating_add(1)
             .saturating_sub(self.first_seq)
             .min(self.entries.len() as u64) as usize;
-        self.entries.drain(..count);
+        for entry in self.entries.drain(..count).collect::<Vec<_>>() {
+            self.count_out(&entry);
+        }
         self.first_seq += count as u64;
         while self.arrivals.len() > 1 && self.arrivals[1].0 <= self.first_seq {
             self.arrivals.pop_front();
@@ -172,7 +201,10 @@ impl Journal {
         if !entries.is_empty() {
             self.arrivals.push_back((self.next_seq(), now_ms));
         }
-        self.entries.extend(entries);
+        for entry in entries {
+            self.count_in(&entry);
+            self.entries.push_back(entry);
+        }
         Ok(())
     }
 
@@ -211,11 +243,13 @@ impl Journal {
                     .map(Box::<str>::from)
                     .map_err(DecodeError::InvalidMember)
             })??;
-            journal.entries.push_back(Entry {
+            let entry = Entry {
                 op,
                 campaign: Arc::clone(&campaign),
                 member,
-            });
+            };
+            journal.count_in(&entry);
+            journal.entries.push_back(entry);
         }
         if count > 0 {
             journal.arrivals.push_back((first_seq, now_ms));
@@ -283,7 +317,9 @@ mod tests {
         assert_eq!(journal.first_seq(), Some(3));
         assert_eq!(journal.oldest_arrival_ms(), Some(20));
         assert_eq!(journal.trim_through(2), 0, "trimming again is a no-op");
+        assert_eq!(journal.pending_for("c"), 1);
         assert_eq!(journal.trim_through(99), 1);
+        assert_eq!(journal.pending_for("c"), 0);
         assert!(journal.is_empty());
         assert_eq!(journal.next_seq(), 4, "numbering continues after a trim");
         assert_eq!(journal.oldest_arrival_ms(), None);
@@ -409,6 +445,7 @@ mod tests {
             }
             let expected: Vec<u64> = (highest + 1..=count as u64).collect();
             let remaining: Vec<u64> = journal.iter().map(|(seq, _)| seq).collect();
+            prop_assert_eq!(journal.pending_for("c"), expected.len());
             prop_assert_eq!(remaining, expected);
             prop_assert_eq!(journal.next_seq(), count as u64 + 1);
         }

@@ -1,12 +1,15 @@
 //! The pure core: everything here is plain Rust with no `redis_module` import,
 //! so it is unit- and property-tested without a Redis server.
 
+pub mod campaign;
+pub mod checksum;
 pub mod codec;
 pub mod journal;
 pub mod member;
 pub mod member_set;
 
-pub use codec::{DecodeError, RecordReader, RecordWriter};
+pub use campaign::Campaign;
+pub use codec::{BlobReader, BlobWriter, DecodeError, RecordReader, RecordWriter};
 pub use journal::{collapse, Collapsed, Entry, Journal, Op};
 pub use member::{validate_text, TextError};
 pub use member_set::MemberSet;

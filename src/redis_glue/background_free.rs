@@ -7,17 +7,17 @@ use std::sync::OnceLock;
 
 use crossbeam_channel::Sender;
 
-use crate::core::MemberSet;
+use crate::core::Campaign;
 
 /// Sets smaller than this are freed at once: it costs less than a hand-off.
 const BACKGROUND_FREE_MIN_MEMBERS: usize = 1_024;
 
-static FREE_QUEUE: OnceLock<Option<Sender<Box<MemberSet>>>> = OnceLock::new();
+static FREE_QUEUE: OnceLock<Option<Sender<Box<Campaign>>>> = OnceLock::new();
 
 /// Sets handed to the background thread since start (for STATUS).
 pub static BACKGROUND_FREES: AtomicU64 = AtomicU64::new(0);
 
-pub fn release(set: Box<MemberSet>) {
+pub fn release(set: Box<Campaign>) {
     if set.len() < BACKGROUND_FREE_MIN_MEMBERS {
         drop(set);
         return;
@@ -32,8 +32,8 @@ pub fn release(set: Box<MemberSet>) {
     }
 }
 
-fn start_free_thread() -> Option<Sender<Box<MemberSet>>> {
-    let (sender, receiver) = crossbeam_channel::unbounded::<Box<MemberSet>>();
+fn start_free_thread() -> Option<Sender<Box<Campaign>>> {
+    let (sender, receiver) = crossbeam_channel::unbounded::<Box<Campaign>>();
     std::thread::Builder::new()
         .name("campaign-free".into())
         .spawn(move || receiver.iter().for_each(drop))

@@ -12,13 +12,13 @@ use redis_module::{logging, raw};
 use super::background_free;
 use super::panic_guard::run_callback;
 use crate::core::member_set::ENCODING_VERSION;
-use crate::core::{DecodeError, Journal, MemberSet, RecordReader, RecordWriter};
+use crate::core::{Campaign, DecodeError, Journal, RecordReader, RecordWriter};
 use crate::write_behind::{now_ms, WRITE_BEHIND};
 
 /// Version of the journal's aux data, written first so it can evolve.
 const JOURNAL_FORMAT: u64 = 1;
 
-/// Members per `CAMPAIGN.LOADSET` emitted by an AOF rewrite: large enough to keep
+/// Members per `CAMPAIGN.SYNC ... ADD` emitted by an AOF rewrite: large enough to keep
 /// the AOF compact, small enough to keep each replayed command cheap.
 const AOF_MEMBERS_PER_COMMAND: usize = 512;
 
@@ -77,13 +77,13 @@ impl RecordReader for RdbReader {
 
 /// # Safety
 /// Redis passes a live campaign value created by this module.
-unsafe fn member_set<'a>(value: *const c_void) -> &'a MemberSet {
-    &*value.cast::<MemberSet>()
+unsafe fn campaign<'a>(value: *const c_void) -> &'a Campaign {
+    &*value.cast::<Campaign>()
 }
 
 unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
     run_callback("rdb_load", ptr::null_mut(), || {
-        match MemberSet::decode(&mut RdbReader(rdb), encver) {
+        match Campaign::decode(&mut RdbReader(rdb), encver) {
             Ok(set) => Box::into_raw(Box::new(set)).cast(),
             Err(error) => {
                 logging::log_warning(format!("campaign: cannot load a campaign: {error}"));
@@ -95,7 +95,7 @@ unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *m
 
 unsafe extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
     run_callback("rdb_save", (), || {
-        member_set(value).encode(&mut RdbWriter(rdb))
+        campaign(value).encode(&mut RdbWriter(rdb))
     });
 }
 
@@ -106,28 +106,31 @@ unsafe extern "C" fn aof_rewrite(
 ) {
     run_callback("aof_rewrite", (), || {
         emit_journal_once(aof);
-        let set = member_set(value);
-        let members: Vec<&str> = set.iter().collect();
+        let set = campaign(value).members();
+        let members: Vec<_> = set.iter().collect();
         for chunk in members.chunks(AOF_MEMBERS_PER_COMMAND) {
             emit_add(aof, key, chunk);
         }
     });
 }
 
-/// Emits `CAMPAIGN.LOADSET key member...` into the rewritten AOF.
+/// Emits `CAMPAIGN.SYNC key ADD member...` into the rewritten AOF: set
+/// content, which replay must not journal (the journal comes separately).
 unsafe fn emit_add(
     aof: *mut raw::RedisModuleIO,
     key: *mut raw::RedisModuleString,
     members: &[&str],
 ) {
     with_strings(members, |argv, count| {
-        // "s" is the key, "v" an array of strings with its length.
+        // "s" the key, "c" a C string, "v" an array of strings and its length.
         if let Some(emit) = raw::RedisModule_EmitAOF {
+            let (command, format) = (c"CAMPAIGN.SYNC", c"scv");
             emit(
                 aof,
-                c"CAMPAIGN.LOADSET".as_ptr(),
-                c"sv".as_ptr(),
+                command.as_ptr(),
+                format.as_ptr(),
                 key,
+                c"ADD".as_ptr(),
                 argv,
                 count,
             );
@@ -227,17 +230,17 @@ unsafe extern "C" fn aux_load(rdb: *mut raw::RedisModuleIO, _encver: c_int, when
 
 unsafe extern "C" fn mem_usage(value: *const c_void) -> usize {
     run_callback("mem_usage", 0, || {
-        std::mem::size_of::<MemberSet>() + member_set(value).heap_bytes()
+        std::mem::size_of::<Campaign>() + campaign(value).heap_bytes()
     })
 }
 
 unsafe extern "C" fn free_effort(_key: *mut raw::RedisModuleString, value: *const c_void) -> usize {
-    run_callback("free_effort", 1, || member_set(value).len().max(1))
+    run_callback("free_effort", 1, || campaign(value).len().max(1))
 }
 
 unsafe extern "C" fn free(value: *mut c_void) {
     run_callback("free", (), || {
-        background_free::release(Box::from_raw(value.cast::<MemberSet>()));
+        background_free::release(Box::from_raw(value.cast::<Campaign>()));
     });
 }
 
@@ -247,6 +250,6 @@ unsafe extern "C" fn copy(
     value: *const c_void,
 ) -> *mut c_void {
     run_callback("copy", ptr::null_mut(), || {
-        Box::into_raw(Box::new(member_set(value).clone())).cast()
+        Box::into_raw(Box::new(campaign(value).clone())).cast()
     })
 }

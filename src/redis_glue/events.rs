@@ -1,7 +1,7 @@
 //! Server events and the INFO section: role changes start and stop the
 //! flusher, loading pauses it, the cron expires FLUSH waiters.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use redis_module::server_events::{LoadingSubevent, ServerRole};
 use redis_module::{Context, InfoContext, RedisResult};
@@ -9,8 +9,10 @@ use redis_module_macros::{
     cron_event_handler, info_command_handler, loading_event_handler, role_changed_event_handler,
 };
 
+use super::config;
 use super::panic_guard::run_callback;
 use crate::commands::write_behind::{status_figures, Figure};
+use crate::rebuild::{Job, LOADS};
 use crate::write_behind::WRITE_BEHIND;
 
 #[role_changed_event_handler]
@@ -42,7 +44,26 @@ fn on_loading(_ctx: &Context, event: LoadingSubevent) {
 
 #[cron_event_handler]
 fn on_cron(ctx: &Context, _hz: u64) {
-    run_callback("cron", (), || WRITE_BEHIND.on_cron(ctx));
+    run_callback("cron", (), || {
+        WRITE_BEHIND.on_cron(ctx);
+        LOADS.on_cron();
+        start_prefill_once();
+    });
+}
+
+/// With `prefill yes`, the first cron tick after start-up (the dataset has
+/// loaded by then) queues the load of every campaign the keyspace lacks.
+fn start_prefill_once() {
+    static CHECKED: AtomicBool = AtomicBool::new(false);
+    if WRITE_BEHIND.stats.loading.load(Ordering::Relaxed) || CHECKED.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let wanted = config::PREFILL.load(Ordering::Relaxed)
+        && WRITE_BEHIND.stats.is_primary.load(Ordering::Relaxed)
+        && !config::DATABASE_URL.get().is_empty();
+    if wanted {
+        LOADS.submit(Job::Prefill);
+    }
 }
 
 /// `INFO campaign`: the figures of CAMPAIGN.STATUS, with INFO-style names.

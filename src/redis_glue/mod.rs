@@ -33,6 +33,9 @@ pub fn on_load(ctx: &Context, args: &[RedisString]) -> Status {
         .stats
         .is_primary
         .store(primary, Ordering::Relaxed);
+    WRITE_BEHIND.refresh_figures();
     flusher::start();
+    crate::rebuild::worker::start();
+    crate::rebuild::reconcile::start();
     Status::Ok
 }

@@ -7,10 +7,13 @@ use std::io::Write as _;
 use std::str::FromStr;
 use std::time::Duration;
 
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::ToSql;
 use postgres::{Client, Config, NoTls};
 
 use super::{Sink, SinkError};
-use crate::core::Collapsed;
+use crate::core::checksum::SQL_CHECKSUM;
+use crate::core::{validate_text, Collapsed, MemberSet};
 
 /// Without a connect timeout a dead host hangs the flusher for minutes.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -61,6 +64,50 @@ impl PostgresSink {
 
     pub fn is_closed(&self) -> bool {
         self.client.is_closed()
+    }
+
+    /// Streams the members of `campaign` out of the table. Rows that could
+    /// not be members (an empty string written around the module) are
+    /// skipped and counted.
+    pub fn load_members(&mut self, campaign: &str) -> Result<(MemberSet, usize), SinkError> {
+        let sql = format!("SELECT member FROM {} WHERE campaign = $1", self.table);
+        let params: [&(dyn ToSql + Sync); 1] = [&campaign];
+        let mut rows = self
+            .client
+            .query_raw(&sql, params)
+            .map_err(statement_error)?;
+        let mut members = MemberSet::new();
+        let mut skipped = 0;
+        while let Some(row) = rows.next().map_err(statement_error)? {
+            let member: &str = row.try_get(0).map_err(statement_error)?;
+            match validate_text(member.as_bytes(), None) {
+                Ok(member) => {
+                    members.insert(member);
+                }
+                Err(_) => skipped += 1,
+            }
+        }
+        Ok((members, skipped))
+    }
+
+    /// `(row count, checksum)` of `campaign`, computed by PostgreSQL.
+    pub fn digest(&mut self, campaign: &str) -> Result<(i64, i64), SinkError> {
+        let sql = format!(
+            "SELECT {SQL_CHECKSUM} FROM {} WHERE campaign = $1",
+            self.table
+        );
+        let row = self
+            .client
+            .query_one(&sql, &[&campaign])
+            .map_err(statement_error)?;
+        Ok((row.get(0), row.get(1)))
+    }
+
+    /// Every campaign the table holds.
+    pub fn campaigns(&mut self) -> Result<Vec<String>, SinkError> {
+        let sql = format!("SELECT DISTINCT campaign FROM {}", self.table);
+        let rows = self.client.query(&sql, &[]).map_err(statement_error)?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 }
 

@@ -126,7 +126,9 @@ impl Flusher {
             return false;
         }
         let oldest = stats.oldest_pending_ms.load(Ordering::Relaxed);
+        let wanted = stats.flush_wanted_through.load(Ordering::Relaxed);
         stats.flush_requested.load(Ordering::Relaxed)
+            || wanted > stats.committed_through.load(Ordering::Relaxed)
             || pending >= config::FLUSH_BATCH_SIZE.get() as u64
             || now_ms() >= oldest + config::FLUSH_INTERVAL_MS.get() as u64
     }

@@ -41,6 +41,11 @@ pub struct Stats {
     pub pending: AtomicU64,
     pub oldest_pending_ms: AtomicU64,
     pub next_seq: AtomicU64,
+    /// Every entry numbered this or lower is committed.
+    pub committed_through: AtomicU64,
+    /// A rebuild or the reconciler needs entries through this committed:
+    /// the flusher treats it like a waiting FLUSH.
+    pub flush_wanted_through: AtomicU64,
     pub flushed: AtomicU64,
     pub flush_errors: AtomicU64,
     /// Unix ms of the last successful flush; 0 = never.
@@ -215,6 +220,14 @@ impl WriteBehind {
         }
     }
 
+    /// Asks the flusher to commit through `target` now (from any thread).
+    pub fn want_flush_through(&self, target: u64) {
+        self.stats
+            .flush_wanted_through
+            .fetch_max(target, Ordering::Relaxed);
+        self.wake();
+    }
+
     pub fn record_error(&self, message: String) {
         self.stats.flush_errors.fetch_add(1, Ordering::Relaxed);
         self.stats.connected.store(false, Ordering::Relaxed);
@@ -247,6 +260,12 @@ impl WriteBehind {
         self.publish(&current);
     }
 
+    /// Publishes the figures of the journal as it is (at module load).
+    pub fn refresh_figures(&self) {
+        let journal = self.journal_in_callback();
+        self.publish(&journal);
+    }
+
     /// Mirrors the journal's size and age into atomics the flusher and
     /// STATUS read without the GIL.
     fn publish(&self, journal: &Journal) {
@@ -259,5 +278,9 @@ impl WriteBehind {
         self.stats
             .next_seq
             .store(journal.next_seq(), Ordering::Relaxed);
+        let committed = journal.first_seq().unwrap_or(journal.next_seq()) - 1;
+        self.stats
+            .committed_through
+            .store(committed, Ordering::Relaxed);
     }
 }

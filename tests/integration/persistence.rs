@@ -108,7 +108,7 @@ fn aof_rewrite_then_restart_restores_campaigns() {
             .find(|entry| entry.file_name().to_string_lossy().contains(".base."))
             .expect("a base AOF file");
         let base = fs::read(base_file.path()).unwrap();
-        let has_commands = base.windows(16).any(|w| w == b"CAMPAIGN.LOADSET");
+        let has_commands = base.windows(13).any(|w| w == b"CAMPAIGN.SYNC");
         assert_eq!(has_commands, preamble == "no", "preamble {preamble}");
 
         // Written after the rewrite: lands in the incremental AOF.

@@ -1,0 +1,57 @@
+//! CAMPAIGN.REBUILD and CAMPAIGN.VERIFY: only the caller waits; the work
+//! runs on the load workers (`crate::rebuild`).
+
+use redis_module::{Context, ContextFlags, RedisString, RedisValue};
+
+use super::{campaign_name, read_campaign};
+use crate::error::CampaignError;
+use crate::rebuild::{Job, Requester, VerifyJob, LOADS};
+use crate::redis_glue::config;
+use crate::redis_glue::panic_guard::CommandResult;
+use crate::write_behind::WRITE_BEHIND;
+
+/// Checks shared by REBUILD and VERIFY before the caller blocks.
+fn check_can_wait(ctx: &Context, args: &[RedisString]) -> Result<(), CampaignError> {
+    if args.len() != 2 {
+        return Err(CampaignError::WrongArity);
+    }
+    campaign_name(ctx, &args[1])?;
+    read_campaign(&ctx.open_key(&args[1]))?;
+    if config::DATABASE_URL.get().is_empty() {
+        return Err(CampaignError::DatabaseUnconfigured);
+    }
+    if ctx.get_flags().contains(ContextFlags::DENY_BLOCKING) {
+        return Err(CampaignError::Syntax(
+            "this command cannot wait inside MULTI or a script".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `CAMPAIGN.REBUILD campaign` → members loaded from the database.
+pub fn rebuild(ctx: &Context, args: &[RedisString]) -> CommandResult {
+    check_can_wait(ctx, args)?;
+    let client = ctx.block_client();
+    LOADS.start_load(ctx, &args[1], Requester::Rebuild(client));
+    Ok(RedisValue::NoReply)
+}
+
+/// `CAMPAIGN.VERIFY campaign` → cache-members, db-members, cache-checksum,
+/// db-checksum, pending, consistent. The cache side is read now; the
+/// database side by a worker.
+pub fn verify(ctx: &Context, args: &[RedisString]) -> CommandResult {
+    check_can_wait(ctx, args)?;
+    let campaign = campaign_name(ctx, &args[1])?.to_owned();
+    let key = ctx.open_key(&args[1]);
+    let (cache_members, cache_checksum) =
+        read_campaign(&key)?.map_or((0, 0), |set| (set.len(), set.checksum()));
+    let pending = WRITE_BEHIND.journal(ctx).pending_for(&campaign);
+    LOADS.submit(Job::Verify(VerifyJob {
+        campaign,
+        cache_members,
+        cache_checksum,
+        pending,
+        client: ctx.block_client(),
+    }));
+    Ok(RedisValue::NoReply)
+}

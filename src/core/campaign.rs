@@ -1,0 +1,125 @@
+//! The value a campaign key holds: its member set plus the checksum VERIFY
+//! compares, kept up to date on every change.
+//!
+//! The set sits behind an `Arc` so a rebuild can read the old set off the
+//! main thread while clients keep reading it, and COPY is copy-on-write.
+//! Writes to a campaign are held while a rebuild runs, so `make_mut` finds
+//! the set unshared and never copies it on that path.
+
+use std::sync::Arc;
+
+use super::checksum::member_hash;
+use super::codec::{DecodeError, RecordReader, RecordWriter};
+use super::member_set::MemberSet;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Campaign {
+    members: Arc<MemberSet>,
+    checksum: u64,
+}
+
+impl Campaign {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Wraps a set built elsewhere (a rebuild), computing its checksum.
+    pub fn from_members(members: MemberSet) -> Self {
+        let checksum = members
+            .iter()
+            .fold(0, |acc, member| acc ^ member_hash(&member));
+        Campaign {
+            members: Arc::new(members),
+            checksum,
+        }
+    }
+
+    pub fn insert(&mut self, member: &str) -> bool {
+        let inserted = Arc::make_mut(&mut self.members).insert(member);
+        if inserted {
+            self.checksum ^= member_hash(member);
+        }
+        inserted
+    }
+
+    pub fn remove(&mut self, member: &str) -> bool {
+        let removed = Arc::make_mut(&mut self.members).remove(member);
+        if removed {
+            self.checksum ^= member_hash(member);
+        }
+        removed
+    }
+
+    pub fn contains(&self, member: &str) -> bool {
+        self.members.contains(member)
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    pub fn checksum(&self) -> u64 {
+        self.checksum
+    }
+
+    pub fn members(&self) -> &MemberSet {
+        &self.members
+    }
+
+    /// A shared handle on the current set, for readers off the main thread.
+    pub fn snapshot(&self) -> Arc<MemberSet> {
+        Arc::clone(&self.members)
+    }
+
+    /// True while `snapshot` is still this campaign's set.
+    pub fn is_snapshot(&self, snapshot: &Arc<MemberSet>) -> bool {
+        Arc::ptr_eq(&self.members, snapshot)
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        // Shared sets are counted by each holder, like Redis counts COPY.
+        self.members.heap_bytes()
+    }
+
+    pub fn encode<W: RecordWriter>(&self, writer: &mut W) {
+        self.members.encode(writer);
+    }
+
+    pub fn decode<R: RecordReader>(reader: &mut R, version: i32) -> Result<Self, DecodeError> {
+        MemberSet::decode(reader, version).map(Campaign::from_members)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The running checksum always equals the checksum of the contents.
+        #[test]
+        fn checksum_follows_every_change(ops in prop::collection::vec((any::<bool>(), "[a-e]{1,2}"), 0..100)) {
+            let mut campaign = Campaign::new();
+            for (add, member) in ops {
+                if add { campaign.insert(&member); } else { campaign.remove(&member); }
+                let fresh = Campaign::from_members(campaign.members().clone());
+                prop_assert_eq!(campaign.checksum(), fresh.checksum());
+            }
+        }
+    }
+
+    #[test]
+    fn copies_share_until_written() {
+        let mut original = Campaign::new();
+        original.insert("a");
+        let mut copy = original.clone();
+        assert!(copy.is_snapshot(&original.snapshot()));
+        copy.insert("b");
+        assert!(!copy.is_snapshot(&original.snapshot()));
+        assert_eq!((original.len(), copy.len()), (1, 2));
+    }
+}

@@ -1,0 +1,150 @@
+//! The reconciler: every `verify-interval-s` it commits the journal, then
+//! compares each campaign of db 0 with the database (count and checksum)
+//! and rebuilds the ones that drifted.
+
+use std::cell::RefCell;
+use std::sync::atomic::Ordering;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use redis_module::{DetachedFromClient, KeysCursor, ThreadSafeContext};
+
+use super::worker::{wait_until_committed, Worker};
+use super::{select_db, Requester, LOADS};
+use crate::core::checksum::as_sql_bigint;
+use crate::core::Campaign;
+use crate::redis_glue::config;
+use crate::redis_glue::data_type::CAMPAIGN_TYPE;
+use crate::redis_glue::panic_guard::run_callback;
+use crate::write_behind::WRITE_BEHIND;
+
+/// Keys looked at per GIL hold while listing campaigns.
+const SCAN_ROUNDS_PER_LOCK: usize = 10;
+
+pub fn start() {
+    static START: Once = Once::new();
+    START.call_once(|| {
+        let spawned = std::thread::Builder::new()
+            .name("campaign-verify".into())
+            .spawn(|| loop {
+                let mut reconciler = Reconciler::default();
+                run_callback("reconciler", (), || reconciler.run());
+                std::thread::sleep(Duration::from_secs(1));
+            });
+        if let Err(error) = spawned {
+            redis_module::logging::log_warning(format!(
+                "campaign: cannot start the reconciler: {error}"
+            ));
+        }
+    });
+}
+
+#[derive(Default)]
+struct Reconciler {
+    worker: Worker,
+}
+
+struct CacheFigures {
+    campaign: String,
+    members: usize,
+    checksum: u64,
+}
+
+impl Reconciler {
+    fn run(&mut self) {
+        let mut last_round = Instant::now();
+        loop {
+            std::thread::sleep(Duration::from_millis(200));
+            let interval = config::VERIFY_INTERVAL_S.get() as u64;
+            let due = interval > 0 && last_round.elapsed() >= Duration::from_secs(interval);
+            let able = WRITE_BEHIND.stats.is_primary.load(Ordering::Relaxed)
+                && !WRITE_BEHIND.stats.loading.load(Ordering::Relaxed)
+                && !config::DATABASE_URL.get().is_empty();
+            if due && able {
+                last_round = Instant::now();
+                if let Err(error) = self.round() {
+                    redis_module::logging::log_warning(format!(
+                        "campaign: periodic verify skipped: {error}"
+                    ));
+                }
+            }
+        }
+    }
+
+    fn round(&mut self) -> Result<(), String> {
+        let redis = ThreadSafeContext::<DetachedFromClient>::new();
+        let target = WRITE_BEHIND.journal(&redis.lock()).last_seq();
+        if let Some(target) = target {
+            wait_until_committed(target)?;
+        }
+        for figures in list_campaigns(&redis) {
+            let digest = self.worker.database()?.digest(&figures.campaign);
+            let (db_members, db_checksum) = digest.map_err(|error| error.to_string())?;
+            LOADS.stats.verify_runs.fetch_add(1, Ordering::Relaxed);
+            if db_members == figures.members as i64
+                && db_checksum == as_sql_bigint(figures.checksum)
+            {
+                continue;
+            }
+            let ctx = redis.lock();
+            select_db(&ctx, 0);
+            // Changes since the listing explain a difference: not drift.
+            let name = ctx.create_string(figures.campaign.as_bytes());
+            let now = ctx
+                .open_key(&name)
+                .get_value::<Campaign>(&CAMPAIGN_TYPE)
+                .ok()
+                .flatten()
+                .map(|set| (set.len(), set.checksum()));
+            let pending = WRITE_BEHIND.journal(&ctx).pending_for(&figures.campaign);
+            if now != Some((figures.members, figures.checksum)) || pending > 0 {
+                continue;
+            }
+            LOADS.stats.drift_found.fetch_add(1, Ordering::Relaxed);
+            ctx.log_warning(&format!(
+                "campaign: '{}' drifted from the database (cache {} members, database {}): rebuilding",
+                figures.campaign.escape_debug(),
+                figures.members,
+                db_members
+            ));
+            if !LOADS.is_loading(&ctx, &name) {
+                LOADS.start_load(&ctx, &name, Requester::Background);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Campaigns of db 0 with their member count and checksum, listed a few
+/// scan rounds per GIL hold so the server keeps serving.
+fn list_campaigns(redis: &ThreadSafeContext<DetachedFromClient>) -> Vec<CacheFigures> {
+    let found = RefCell::new(Vec::new());
+    let cursor = KeysCursor::new();
+    let collect = |_: &redis_module::Context,
+                   name: &redis_module::RedisString,
+                   key: Option<&redis_module::key::RedisKey>| {
+        let Some(key) = key else { return };
+        let Ok(Some(set)) = key.get_value::<Campaign>(&CAMPAIGN_TYPE) else {
+            return;
+        };
+        if let Ok(campaign) = std::str::from_utf8(name.as_slice()) {
+            found.borrow_mut().push(CacheFigures {
+                campaign: campaign.to_owned(),
+                members: set.len(),
+                checksum: set.checksum(),
+            });
+        }
+    };
+    let mut more = true;
+    while more {
+        let ctx = redis.lock();
+        select_db(&ctx, 0);
+        for _ in 0..SCAN_ROUNDS_PER_LOCK {
+            more = cursor.scan(&ctx, &collect);
+            if !more {
+                break;
+            }
+        }
+    }
+    found.into_inner()
+}
