@@ -10,5 +10,6 @@ mod encoding;
 mod errors;
 mod membership;
 mod persistence;
+mod rebuild;
 mod replication;
 mod write_behind;

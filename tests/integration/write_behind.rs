@@ -10,10 +10,10 @@ use redis::{Connection, Value};
 use crate::harness::redis_server::{call, error, int};
 use crate::harness::{wait_until, Postgres, RedisOptions, RedisServer};
 
-const TABLE: &str = "campaign_members";
+pub const TABLE: &str = "campaign_members";
 
 /// Options for a server that flushes to `database` quickly.
-fn flushing_to(database: &Postgres) -> RedisOptions {
+pub fn flushing_to(database: &Postgres) -> RedisOptions {
     RedisOptions::default().module_args(&[
         "database-url",
         database.url(),
@@ -42,16 +42,16 @@ fn text(value: &Value) -> String {
     }
 }
 
-fn pending(con: &mut Connection) -> i64 {
+pub fn pending(con: &mut Connection) -> i64 {
     status(con)["pending"].parse().unwrap()
 }
 
 /// CAMPAIGN.FLUSH with a timeout; returns the entries it waited for.
-fn flush(con: &mut Connection) -> i64 {
+pub fn flush(con: &mut Connection) -> i64 {
     int(con, &["CAMPAIGN.FLUSH", "60000"])
 }
 
-fn add(con: &mut Connection, campaign: &str, members: &[String]) -> i64 {
+pub fn add(con: &mut Connection, campaign: &str, members: &[String]) -> i64 {
     redis::cmd("CAMPAIGN.ADD")
         .arg(campaign)
         .arg(members)
@@ -69,7 +69,7 @@ fn rows(database: &Postgres) -> BTreeSet<(String, String)> {
         .collect()
 }
 
-fn rows_of(database: &Postgres, campaign: &str) -> BTreeSet<String> {
+pub fn rows_of(database: &Postgres, campaign: &str) -> BTreeSet<String> {
     rows(database)
         .into_iter()
         .filter(|(c, _)| c == campaign)
@@ -78,7 +78,7 @@ fn rows_of(database: &Postgres, campaign: &str) -> BTreeSet<String> {
 }
 
 /// Every member of `expected` is in the cache campaign, and nothing else.
-fn assert_cache_holds(con: &mut Connection, campaign: &str, expected: &BTreeSet<String>) {
+pub fn assert_cache_holds(con: &mut Connection, campaign: &str, expected: &BTreeSet<String>) {
     assert_eq!(
         int(con, &["CAMPAIGN.CARD", campaign]),
         expected.len() as i64,
@@ -98,7 +98,7 @@ fn assert_cache_holds(con: &mut Connection, campaign: &str, expected: &BTreeSet<
     }
 }
 
-fn members(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+pub fn members(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| format!("{prefix}{i}")).collect()
 }
 
