@@ -3,6 +3,7 @@
 
 pub mod campaign;
 pub mod checksum;
+pub mod cluster;
 pub mod codec;
 pub mod journal;
 pub mod member;

@@ -301,7 +301,7 @@ impl Loads {
     /// Completes a load on the main thread (the GIL is held): swap, send
     /// the change to replicas and the AOF, reply to everyone waiting, then
     /// apply the held writes in order.
-    pub fn finish(&self, ctx: &Context, job: LoadJob, outcome: Result<Loaded, String>) {
+    pub fn finish(&self, ctx: &Context, job: &LoadJob, outcome: Result<Loaded, String>) {
         select_db(ctx, job.key.db);
         let name = ctx.create_string(job.key.name.clone());
         let result = outcome
@@ -309,7 +309,7 @@ impl Loads {
                 campaign: job.campaign.clone(),
                 reason: error,
             })
-            .and_then(|loaded| self.swap(ctx, &job, &name, loaded));
+            .and_then(|loaded| self.swap(ctx, job, &name, loaded));
         let load = {
             let mut inflight = lock(&self.inflight);
             let load = inflight.remove(&job.key).unwrap_or_default();

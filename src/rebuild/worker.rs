@@ -8,10 +8,11 @@ use std::sync::Once;
 use std::time::Duration;
 
 use redis_module::redisvalue::RedisValueKey;
-use redis_module::{DetachedFromClient, RedisValue, ThreadSafeContext};
+use redis_module::{Context, ContextFlags, DetachedFromClient, RedisValue, ThreadSafeContext};
 
 use super::{Job, LoadJob, Loaded, Prepared, Requester, VerifyJob, DIFF_LIMIT, LOADS};
 use crate::core::checksum::as_sql_bigint;
+use crate::core::cluster::{key_slot, my_slots};
 use crate::core::{BlobWriter, Campaign, MemberSet};
 use crate::redis_glue::config;
 use crate::redis_glue::panic_guard::run_callback;
@@ -57,8 +58,10 @@ impl Worker {
             Job::Load(job) => {
                 let outcome = self.load(&job);
                 let redis = ThreadSafeContext::<DetachedFromClient>::new();
-                let ctx = redis.lock();
-                LOADS.finish(&ctx, job, outcome);
+                LOADS.finish(&redis.lock(), &job, outcome);
+                // Dropped here, without the GIL: after the swap the job's
+                // snapshot may be the last handle on a large old set.
+                drop(job);
             }
             Job::Verify(job) => self.verify(job),
             Job::Prefill => self.prefill(),
@@ -172,8 +175,15 @@ impl Worker {
             }
         };
         let redis = ThreadSafeContext::<DetachedFromClient>::new();
+        let owned = my_cluster_slots(&redis.lock());
         let mut started = 0;
         for campaign in campaigns {
+            if owned
+                .as_ref()
+                .is_some_and(|owned| !owned[key_slot(campaign.as_bytes()) as usize])
+            {
+                continue;
+            }
             let ctx = redis.lock();
             super::select_db(&ctx, 0);
             let name = ctx.create_string(campaign.as_bytes());
@@ -188,6 +198,19 @@ impl Worker {
             "campaign: prefill is loading {started} campaigns from the database"
         ));
     }
+}
+
+/// In cluster mode, the slots this node serves (None: not a cluster).
+fn my_cluster_slots(ctx: &Context) -> Option<Vec<bool>> {
+    if !ctx.get_flags().contains(ContextFlags::CLUSTER) {
+        return None;
+    }
+    let nodes = match ctx.call("CLUSTER", &["NODES"]) {
+        Ok(RedisValue::BulkString(text) | RedisValue::SimpleString(text)) => text,
+        Ok(RedisValue::StringBuffer(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+        _ => String::new(),
+    };
+    Some(my_slots(&nodes))
 }
 
 /// Waits until the journal is committed through `target`; fails as soon as

@@ -559,3 +559,53 @@ fn periodic_verify_repairs_drift() {
     assert!(server.log().contains("drifted from the database"));
     assert_eq!(int(&mut con, &["CAMPAIGN.CARD", "calm"]), 100);
 }
+
+/// In Redis Cluster, prefill loads only the campaigns of this node's slots.
+#[test]
+fn prefill_in_a_cluster_loads_only_this_nodes_slots() {
+    let database = Postgres::start();
+    let campaigns: Vec<String> = (0..20).map(|c| format!("shard-{c}")).collect();
+    {
+        let seeder = RedisServer::start_with(flushing_to(&database));
+        let mut con = seeder.connection();
+        for campaign in &campaigns {
+            add(&mut con, campaign, &members("s", 0..10));
+        }
+        flush(&mut con);
+    }
+    let mut node = RedisServer::start_with(
+        flushing_to(&database)
+            .module_args(&["prefill", "yes"])
+            .config("cluster-enabled yes")
+            .config("cluster-require-full-coverage no"),
+    );
+    let mut con = node.connection();
+    call(&mut con, &[b"CLUSTER", b"ADDSLOTSRANGE", b"0", b"8191"]).unwrap();
+    let ours: Vec<&String> = campaigns
+        .iter()
+        .filter(|c| int(&mut con, &["CLUSTER", "KEYSLOT", c]) < 8192)
+        .collect();
+    assert!(!ours.is_empty() && ours.len() < campaigns.len(), "{ours:?}");
+
+    // The slot map is kept in nodes.conf: a restart prefills with it.
+    node.restart();
+    let mut con = node.connection();
+    let filled = wait_until(Duration::from_secs(20), || {
+        status(&mut con)["loads-done"] == ours.len().to_string()
+    });
+    assert!(filled, "{:?}", status(&mut con));
+    assert_eq!(status(&mut con)["prefilled"], ours.len().to_string());
+    assert_eq!(int(&mut con, &["DBSIZE"]), ours.len() as i64);
+    let serving = wait_until(Duration::from_secs(20), || {
+        let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut con).unwrap();
+        info.contains("cluster_state:ok")
+    });
+    assert!(serving);
+    for campaign in ours {
+        assert_eq!(
+            int(&mut con, &["CAMPAIGN.CARD", campaign]),
+            10,
+            "{campaign}"
+        );
+    }
+}

@@ -1,0 +1,88 @@
+//! Redis Cluster key slots, for prefill to load only this node's campaigns.
+
+/// CRC16-CCITT (XMODEM), the checksum Redis Cluster hashes keys with.
+fn crc16(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in bytes {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// The slot of `key`, honouring a `{hash tag}` as Redis does.
+pub fn key_slot(key: &[u8]) -> u16 {
+    let hashed = key
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            let close = rest.iter().position(|&b| b == b'}')?;
+            (close > 0).then(|| &rest[..close])
+        })
+        .unwrap_or(key);
+    crc16(hashed) % 16_384
+}
+
+/// The slots the `myself` line of `CLUSTER NODES` serves.
+pub fn my_slots(cluster_nodes: &str) -> Vec<bool> {
+    let mut owned = vec![false; 16_384];
+    let Some(myself) = cluster_nodes.lines().find(|line| {
+        line.split(' ')
+            .nth(2)
+            .is_some_and(|flags| flags.split(',').any(|flag| flag == "myself"))
+    }) else {
+        return owned;
+    };
+    // Fields 9 and on: "5", "0-8191", or "[slot->-node]" (migrating: skip).
+    for range in myself
+        .split(' ')
+        .skip(8)
+        .filter(|field| !field.starts_with('['))
+    {
+        let bounds: Vec<Option<usize>> = range.split('-').map(|n| n.parse().ok()).collect();
+        let (first, last) = match bounds[..] {
+            [Some(slot)] => (slot, slot),
+            [Some(first), Some(last)] => (first, last),
+            _ => continue,
+        };
+        for slot in first..=last.min(16_383) {
+            owned[slot] = true;
+        }
+    }
+    owned
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_match_redis() {
+        assert_eq!(crc16(b"123456789"), 0x31c3);
+        assert_eq!(key_slot(b"foo"), 12_182);
+        assert_eq!(key_slot(b"hello"), 866);
+        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+        assert_eq!(
+            key_slot(b"{}x"),
+            crc16(b"{}x") % 16_384,
+            "an empty tag hashes the whole key"
+        );
+    }
+
+    #[test]
+    fn parses_the_myself_line() {
+        let nodes = "a1 127.0.0.1:7001@17001 master - 0 0 1 connected 0-99 200\n\
+                     b2 127.0.0.1:7000@17000 myself,master - 0 0 2 connected 100-199 300 [301->-a1]\n";
+        let owned = my_slots(nodes);
+        assert!(owned[100] && owned[199] && owned[300]);
+        assert!(!owned[99] && !owned[200] && !owned[301]);
+        assert_eq!(owned.iter().filter(|&&o| o).count(), 101);
+    }
+}
