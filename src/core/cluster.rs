@@ -52,8 +52,8 @@ pub fn my_slots(cluster_nodes: &str) -> Vec<bool> {
             [Some(first), Some(last)] => (first, last),
             _ => continue,
         };
-        for slot in first..=last.min(16_383) {
-            owned[slot] = true;
+        if first <= last {
+            owned[first..=last.min(16_383)].fill(true);
         }
     }
     owned
