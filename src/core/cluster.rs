@@ -52,8 +52,9 @@ pub fn my_slots(cluster_nodes: &str) -> Vec<bool> {
             [Some(first), Some(last)] => (first, last),
             _ => continue,
         };
+        let last = last.min(16_383);
         if first <= last {
-            owned[first..=last.min(16_383)].fill(true);
+            owned[first..=last].fill(true);
         }
     }
     owned
@@ -84,5 +85,7 @@ mod tests {
         assert!(owned[100] && owned[199] && owned[300]);
         assert!(!owned[99] && !owned[200] && !owned[301]);
         assert_eq!(owned.iter().filter(|&&o| o).count(), 101);
+        let odd = my_slots("c3 x:1@2 myself,master - 0 0 1 connected 20000-30000 9-x\n");
+        assert!(odd.iter().all(|&o| !o), "out-of-range and malformed ranges are ignored");
     }
 }
