@@ -46,12 +46,12 @@ mod registration {
         init: on_load,
         commands: [
             // name, handler, flags, first key, last key, key step, ACL categories
+            // (campaign.has is registered by redis_glue::fast_has)
             ["campaign.add", guarded!(membership::add), "write deny-oom", 1, 1, 1, ""],
             ["campaign.sync", guarded!(membership::sync), "write deny-oom", 1, 1, 1, ""],
             ["campaign.rebuild", guarded!(rebuild::rebuild), "write", 1, 1, 1, ""],
             ["campaign.verify", guarded!(rebuild::verify), "readonly", 1, 1, 1, ""],
             ["campaign.rem", guarded!(membership::rem), "write", 1, 1, 1, ""],
-            ["campaign.has", guarded!(membership::has), "readonly fast", 1, 1, 1, ""],
             ["campaign.mhas", guarded!(membership::mhas), "readonly", 1, 1, 1, ""],
             ["campaign.card", guarded!(membership::card), "readonly fast", 1, 1, 1, ""],
             ["campaign.flush", guarded!(write_behind::flush), "", 0, 0, 0, ""],

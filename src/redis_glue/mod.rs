@@ -6,6 +6,7 @@ pub mod command_docs;
 pub mod config;
 pub mod data_type;
 pub mod events;
+pub mod fast_has;
 pub mod panic_guard;
 
 use std::sync::atomic::Ordering;
@@ -24,7 +25,7 @@ pub fn on_load(ctx: &Context, args: &[RedisString]) -> Status {
     }
     // Lets rdb_load report a truncated stream instead of Redis exiting.
     ctx.set_module_options(ModuleOptions::HANDLE_IO_ERRORS);
-    if let Err(problem) = command_docs::register(ctx) {
+    if let Err(problem) = fast_has::register(ctx).and_then(|()| command_docs::register(ctx)) {
         ctx.log_warning(&format!("campaign: refusing to load: {problem}"));
         return Status::Err;
     }
