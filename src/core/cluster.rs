@@ -86,6 +86,9 @@ mod tests {
         assert!(!owned[99] && !owned[200] && !owned[301]);
         assert_eq!(owned.iter().filter(|&&o| o).count(), 101);
         let odd = my_slots("c3 x:1@2 myself,master - 0 0 1 connected 20000-30000 9-x\n");
-        assert!(odd.iter().all(|&o| !o), "out-of-range and malformed ranges are ignored");
+        assert!(
+            odd.iter().all(|&o| !o),
+            "out-of-range and malformed ranges are ignored"
+        );
     }
 }

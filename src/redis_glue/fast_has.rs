@@ -45,7 +45,9 @@ extern "C" fn has_command(
     argc: c_int,
 ) -> c_int {
     // SAFETY: Redis passes a live context and `argc` live arguments.
-    let answered = catch_unwind(AssertUnwindSafe(|| unsafe { has_in_place(ctx, argv, argc) }));
+    let answered = catch_unwind(AssertUnwindSafe(|| unsafe {
+        has_in_place(ctx, argv, argc)
+    }));
     match answered {
         Ok(Some(status)) => status,
         // Missing campaign, or a panic: the guarded ordinary handler answers.
