@@ -1,7 +1,7 @@
 //! CAMPAIGN.FLUSH, CAMPAIGN.STATUS and the internal CAMPAIGN.JOURNAL.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use redis_module::redisvalue::RedisValueKey;
 use redis_module::{Context, ContextFlags, RedisString, RedisValue};
@@ -61,74 +61,34 @@ pub fn status_figures() -> Vec<(&'static str, Figure)> {
     } else {
         "replica"
     };
-    let oldest = stats.oldest_pending_ms.load(Ordering::Relaxed);
-    let last_flush = stats.last_flush_ms.load(Ordering::Relaxed);
-    let next_seq = stats.next_seq.load(Ordering::Relaxed);
+    let count = |counter: &AtomicU64| Figure::Number(counter.load(Ordering::Relaxed) as i64);
+    // Age of a unix-ms timestamp; `none` when it was never set.
+    let age = |counter: &AtomicU64, none: i64| match counter.load(Ordering::Relaxed) {
+        0 => Figure::Number(none),
+        ms => Figure::Number(now.saturating_sub(ms) as i64),
+    };
+    let loads = &LOADS.stats;
     vec![
         ("database", Figure::Text(database.into())),
-        (
-            "pending",
-            Figure::Number(stats.pending.load(Ordering::Relaxed) as i64),
-        ),
-        (
-            "oldest-pending-age-ms",
-            Figure::Number(if oldest == 0 {
-                0
-            } else {
-                now.saturating_sub(oldest) as i64
-            }),
-        ),
-        (
-            "flushed",
-            Figure::Number(stats.flushed.load(Ordering::Relaxed) as i64),
-        ),
-        (
-            "flushed-per-second",
-            Figure::Number(stats.flush_rate.load(Ordering::Relaxed) as i64),
-        ),
-        (
-            "flush-errors",
-            Figure::Number(stats.flush_errors.load(Ordering::Relaxed) as i64),
-        ),
+        ("pending", count(&stats.pending)),
+        ("oldest-pending-age-ms", age(&stats.oldest_pending_ms, 0)),
+        ("flushed", count(&stats.flushed)),
+        ("flushed-per-second", count(&stats.flush_rate)),
+        ("flush-errors", count(&stats.flush_errors)),
         ("last-error", Figure::Text(WRITE_BEHIND.last_error())),
-        (
-            "last-flush-ms-ago",
-            Figure::Number(if last_flush == 0 {
-                -1
-            } else {
-                now.saturating_sub(last_flush) as i64
-            }),
-        ),
+        ("last-flush-ms-ago", age(&stats.last_flush_ms, -1)),
         (
             "rebuilding",
             Figure::Number(LOADS.active.load(Ordering::Relaxed) as i64),
         ),
-        (
-            "loads-done",
-            Figure::Number(LOADS.stats.loads_done.load(Ordering::Relaxed) as i64),
-        ),
-        (
-            "loads-failed",
-            Figure::Number(LOADS.stats.loads_failed.load(Ordering::Relaxed) as i64),
-        ),
-        (
-            "verify-runs",
-            Figure::Number(LOADS.stats.verify_runs.load(Ordering::Relaxed) as i64),
-        ),
-        (
-            "drift-found",
-            Figure::Number(LOADS.stats.drift_found.load(Ordering::Relaxed) as i64),
-        ),
-        (
-            "prefilled",
-            Figure::Number(LOADS.stats.prefilled.load(Ordering::Relaxed) as i64),
-        ),
+        ("loads-done", count(&loads.loads_done)),
+        ("loads-failed", count(&loads.loads_failed)),
+        ("verify-runs", count(&loads.verify_runs)),
+        ("drift-found", count(&loads.drift_found)),
+        ("prefilled", count(&loads.prefilled)),
         ("role", Figure::Text(role.into())),
-        ("journal-next-seq", Figure::Number(next_seq as i64)),
-        (
-            "background-frees",
-            Figure::Number(BACKGROUND_FREES.load(Ordering::Relaxed) as i64),
-        ),
+        ("journal-next-seq", count(&stats.next_seq)),
+        ("background-frees", count(&BACKGROUND_FREES)),
     ]
 }
 

@@ -15,7 +15,7 @@ use crate::core::checksum::as_sql_bigint;
 use crate::core::Campaign;
 use crate::redis_glue::config;
 use crate::redis_glue::data_type::CAMPAIGN_TYPE;
-use crate::redis_glue::panic_guard::run_callback;
+use crate::redis_glue::panic_guard::spawn_supervised;
 use crate::write_behind::WRITE_BEHIND;
 
 /// Keys looked at per GIL hold while listing campaigns.
@@ -24,18 +24,9 @@ const SCAN_ROUNDS_PER_LOCK: usize = 10;
 pub fn start() {
     static START: Once = Once::new();
     START.call_once(|| {
-        let spawned = std::thread::Builder::new()
-            .name("campaign-verify".into())
-            .spawn(|| loop {
-                let mut reconciler = Reconciler::default();
-                run_callback("reconciler", (), || reconciler.run());
-                std::thread::sleep(Duration::from_secs(1));
-            });
-        if let Err(error) = spawned {
-            redis_module::logging::log_warning(format!(
-                "campaign: cannot start the reconciler: {error}"
-            ));
-        }
+        spawn_supervised("campaign-verify", Duration::from_secs(1), || {
+            Reconciler::default().run()
+        });
     });
 }
 

@@ -19,6 +19,8 @@ use crate::redis_glue::panic_guard::run_callback;
 use crate::sink::postgres::{redact_password, PostgresSink};
 use crate::write_behind::WRITE_BEHIND;
 
+const INTERNAL_ERROR: &str = "internal error (see the Redis log)";
+
 /// Loads run side by side up to this many (read-through of many campaigns
 /// at once), each on its own connection.
 const WORKERS: usize = 4;
@@ -56,7 +58,8 @@ impl Worker {
     fn run(&mut self, job: Job) {
         match job {
             Job::Load(job) => {
-                let outcome = self.load(&job);
+                // Even a panic must reach `finish`: it unblocks the waiters.
+                let outcome = run_callback("load", Err(INTERNAL_ERROR.into()), || self.load(&job));
                 let redis = ThreadSafeContext::<DetachedFromClient>::new();
                 LOADS.finish(&redis.lock(), &job, outcome);
                 // Dropped here, without the GIL: after the swap the job's
@@ -120,10 +123,12 @@ impl Worker {
 
     fn verify(&mut self, job: VerifyJob) {
         let url = config::DATABASE_URL.get();
-        let digest = self.database().and_then(|database| {
-            database
-                .digest(&job.campaign)
-                .map_err(|error| redact_password(&error.to_string(), &url))
+        let digest = run_callback("verify", Err(INTERNAL_ERROR.into()), || {
+            self.database().and_then(|database| {
+                database
+                    .digest(&job.campaign)
+                    .map_err(|error| redact_password(&error.to_string(), &url))
+            })
         });
         LOADS.stats.verify_runs.fetch_add(1, Ordering::Relaxed);
         let reply = match digest {

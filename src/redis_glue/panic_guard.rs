@@ -5,6 +5,7 @@
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Once;
+use std::time::Duration;
 
 use redis_module::{logging, Context, RedisResult, RedisString, RedisValue};
 
@@ -55,6 +56,20 @@ pub fn run_callback<T>(callback: &str, fallback: T, body: impl FnOnce() -> T) ->
         ));
         fallback
     })
+}
+
+/// Starts a named background thread that runs `body` for good: a panic in
+/// it is logged and `body` starts over after `restart_delay`.
+pub fn spawn_supervised(name: &'static str, restart_delay: Duration, body: fn()) {
+    let spawned = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || loop {
+            run_callback(name, (), body);
+            std::thread::sleep(restart_delay);
+        });
+    if let Err(error) = spawned {
+        logging::log_warning(format!("campaign: cannot start thread {name}: {error}"));
+    }
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {

@@ -11,7 +11,7 @@ use redis_module::{Context, ThreadSafeContext};
 use super::{now_ms, WRITE_BEHIND};
 use crate::core::{collapse, Entry};
 use crate::redis_glue::config;
-use crate::redis_glue::panic_guard::run_callback;
+use crate::redis_glue::panic_guard::spawn_supervised;
 use crate::sink::postgres::{redact_password, PostgresSink};
 use crate::sink::{Sink, SinkError};
 
@@ -23,19 +23,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 pub fn start() {
     static START: Once = Once::new();
     START.call_once(|| {
-        let spawned = std::thread::Builder::new()
-            .name("campaign-flush".into())
-            .spawn(|| loop {
-                // A panic in one round is logged by the hook; the loop goes on.
-                let mut flusher = Flusher::default();
-                run_callback("flusher", (), || flusher.run());
-                std::thread::sleep(BACKOFF_MAX);
-            });
-        if let Err(error) = spawned {
-            redis_module::logging::log_warning(format!(
-                "campaign: cannot start the flusher thread: {error}"
-            ));
-        }
+        spawn_supervised("campaign-flush", BACKOFF_MAX, || Flusher::default().run());
     });
 }
 

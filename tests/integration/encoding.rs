@@ -67,6 +67,6 @@ fn an_rdb_of_encoding_version_1_still_loads() {
         1
     );
     assert_eq!(int(&mut con, &["CAMPAIGN.HAS", "numeric", "8"]), 0);
-    let status = crate::write_behind::status(&mut con);
+    let status = crate::harness::campaign::status(&mut con);
     assert_eq!(status["pending"], "29", "the journal came with the file");
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use redis::Connection;
 
+use crate::harness::campaign::{add, assert_cache_holds, info_field, wait_for_aof_rewrite};
 use crate::harness::redis_server::{call, int};
 use crate::harness::{wait_until, RedisOptions, RedisServer};
 
@@ -20,68 +21,20 @@ fn sample_members(count: usize) -> Vec<String> {
         .collect()
 }
 
-fn add_all(con: &mut Connection, campaign: &str, members: &[String]) {
-    for chunk in members.chunks(1_000) {
-        let _: i64 = redis::cmd("CAMPAIGN.ADD")
-            .arg(campaign)
-            .arg(chunk)
-            .query(con)
-            .unwrap();
-    }
-}
-
-/// The campaign holds exactly `members`.
-fn assert_holds(con: &mut Connection, campaign: &str, members: &[String]) {
-    assert_eq!(
-        int(con, &["CAMPAIGN.CARD", campaign]),
-        members.len() as i64,
-        "{campaign}"
-    );
-    for chunk in members.chunks(1_000) {
-        let answers: Vec<i64> = redis::cmd("CAMPAIGN.MHAS")
-            .arg(campaign)
-            .arg(chunk)
-            .query(con)
-            .unwrap();
-        assert!(answers.iter().all(|&a| a == 1), "{campaign} lost members");
-    }
-}
-
-fn info_field(con: &mut Connection, section: &str, field: &str) -> String {
-    let info: String = redis::cmd("INFO").arg(section).query(con).unwrap();
-    info.lines()
-        .find_map(|line| line.strip_prefix(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("no {field} in INFO {section}"))
-        .trim()
-        .to_string()
-}
-
 #[test]
 fn debug_reload_keeps_every_member() {
     let server = RedisServer::start();
     let mut con = server.connection();
     let big = sample_members(5_000);
     let small = sample_members(3);
-    add_all(&mut con, "big", &big);
-    add_all(&mut con, "small", &small);
+    add(&mut con, "big", &big);
+    add(&mut con, "small", &small);
 
     call(&mut con, &[b"DEBUG", b"RELOAD"]).unwrap();
 
-    assert_holds(&mut con, "big", &big);
-    assert_holds(&mut con, "small", &small);
+    assert_cache_holds(&mut con, "big", &big);
+    assert_cache_holds(&mut con, "small", &small);
     assert_eq!(int(&mut con, &["CAMPAIGN.HAS", "big", "absent"]), 0);
-}
-
-fn wait_for_rewrite(con: &mut Connection) {
-    let done = wait_until(Duration::from_secs(30), || {
-        info_field(con, "persistence", "aof_rewrite_in_progress") == "0"
-            && info_field(con, "persistence", "aof_rewrite_scheduled") == "0"
-    });
-    assert!(done, "AOF rewrite did not finish");
-    assert_eq!(
-        info_field(con, "persistence", "aof_last_bgrewrite_status"),
-        "ok"
-    );
 }
 
 /// With `aof-use-rdb-preamble no` the rewrite goes through `aof_rewrite`;
@@ -96,11 +49,11 @@ fn aof_rewrite_then_restart_restores_campaigns() {
         );
         let mut con = server.connection();
         let members = sample_members(1_500);
-        add_all(&mut con, "rewritten", &members);
+        add(&mut con, "rewritten", &members);
         int(&mut con, &["CAMPAIGN.ADD", "tiny", "only"]);
 
         call(&mut con, &[b"BGREWRITEAOF"]).unwrap();
-        wait_for_rewrite(&mut con);
+        wait_for_aof_rewrite(&mut con);
 
         let base_file = fs::read_dir(server.dir().join("appendonlydir"))
             .unwrap()
@@ -116,8 +69,8 @@ fn aof_rewrite_then_restart_restores_campaigns() {
         server.kill();
         server.restart();
         let mut con = server.connection();
-        assert_holds(&mut con, "rewritten", &members);
-        assert_holds(&mut con, "tiny", &["only".into(), "later".into()]);
+        assert_cache_holds(&mut con, "rewritten", &members);
+        assert_cache_holds(&mut con, "tiny", ["only", "later"]);
     }
 }
 
@@ -158,17 +111,17 @@ fn dump_and_restore_round_trip() {
     let server = RedisServer::start();
     let mut con = server.connection();
     let members = sample_members(700);
-    add_all(&mut con, "original", &members);
+    add(&mut con, "original", &members);
 
     let payload: Vec<u8> = redis::cmd("DUMP").arg("original").query(&mut con).unwrap();
     call(&mut con, &[b"RESTORE", b"restored", b"0", &payload]).unwrap();
-    assert_holds(&mut con, "restored", &members);
+    assert_cache_holds(&mut con, "restored", &members);
 
     // Into another server too, as MIGRATE does.
     let other = RedisServer::start();
     let mut other_con = other.connection();
     call(&mut other_con, &[b"RESTORE", b"original", b"0", &payload]).unwrap();
-    assert_holds(&mut other_con, "original", &members);
+    assert_cache_holds(&mut other_con, "original", &members);
 
     let mut corrupt = payload.clone();
     let middle = corrupt.len() / 2;
@@ -187,7 +140,7 @@ fn memory_usage_grows_with_members() {
     let server = RedisServer::start();
     let mut con = server.connection();
     int(&mut con, &["CAMPAIGN.ADD", "small", "a"]);
-    add_all(&mut con, "large", &sample_members(10_000));
+    add(&mut con, "large", &sample_members(10_000));
     let small = int(&mut con, &["MEMORY", "USAGE", "small"]);
     let large = int(&mut con, &["MEMORY", "USAGE", "large"]);
     assert!(
@@ -204,7 +157,7 @@ fn deleting_a_large_campaign_returns_its_memory() {
     let mut con = server.connection();
     let used_memory =
         |con: &mut Connection| -> i64 { info_field(con, "memory", "used_memory").parse().unwrap() };
-    add_all(&mut con, "huge", &sample_members(200_000));
+    add(&mut con, "huge", &sample_members(200_000));
     let set_size = int(&mut con, &["MEMORY", "USAGE", "huge"]);
     assert!(set_size > 5_000_000, "200k members take memory: {set_size}");
     let loaded = used_memory(&mut con);
@@ -225,7 +178,7 @@ fn deleting_a_large_campaign_returns_its_memory() {
         "{status:?}"
     );
 
-    add_all(&mut con, "again", &sample_members(50_000));
+    add(&mut con, "again", &sample_members(50_000));
     call(&mut con, &[b"FLUSHALL"]).unwrap();
     assert_eq!(int(&mut con, &["DBSIZE"]), 0);
 }

@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use redis::{Connection, Value};
 
+use crate::harness::campaign::{
+    add, assert_cache_holds, flush, flushing_to, members, rows_of, start_replica_of, status,
+    wait_for_replica, write_around, TABLE,
+};
 use crate::harness::redis_server::{call, error, int};
 use crate::harness::{wait_until, Postgres, RedisServer};
-use crate::write_behind::{
-    add, assert_cache_holds, flush, flushing_to, members, rows_of, status, TABLE,
-};
 
 fn verify(con: &mut Connection, campaign: &str) -> HashMap<String, i64> {
     let value = call(con, &[b"CAMPAIGN.VERIFY", campaign.as_bytes()]).expect("VERIFY");
@@ -28,19 +29,6 @@ fn verify(con: &mut Connection, campaign: &str) -> HashMap<String, i64> {
             other => panic!("unexpected {other:?}"),
         })
         .collect()
-}
-
-/// Inserts rows straight into the table, around the module.
-fn write_around(database: &Postgres, campaign: &str, members: &[String]) {
-    let mut client = database.client();
-    let mut copy = client
-        .copy_in(&format!("COPY {TABLE} (campaign, member) FROM STDIN"))
-        .unwrap();
-    use std::io::Write;
-    for member in members {
-        writeln!(copy, "{campaign}\t{member}").unwrap();
-    }
-    copy.finish().unwrap();
 }
 
 /// Holds an exclusive lock on the table until dropped: a rebuild's read
@@ -454,17 +442,8 @@ fn prefill_loads_every_campaign_on_a_cold_start() {
 fn replica_receives_the_rebuilt_set() {
     let database = Postgres::start();
     let primary = RedisServer::start_with(flushing_to(&database));
-    let replica = RedisServer::start_with(
-        flushing_to(&database).config(&format!("replicaof 127.0.0.1 {}", primary.port)),
-    );
+    let replica = start_replica_of(&primary, flushing_to(&database));
     let mut replica_con = replica.connection();
-    assert!(wait_until(Duration::from_secs(20), || {
-        let info: String = redis::cmd("INFO")
-            .arg("replication")
-            .query(&mut replica_con)
-            .unwrap();
-        info.contains("master_link_status:up")
-    }));
     let mut con = primary.connection();
     add(&mut con, "mirror", &members("m", 0..1_000));
     flush(&mut con);
@@ -479,12 +458,7 @@ fn replica_receives_the_rebuilt_set() {
     // Many changed: sent whole.
     write_around(&database, "mirror", &members("big-", 0..30_000));
     assert_eq!(int(&mut con, &["CAMPAIGN.REBUILD", "mirror"]), 31_009);
-    let acked: i64 = redis::cmd("WAIT")
-        .arg(1)
-        .arg(5_000)
-        .query(&mut con)
-        .unwrap();
-    assert_eq!(acked, 1);
+    wait_for_replica(&mut con);
 
     let expected = rows_of(&database, "mirror");
     assert_cache_holds(&mut replica_con, "mirror", &expected);
@@ -500,17 +474,8 @@ fn replica_receives_the_rebuilt_set() {
 fn rebuild_racing_a_del_stays_consistent() {
     let database = Postgres::start();
     let primary = RedisServer::start_with(flushing_to(&database));
-    let replica = RedisServer::start_with(
-        flushing_to(&database).config(&format!("replicaof 127.0.0.1 {}", primary.port)),
-    );
+    let replica = start_replica_of(&primary, flushing_to(&database));
     let mut replica_con = replica.connection();
-    assert!(wait_until(Duration::from_secs(20), || {
-        let info: String = redis::cmd("INFO")
-            .arg("replication")
-            .query(&mut replica_con)
-            .unwrap();
-        info.contains("master_link_status:up")
-    }));
     let mut con = primary.connection();
     add(&mut con, "raced", &members("r", 0..500));
     flush(&mut con);
@@ -527,12 +492,7 @@ fn rebuild_racing_a_del_stays_consistent() {
     drop(lock);
     assert_eq!(rebuild.join().unwrap().unwrap(), 500);
 
-    let acked: i64 = redis::cmd("WAIT")
-        .arg(1)
-        .arg(5_000)
-        .query(&mut con)
-        .unwrap();
-    assert_eq!(acked, 1);
+    wait_for_replica(&mut con);
     let expected: BTreeSet<String> = members("r", 0..500).into_iter().collect();
     assert_cache_holds(&mut con, "raced", &expected);
     assert_cache_holds(&mut replica_con, "raced", &expected);

@@ -1,32 +1,8 @@
 //! Campaigns reach replicas: by full sync (RDB) and by streamed writes.
 
-use std::time::Duration;
-
-use redis::Connection;
-
+use crate::harness::campaign::{start_replica_of, wait_for_replica};
 use crate::harness::redis_server::{error, int};
-use crate::harness::{wait_until, RedisOptions, RedisServer};
-
-fn start_replica_of(primary: &RedisServer, options: RedisOptions) -> RedisServer {
-    let replica =
-        RedisServer::start_with(options.config(&format!("replicaof 127.0.0.1 {}", primary.port)));
-    let mut con = replica.connection();
-    let linked = wait_until(Duration::from_secs(20), || {
-        let info: String = redis::cmd("INFO")
-            .arg("replication")
-            .query(&mut con)
-            .unwrap();
-        info.contains("master_link_status:up")
-    });
-    assert!(linked, "replica did not sync:\n{}", replica.log());
-    replica
-}
-
-/// Waits until the replica has applied everything the primary sent.
-fn wait_for_replica(primary: &mut Connection, replica: &RedisServer) {
-    let acked: i64 = redis::cmd("WAIT").arg(1).arg(5_000).query(primary).unwrap();
-    assert_eq!(acked, 1, "replica did not acknowledge:\n{}", replica.log());
-}
+use crate::harness::{RedisOptions, RedisServer};
 
 #[test]
 fn replica_gets_campaigns_by_full_sync_and_stream() {
@@ -47,7 +23,7 @@ fn replica_gets_campaigns_by_full_sync_and_stream() {
     int(&mut con, &["CAMPAIGN.REM", "synced", "m0", "m1"]);
     int(&mut con, &["CAMPAIGN.ADD", "emptied", "x"]);
     int(&mut con, &["CAMPAIGN.REM", "emptied", "x"]);
-    wait_for_replica(&mut con, &replica);
+    wait_for_replica(&mut con);
 
     assert_eq!(int(&mut replica_con, &["CAMPAIGN.CARD", "streamed"]), 2);
     assert_eq!(int(&mut replica_con, &["CAMPAIGN.CARD", "synced"]), 1_998);
@@ -71,7 +47,7 @@ fn replica_applies_members_longer_than_its_own_limit() {
     let mut con = primary.connection();
     let long_member = "a-member-of-forty-bytes-xxxxxxxxxxxxxxxx";
     int(&mut con, &["CAMPAIGN.ADD", "limits", long_member]);
-    wait_for_replica(&mut con, &replica);
+    wait_for_replica(&mut con);
 
     let mut replica_con = replica.connection();
     assert_eq!(int(&mut replica_con, &["CAMPAIGN.CARD", "limits"]), 1);

@@ -5,102 +5,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::{Connection, Value};
-
+use crate::harness::campaign::{
+    add, assert_cache_holds, flush, flushing_to, info_field, members, pending, rows, rows_of,
+    start_replica_of, status, wait_for_aof_rewrite, wait_for_replica, TABLE,
+};
 use crate::harness::redis_server::{call, error, int};
 use crate::harness::{wait_until, Postgres, RedisOptions, RedisServer};
-
-pub const TABLE: &str = "campaign_members";
-
-/// Options for a server that flushes to `database` quickly.
-pub fn flushing_to(database: &Postgres) -> RedisOptions {
-    RedisOptions::default().module_args(&[
-        "database-url",
-        database.url(),
-        "flush-interval-ms",
-        "20",
-    ])
-}
-
-pub fn status(con: &mut Connection) -> HashMap<String, String> {
-    let value = call(con, &[b"CAMPAIGN.STATUS"]).expect("STATUS");
-    let Value::Array(items) = value else {
-        panic!("STATUS answered {value:?}")
-    };
-    items
-        .chunks(2)
-        .map(|pair| (text(&pair[0]), text(&pair[1])))
-        .collect()
-}
-
-fn text(value: &Value) -> String {
-    match value {
-        Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-        Value::SimpleString(text) => text.clone(),
-        Value::Int(number) => number.to_string(),
-        other => panic!("unexpected {other:?}"),
-    }
-}
-
-pub fn pending(con: &mut Connection) -> i64 {
-    status(con)["pending"].parse().unwrap()
-}
-
-/// CAMPAIGN.FLUSH with a timeout; returns the entries it waited for.
-pub fn flush(con: &mut Connection) -> i64 {
-    int(con, &["CAMPAIGN.FLUSH", "60000"])
-}
-
-pub fn add(con: &mut Connection, campaign: &str, members: &[String]) -> i64 {
-    redis::cmd("CAMPAIGN.ADD")
-        .arg(campaign)
-        .arg(members)
-        .query(con)
-        .unwrap()
-}
-
-fn rows(database: &Postgres) -> BTreeSet<(String, String)> {
-    database
-        .client()
-        .query(&format!("SELECT campaign, member FROM {TABLE}"), &[])
-        .unwrap()
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect()
-}
-
-pub fn rows_of(database: &Postgres, campaign: &str) -> BTreeSet<String> {
-    rows(database)
-        .into_iter()
-        .filter(|(c, _)| c == campaign)
-        .map(|(_, m)| m)
-        .collect()
-}
-
-/// Every member of `expected` is in the cache campaign, and nothing else.
-pub fn assert_cache_holds(con: &mut Connection, campaign: &str, expected: &BTreeSet<String>) {
-    assert_eq!(
-        int(con, &["CAMPAIGN.CARD", campaign]),
-        expected.len() as i64,
-        "{campaign}"
-    );
-    let members: Vec<&String> = expected.iter().collect();
-    for chunk in members.chunks(1_000) {
-        let answers: Vec<i64> = redis::cmd("CAMPAIGN.MHAS")
-            .arg(campaign)
-            .arg(chunk)
-            .query(con)
-            .unwrap();
-        assert!(
-            answers.iter().all(|&a| a == 1),
-            "{campaign}: cache lost members"
-        );
-    }
-}
-
-pub fn members(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
-    range.map(|i| format!("{prefix}{i}")).collect()
-}
 
 /// Drill a: 100k members over 10 campaigns; after FLUSH table equals cache.
 #[test]
@@ -111,9 +21,11 @@ fn hundred_thousand_members_reach_the_table() {
     let mut expected: HashMap<String, BTreeSet<String>> = HashMap::new();
     for c in 0..10 {
         let campaign = format!("campaign-{c}");
-        for chunk in members("user-", c * 10_000..(c + 1) * 10_000).chunks(1_000) {
-            add(&mut con, &campaign, chunk);
-        }
+        add(
+            &mut con,
+            &campaign,
+            &members("user-", c * 10_000..(c + 1) * 10_000),
+        );
         expected.insert(
             campaign.clone(),
             members("user-", c * 10_000..(c + 1) * 10_000)
@@ -255,30 +167,14 @@ fn kill_nine_loses_no_acknowledged_add() {
 fn promoted_replica_flushes_the_pending_journal() {
     let mut database = Postgres::start_owned();
     let mut primary = RedisServer::start_with(flushing_to(&database));
-    let replica = RedisServer::start_with(
-        flushing_to(&database).config(&format!("replicaof 127.0.0.1 {}", primary.port)),
-    );
+    let replica = start_replica_of(&primary, flushing_to(&database));
     let mut replica_con = replica.connection();
-    assert!(wait_until(Duration::from_secs(20), || {
-        let info: String = redis::cmd("INFO")
-            .arg("replication")
-            .query(&mut replica_con)
-            .unwrap();
-        info.contains("master_link_status:up")
-    }));
 
     database.stop();
     let mut con = primary.connection();
     let added = members("r", 0..10_000);
-    for chunk in added.chunks(1_000) {
-        add(&mut con, "failover", chunk);
-    }
-    let acked: i64 = redis::cmd("WAIT")
-        .arg(1)
-        .arg(5_000)
-        .query(&mut con)
-        .unwrap();
-    assert_eq!(acked, 1);
+    add(&mut con, "failover", &added);
+    wait_for_replica(&mut con);
     assert_eq!(
         pending(&mut replica_con),
         10_000,
@@ -304,17 +200,8 @@ fn promoted_replica_flushes_the_pending_journal() {
 fn replica_never_flushes_and_follows_the_primary_trims() {
     let database = Postgres::start();
     let primary = RedisServer::start_with(flushing_to(&database));
-    let replica = RedisServer::start_with(
-        flushing_to(&database).config(&format!("replicaof 127.0.0.1 {}", primary.port)),
-    );
+    let replica = start_replica_of(&primary, flushing_to(&database));
     let mut replica_con = replica.connection();
-    assert!(wait_until(Duration::from_secs(20), || {
-        let info: String = redis::cmd("INFO")
-            .arg("replication")
-            .query(&mut replica_con)
-            .unwrap();
-        info.contains("master_link_status:up")
-    }));
     let mut con = primary.connection();
     add(&mut con, "mirrored", &members("x", 0..3_000));
     flush(&mut con);
@@ -492,14 +379,7 @@ fn journal_survives_restarts_without_duplicates() {
             call(&mut con, &[b"SAVE"]).unwrap();
         } else {
             call(&mut con, &[b"BGREWRITEAOF"]).unwrap();
-            assert!(wait_until(Duration::from_secs(20), || {
-                let info: String = redis::cmd("INFO")
-                    .arg("persistence")
-                    .query(&mut con)
-                    .unwrap();
-                info.contains("aof_rewrite_in_progress:0")
-                    && info.contains("aof_rewrite_scheduled:0")
-            }));
+            wait_for_aof_rewrite(&mut con);
             // After the rewrite: lands in the incremental AOF.
             int(&mut con, &["CAMPAIGN.REM", "kept", "a"]);
         }
@@ -585,8 +465,11 @@ fn password_never_shows_in_status_info_or_log() {
         != "0"));
     let figures = status(&mut con);
     assert!(!figures["last-error"].is_empty());
+    assert_eq!(
+        info_field(&mut con, "campaign", "campaign_database"),
+        "disconnected"
+    );
     let info: String = redis::cmd("INFO").arg("campaign").query(&mut con).unwrap();
-    assert!(info.contains("campaign_database:disconnected"), "{info}");
     for place in [format!("{figures:?}"), info, server.log()] {
         assert!(!place.contains("T0pS3cretPw"), "password leaked: {place}");
     }

@@ -2,6 +2,7 @@
 //! the freshly built module, and PostgreSQL. Each runs on a free port in its
 //! own temporary directory and is stopped when its handle drops.
 
+pub mod campaign;
 pub mod postgres;
 pub mod redis_server;
 
