@@ -116,6 +116,7 @@ fn change_members(
             let added = members.into_iter().filter(|m| set.insert(m)).collect();
             key.set_value(&CAMPAIGN_TYPE, set)
                 .map_err(|_| CampaignError::WrongType)?;
+            LOADS.forget_missing(ctx, name);
             added
         }
         (Op::Remove, Some(set)) => members.into_iter().filter(|m| set.remove(m)).collect(),

@@ -34,6 +34,14 @@ impl Campaign {
         }
     }
 
+    /// Wraps a set whose checksum the caller computed while building it.
+    pub fn from_parts(members: MemberSet, checksum: u64) -> Self {
+        Campaign {
+            members: Arc::new(members),
+            checksum,
+        }
+    }
+
     pub fn insert(&mut self, member: &str) -> bool {
         let inserted = Arc::make_mut(&mut self.members).insert(member);
         if inserted {

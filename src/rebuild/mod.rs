@@ -17,7 +17,7 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use crossbeam_channel::{Receiver, Sender};
 use redis_module::{
-    raw, BlockedClient, Context, ContextFlags, NotifyEvent, RedisString, RedisValue,
+    raw, BlockedClient, Context, ContextFlags, NotifyEvent, RedisError, RedisString, RedisValue,
     ThreadSafeContext,
 };
 
@@ -103,13 +103,19 @@ pub enum Prepared {
     },
     /// Many changed: the whole set as one encoded argument.
     Blob(Vec<u8>),
+    /// No AOF, no replica and no replication backlog when the load began:
+    /// nothing to prepare (checked again at the swap).
+    Unheard,
 }
 
 pub struct LoadJob {
     pub key: KeyId,
     pub campaign: String,
-    /// The set when the load started (None: no key), to diff against.
-    pub snapshot: Option<Arc<MemberSet>>,
+    /// The set when the load started (None: no key), to diff against,
+    /// with its checksum.
+    pub snapshot: Option<(Arc<MemberSet>, u64)>,
+    /// Whether anyone (AOF, replicas, a backlog) will receive the swap.
+    pub propagate: bool,
     /// Journal entries through this number must be committed first.
     pub flush_target: Option<u64>,
 }
@@ -196,7 +202,7 @@ impl Loads {
                 .get_value::<Campaign>(&CAMPAIGN_TYPE)
                 .ok()
                 .flatten()
-                .map(Campaign::snapshot);
+                .map(|campaign| (campaign.snapshot(), campaign.checksum()));
             let campaign = String::from_utf8_lossy(name.as_slice()).into_owned();
             let journal = WRITE_BEHIND.journal(ctx);
             // Only this campaign's entries must land first; waiting for the
@@ -209,6 +215,7 @@ impl Loads {
                 key,
                 campaign,
                 snapshot,
+                propagate: propagation_heard(ctx),
                 flush_target,
             }));
         }
@@ -239,6 +246,14 @@ impl Loads {
         };
         self.start_load(ctx, name, Requester::Reader(reader));
         true
+    }
+
+    /// A write created the campaign: it is no longer "unknown".
+    pub fn forget_missing(&self, ctx: &Context, name: &RedisString) {
+        let mut negative = lock(&self.negative);
+        if !negative.is_empty() {
+            negative.remove(&KeyId::of(ctx, name));
+        }
     }
 
     fn known_missing(&self, key: &KeyId) -> bool {
@@ -327,13 +342,10 @@ impl Loads {
             Err(error) => {
                 self.stats.loads_failed.fetch_add(1, Ordering::Relaxed);
                 ctx.log_warning(&format!("campaign: {error}"));
+                let reply = format!("{} {error}", error.code());
                 for client in load.rebuild_callers {
-                    let reply = CampaignError::LoadFailed {
-                        campaign: job.campaign.clone(),
-                        reason: error.to_string(),
-                    };
                     ThreadSafeContext::with_blocked_client(client)
-                        .reply(Err(reply.into_redis_error()));
+                        .reply(Err(RedisError::String(reply.clone())));
                 }
             }
         }
@@ -392,11 +404,12 @@ impl Loads {
             return Ok(0);
         }
         let unchanged_base = match (current.as_deref(), &job.snapshot) {
-            (Some(campaign), Some(snapshot)) => campaign.is_snapshot(snapshot),
+            (Some(campaign), Some((snapshot, _))) => campaign.is_snapshot(snapshot),
             (None, None) => true,
             _ => false,
         };
         match loaded.propagation {
+            Prepared::Unheard if !propagation_heard(ctx) => {}
             Prepared::Diff { added, removed } if unchanged_base => {
                 for (form, members) in [("ADD", added), ("REM", removed)] {
                     for chunk in members.chunks(SYNC_CHUNK) {
@@ -408,8 +421,8 @@ impl Loads {
             }
             Prepared::Blob(blob) => replicate_whole(ctx, name, &blob),
             // The key changed under the load (deleted, replaced): the diff
-            // no longer applies, so the whole set goes.
-            Prepared::Diff { .. } => {
+            // no longer applies, so the whole set goes. (Or a replica came.)
+            Prepared::Diff { .. } | Prepared::Unheard => {
                 let mut writer = BlobWriter::default();
                 loaded.campaign.encode(&mut writer);
                 replicate_whole(ctx, name, &writer.bytes);
@@ -421,6 +434,22 @@ impl Loads {
         lock(&self.negative).remove(&job.key);
         Ok(count)
     }
+}
+
+/// True when a change would reach anyone: the AOF, a replica, or the
+/// replication backlog a reconnecting replica resumes from.
+pub fn propagation_heard(ctx: &Context) -> bool {
+    if ctx.get_flags().contains(ContextFlags::AOF) {
+        return true;
+    }
+    let info = match ctx.call("INFO", &["replication"]) {
+        Ok(RedisValue::SimpleString(text) | RedisValue::BulkString(text)) => text,
+        Ok(RedisValue::StringBuffer(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+        // Unknown: assume someone listens.
+        _ => return true,
+    };
+    let quiet = |field: &str| info.lines().any(|line| line.trim() == format!("{field}:0"));
+    !(quiet("connected_slaves") && quiet("repl_backlog_active"))
 }
 
 fn replicate_whole(ctx: &Context, name: &RedisString, blob: &[u8]) {

@@ -13,6 +13,8 @@ use redis_module::{Context, ContextFlags, DetachedFromClient, RedisValue, Thread
 use super::{Job, LoadJob, Loaded, Prepared, Requester, VerifyJob, DIFF_LIMIT, LOADS};
 use crate::core::checksum::as_sql_bigint;
 use crate::core::cluster::{key_slot, my_slots};
+use std::sync::Arc;
+
 use crate::core::{BlobWriter, Campaign, MemberSet};
 use crate::redis_glue::config;
 use crate::redis_glue::panic_guard::run_callback;
@@ -101,22 +103,27 @@ impl Worker {
                 .load_members(&job.campaign)
                 .map_err(|error| redact_password(&error.to_string(), &url))
         });
-        let (members, skipped) = match result {
+        let loaded = match result {
             Ok(loaded) => loaded,
             Err(error) => {
                 self.connection = None;
                 return Err(error);
             }
         };
+        let (members, checksum, skipped) = (loaded.members, loaded.checksum, loaded.skipped);
         if skipped > 0 {
             redis_module::logging::log_warning(format!(
                 "campaign: {skipped} rows of campaign '{}' are not valid members and were skipped",
                 job.campaign.escape_debug()
             ));
         }
-        let propagation = prepare_propagation(job.snapshot.as_deref(), &members);
+        let propagation = if job.propagate {
+            prepare_propagation(job.snapshot.as_ref(), &members, checksum)
+        } else {
+            Prepared::Unheard
+        };
         Ok(Loaded {
-            campaign: Campaign::from_members(members),
+            campaign: Campaign::from_parts(members, checksum),
             propagation,
         })
     }
@@ -246,25 +253,40 @@ pub fn wait_until_committed(target: u64) -> Result<(), String> {
 
 /// The diff against the set the load started from when it is small, else
 /// the whole new set encoded for one CAMPAIGN.SYNC REPLACE.
-fn prepare_propagation(old: Option<&MemberSet>, new: &MemberSet) -> Prepared {
+fn prepare_propagation(
+    old: Option<&(Arc<MemberSet>, u64)>,
+    new: &MemberSet,
+    new_checksum: u64,
+) -> Prepared {
     let empty = MemberSet::new();
-    let old = old.unwrap_or(&empty);
+    let (old, old_checksum) = old.map_or((&empty, 0), |(set, checksum)| (&**set, *checksum));
+    let unchanged = Prepared::Diff {
+        added: Vec::new(),
+        removed: Vec::new(),
+    };
+    // Same size and checksum: the sets are equal (up to a 64-bit collision).
+    if old.len() == new.len() && old_checksum == new_checksum {
+        return unchanged;
+    }
     let mut added = Vec::new();
-    let mut removed = Vec::new();
-    let small = new
+    let mut small = new
         .iter()
         .filter(|member| !old.contains(member))
         .all(|member| {
             added.push(member.to_string());
             added.len() <= DIFF_LIMIT
-        })
-        && old
+        });
+    // |old| - |removed| = |new| - |added|: a second pass only when needed.
+    let mut removed = Vec::new();
+    if small && old.len() + added.len() > new.len() {
+        small = old
             .iter()
             .filter(|member| !new.contains(member))
             .all(|member| {
                 removed.push(member.to_string());
                 added.len() + removed.len() <= DIFF_LIMIT
             });
+    }
     if small {
         Prepared::Diff { added, removed }
     } else {

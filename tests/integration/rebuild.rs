@@ -569,3 +569,28 @@ fn prefill_in_a_cluster_loads_only_this_nodes_slots() {
         );
     }
 }
+
+/// An ADD to a campaign the negative cache holds clears it: after a DEL,
+/// read-through asks the database again at once.
+#[test]
+fn a_write_clears_the_negative_cache() {
+    let database = Postgres::start();
+    let server =
+        RedisServer::start_with(flushing_to(&database).module_args(&["negative-ttl-ms", "600000"]));
+    let mut con = server.connection();
+    int(&mut con, &["CAMPAIGN.ADD", "warm", "w"]);
+    flush(&mut con);
+    assert_eq!(
+        int(&mut con, &["CAMPAIGN.HAS", "late", "m"]),
+        0,
+        "unknown: cached"
+    );
+    int(&mut con, &["CAMPAIGN.ADD", "late", "m"]);
+    flush(&mut con);
+    int(&mut con, &["DEL", "late"]);
+    assert_eq!(
+        int(&mut con, &["CAMPAIGN.HAS", "late", "m"]),
+        1,
+        "loaded again"
+    );
+}
