@@ -127,7 +127,12 @@ impl Flusher {
             return at.saturating_duration_since(now).min(IDLE_WAIT);
         }
         let stats = &WRITE_BEHIND.stats;
-        if stats.pending.load(Ordering::Relaxed) == 0 {
+        // Nothing to do, or nothing it may do: sleep until woken (a new
+        // setting, a role change) or the idle tick, never spin.
+        let can_flush = stats.is_primary.load(Ordering::Relaxed)
+            && !stats.loading.load(Ordering::Relaxed)
+            && !config::DATABASE_URL.get().is_empty();
+        if stats.pending.load(Ordering::Relaxed) == 0 || !can_flush {
             return IDLE_WAIT;
         }
         if self.batch_due() {

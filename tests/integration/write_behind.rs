@@ -516,3 +516,26 @@ fn trims_survive_kill_nine() {
     assert_eq!(pending(&mut con), 0, "{:?}", status(&mut con));
     assert_eq!(int(&mut con, &["CAMPAIGN.CARD", "trimmed"]), 1_000);
 }
+
+/// With entries pending and no database, the flusher sleeps: the server
+/// stays idle (it once spun a core).
+#[test]
+fn pending_entries_without_a_database_leave_the_server_idle() {
+    let server = RedisServer::start();
+    let mut con = server.connection();
+    add(&mut con, "waiting", &members("w", 0..10));
+    let cpu = |con: &mut redis::Connection| -> f64 {
+        let user: f64 = info_field(con, "cpu", "used_cpu_user").parse().unwrap();
+        let system: f64 = info_field(con, "cpu", "used_cpu_sys").parse().unwrap();
+        user + system
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cpu(&mut con);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu(&mut con) - before;
+    assert!(
+        used < 0.5,
+        "the server used {used:.2} s of CPU in 2 s while idle"
+    );
+    assert_eq!(pending(&mut con), 10);
+}
