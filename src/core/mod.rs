@@ -1,10 +1,14 @@
 //! The pure core: everything here is plain Rust with no `redis_module` import,
 //! so it is unit- and property-tested without a Redis server.
 
+mod canonical;
 pub mod codec;
 pub mod journal;
 pub mod member;
 pub mod member_set;
+mod number_set;
+mod sorted_set;
+mod string_set;
 
 pub use codec::{DecodeError, RecordReader, RecordWriter};
 pub use journal::{collapse, Collapsed, Entry, Journal, Op};
