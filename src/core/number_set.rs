@@ -134,7 +134,11 @@ impl NumberSet {
         let mut start = 0;
         while start < ids.len() {
             let high = split(ids[start]).0;
-            let end = start + ids[start..].partition_point(|&id| split(id).0 == high);
+            // Groups are often a single id: a linear scan beats a search.
+            let mut end = start + 1;
+            while end < ids.len() && split(ids[end]).0 == high {
+                end += 1;
+            }
             let group = &ids[start..end];
             let containers = 1 + group
                 .windows(2)
