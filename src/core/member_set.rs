@@ -8,8 +8,8 @@
 //! - canonical decimal ids ("0", "7", "18446744073709551615"; not "007",
 //!   "-1" or anything past u64::MAX) as u64 values in a roaring treemap
 //!   with a sorted array for scattered high words (`NumberSet`);
-//! - canonical lowercase UUIDs as u128 values in a sorted array
-//!   (`SortedSet<u128>`);
+//! - canonical lowercase UUIDs as u128 values in an ordered linear-probing
+//!   table (`UuidSet`);
 //! - every other member as a string in one packed arena (`StringSet`).
 //!
 //! A member is compact only if formatting the value gives back exactly the
@@ -25,8 +25,8 @@ use super::canonical::{classify, format_number, format_uuid, Kind, NUMBER_MAX_LE
 use super::codec::{DecodeError, RecordReader, RecordWriter};
 use super::member::validate_text;
 use super::number_set::{Corrupt, NumberSet};
-use super::sorted_set::SortedSet;
 use super::string_set::StringSet;
+use super::uuid_set::UuidSet;
 
 /// Encoding version written by [`MemberSet::encode`]. Version 1 (a count,
 /// then each member as a string) still loads.
@@ -42,7 +42,7 @@ const MAX_PREALLOCATED_MEMBERS: u64 = 1 << 20;
 #[derive(Clone, Default)]
 pub struct MemberSet {
     numbers: NumberSet,
-    uuids: SortedSet<u128>,
+    uuids: UuidSet,
     strings: StringSet,
 }
 
@@ -300,8 +300,8 @@ impl MemberSet {
             uuids.push(u128::from_be_bytes(*value));
             Some(rest)
         })?;
-        let uuids = SortedSet::from_values(uuids)
-            .map_err(|_| DecodeError::Corrupt("a UUID stored twice"))?;
+        let uuids =
+            UuidSet::from_values(uuids).map_err(|_| DecodeError::Corrupt("a UUID stored twice"))?;
 
         let mut set = MemberSet {
             numbers,

@@ -9,6 +9,7 @@ pub mod member_set;
 mod number_set;
 mod sorted_set;
 mod string_set;
+mod uuid_set;
 
 pub use codec::{DecodeError, RecordReader, RecordWriter};
 pub use journal::{collapse, Collapsed, Entry, Journal, Op};
