@@ -1,28 +1,50 @@
 //! A set of strings packed into one byte arena.
 //!
 //! Each member is stored once in `arena` as a LEB128 length followed by its
-//! bytes; the hash table holds only the 4-byte arena offset of each member.
+//! bytes. The index is an ordered linear-probing table of 8-byte entries:
+//! the high half is 32 bits of the member's (seeded) hash, the low half its
+//! arena offset plus one (0 marks an empty slot). Entries are ordered by
+//! hash, each at or after its home slot (`hash * homes / 2^32`) with no
+//! empty slot in between, so a lookup reads about three adjacent slots from
+//! the home slot and compares arena bytes only where the 32 hash bits
+//! match: one cache miss for an absent member, two for a present one.
 //! Compared with a `HashSet<Box<str>>` that saves the 16-byte fat pointer
-//! per slot and the allocator's per-member block and rounding. Removed
-//! members leave garbage in the arena, which is compacted away once it
-//! passes half of the arena.
+//! per slot and the allocator's block per member.
 //!
-//! The arena is addressed by `u32` offsets; members that would push it past
-//! `LIMIT` bytes go to an ordinary overflow set instead (4 GiB of members
-//! in one campaign is unlikely, but must not fail).
+//! Removed members leave garbage in the arena, compacted away once it
+//! passes half of the arena (offsets change, hashes and order do not).
+//! Offsets are 32-bit: members that would push the arena past `LIMIT`
+//! bytes go to an ordinary overflow set instead (4 GiB of members in one
+//! campaign is unlikely, but must not fail).
 
 use std::hash::BuildHasher;
 
-use hashbrown::{DefaultHashBuilder, HashSet, HashTable};
+use hashbrown::{DefaultHashBuilder, HashSet};
 
 /// Garbage is compacted once it is half the arena and at least this much.
 const MIN_GARBAGE_TO_COMPACT: usize = if cfg!(test) { 16 } else { 64 * 1024 };
+/// Most entries per `homes` slots before the table grows.
+const MAX_LOAD: (usize, usize) = (7, 8);
+/// Load right after growing.
+const GROWN_LOAD: (usize, usize) = (7, 10);
+/// Empty slots kept after the last entry.
+const TAIL: usize = 16;
+/// An insert that has to move further than this from its home slot picks
+/// a new hash seed (seeded hashes make this practically never happen).
+const MAX_RUN: usize = 1024;
+const MIN_HOMES: usize = 16;
 
 #[derive(Clone, Default)]
 pub(crate) struct StringSet<const LIMIT: usize = { u32::MAX as usize }> {
     arena: Vec<u8>,
-    /// Arena offsets of the live members, hashed by the member's bytes.
-    table: HashTable<u32>,
+    /// The table (see the module comment); always ends with an empty slot
+    /// once allocated.
+    slots: Box<[u64]>,
+    /// Number of home slots; `slots` is longer by the entries past the last
+    /// home slot plus `TAIL`.
+    homes: usize,
+    /// Entries in `slots`.
+    count: usize,
     hasher: DefaultHashBuilder,
     /// Bytes of removed members still in the arena.
     garbage: usize,
@@ -32,9 +54,9 @@ pub(crate) struct StringSet<const LIMIT: usize = { u32::MAX as usize }> {
 
 /// The member stored at `offset`.
 #[inline]
-fn entry_at(arena: &[u8], offset: u32) -> &[u8] {
-    let (len, header) = read_len(&arena[offset as usize..]);
-    let start = offset as usize + header;
+fn entry_at(arena: &[u8], offset: usize) -> &[u8] {
+    let (len, header) = read_len(&arena[offset..]);
+    let start = offset + header;
     &arena[start..start + len]
 }
 
@@ -64,23 +86,64 @@ fn len_header_size(len: usize) -> usize {
     (bits.max(1) as usize).div_ceil(7)
 }
 
+#[inline]
+fn entry_hash(entry: u64) -> u32 {
+    (entry >> 32) as u32
+}
+
+#[inline]
+fn entry_offset(entry: u64) -> usize {
+    (entry as u32 - 1) as usize
+}
+
+#[inline]
+fn make_entry(hash: u32, offset: usize) -> u64 {
+    (u64::from(hash) << 32) | (offset as u64 + 1)
+}
+
+/// Home slots for `count` entries right after growing.
+fn homes_for(count: usize) -> usize {
+    if count == 0 {
+        return 0;
+    }
+    (count * GROWN_LOAD.1 / GROWN_LOAD.0).max(MIN_HOMES)
+}
+
 impl<const LIMIT: usize> StringSet<LIMIT> {
     #[inline]
-    fn hash(hasher: &DefaultHashBuilder, bytes: &[u8]) -> u64 {
-        hasher.hash_one(bytes)
+    fn hash(&self, bytes: &[u8]) -> u32 {
+        (self.hasher.hash_one(bytes) >> 32) as u32
+    }
+
+    #[inline]
+    fn home(&self, hash: u32) -> usize {
+        ((u64::from(hash) * self.homes as u64) >> 32) as usize
     }
 
     pub fn len(&self) -> usize {
-        self.table.len() + self.overflow.len()
+        self.count + self.overflow.len()
+    }
+
+    /// The slot of `bytes`, if present.
+    #[inline]
+    fn find(&self, hash: u32, bytes: &[u8]) -> Option<usize> {
+        let mut at = self.home(hash);
+        // The last slot is always empty, so these stop inside `slots`.
+        while self.slots[at] != 0 && entry_hash(self.slots[at]) < hash {
+            at += 1;
+        }
+        while self.slots[at] != 0 && entry_hash(self.slots[at]) == hash {
+            if entry_at(&self.arena, entry_offset(self.slots[at])) == bytes {
+                return Some(at);
+            }
+            at += 1;
+        }
+        None
     }
 
     pub fn contains(&self, member: &str) -> bool {
         let bytes = member.as_bytes();
-        let hash = Self::hash(&self.hasher, bytes);
-        let arena = &self.arena;
-        self.table
-            .find(hash, |&offset| entry_at(arena, offset) == bytes)
-            .is_some()
+        (self.homes != 0 && self.find(self.hash(bytes), bytes).is_some())
             || (!self.overflow.is_empty() && self.overflow.contains(member))
     }
 
@@ -89,115 +152,187 @@ impl<const LIMIT: usize> StringSet<LIMIT> {
             return false;
         }
         let bytes = member.as_bytes();
-        let hash = Self::hash(&self.hasher, bytes);
-        let Self {
-            arena,
-            table,
-            hasher,
-            ..
-        } = self;
-        let entry = table.entry(
-            hash,
-            |&offset| entry_at(arena, offset) == bytes,
-            |&offset| Self::hash(hasher, entry_at(arena, offset)),
-        );
-        let hashbrown::hash_table::Entry::Vacant(vacant) = entry else {
+        if self.homes != 0 && self.find(self.hash(bytes), bytes).is_some() {
             return false;
-        };
+        }
         let needed = len_header_size(bytes.len()) + bytes.len();
-        if arena.len() + needed > LIMIT {
-            // `vacant` goes unused: its table slot stays free.
+        if self.arena.len() + needed > LIMIT {
             if self.garbage > 0 {
                 self.compact();
-                if self.arena.len() + needed <= LIMIT {
-                    return self.insert(member);
-                }
             }
-            return self.overflow.insert(member.into());
+            if self.arena.len() + needed > LIMIT {
+                return self.overflow.insert(member.into());
+            }
         }
+        let arena = &mut self.arena;
         if arena.capacity() - arena.len() < needed {
             // Grow by a quarter rather than double: the arena is most of the
             // memory, and a copy every 25% of growth is still amortised O(1).
             arena.reserve_exact(needed.max(arena.len() / 4).max(64));
         }
-        let offset = arena.len() as u32;
+        let offset = arena.len();
         write_len(arena, bytes.len());
         arena.extend_from_slice(bytes);
-        vacant.insert(offset);
+        if (self.count + 1) * MAX_LOAD.1 > self.homes * MAX_LOAD.0 {
+            self.resize(homes_for(self.count + 1));
+        }
+        self.place_entry(offset, true);
         true
+    }
+
+    /// Puts the member at arena `offset` (not yet in the table) into it.
+    fn place_entry(&mut self, offset: usize, may_reseed: bool) {
+        let hash = self.hash(entry_at(&self.arena, offset));
+        let at = self.insert_slot(hash);
+        let free = self.slots[at..self.slots.len() - 1]
+            .iter()
+            .position(|&slot| slot == 0)
+            .map(|distance| at + distance);
+        let Some(free) = free else {
+            // No room before the final empty slot: more tail, then again.
+            self.resize(self.homes);
+            return self.place_entry(offset, may_reseed);
+        };
+        if may_reseed && free - self.home(hash) > MAX_RUN {
+            // Once per insert: a new seed cannot keep making runs this long.
+            self.reseed();
+            return self.place_entry(offset, false);
+        }
+        self.slots.copy_within(at..free, at + 1);
+        self.slots[at] = make_entry(hash, offset);
+        self.count += 1;
+    }
+
+    /// Where an entry of `hash` goes: after the entries of lower or equal
+    /// hash from its home slot.
+    fn insert_slot(&self, hash: u32) -> usize {
+        let mut at = self.home(hash);
+        while self.slots[at] != 0 && entry_hash(self.slots[at]) <= hash {
+            at += 1;
+        }
+        at
     }
 
     pub fn remove(&mut self, member: &str) -> bool {
         let bytes = member.as_bytes();
-        let hash = Self::hash(&self.hasher, bytes);
-        let arena = &self.arena;
-        let Ok(found) = self
-            .table
-            .find_entry(hash, |&offset| entry_at(arena, offset) == bytes)
-        else {
+        let found = if self.homes == 0 {
+            None
+        } else {
+            self.find(self.hash(bytes), bytes)
+        };
+        let Some(at) = found else {
             return !self.overflow.is_empty() && self.overflow.remove(member);
         };
-        let (offset, _) = found.remove();
-        let end = offset as usize + len_header_size(bytes.len()) + bytes.len();
-        if end == self.arena.len() {
-            self.arena.truncate(offset as usize);
-        } else {
-            self.garbage += end - offset as usize;
+        let offset = entry_offset(self.slots[at]);
+        // Pull back the entries after it that are not at their home slot.
+        let mut next = at + 1;
+        while self.slots[next] != 0 && self.home(entry_hash(self.slots[next])) < next {
+            next += 1;
         }
-        if self.table.is_empty() {
+        self.slots.copy_within(at + 1..next, at);
+        self.slots[next - 1] = 0;
+        self.count -= 1;
+
+        let end = offset + len_header_size(bytes.len()) + bytes.len();
+        if end == self.arena.len() {
+            self.arena.truncate(offset);
+        } else {
+            self.garbage += end - offset;
+        }
+        if self.count == 0 {
             self.arena = Vec::new();
             self.garbage = 0;
-            self.table = HashTable::new();
-        } else if self.garbage >= MIN_GARBAGE_TO_COMPACT && self.garbage * 2 >= self.arena.len() {
-            self.compact();
+            self.slots = Box::new([]);
+            self.homes = 0;
+        } else {
+            if self.garbage >= MIN_GARBAGE_TO_COMPACT && self.garbage * 2 >= self.arena.len() {
+                self.compact();
+            }
+            if self.count * MAX_LOAD.1 * 4 < self.homes * MAX_LOAD.0 && self.homes > MIN_HOMES {
+                // Under a quarter of the highest load: give memory back.
+                self.resize(homes_for(self.count));
+            }
         }
         true
     }
 
-    /// Rewrites the arena without garbage, and shrinks the table if it is
-    /// mostly empty. Offsets change; hashes do not.
+    /// Rewrites the arena without garbage. Offsets change; hashes and the
+    /// order of the table do not.
     fn compact(&mut self) {
         let mut arena = Vec::with_capacity(self.arena.len() - self.garbage);
-        for offset in self.table.iter_mut() {
-            let bytes = entry_at(&self.arena, *offset);
-            *offset = arena.len() as u32;
+        for slot in self.slots.iter_mut().filter(|slot| **slot != 0) {
+            let bytes = entry_at(&self.arena, entry_offset(*slot));
+            *slot = make_entry(entry_hash(*slot), arena.len());
             write_len(&mut arena, bytes.len());
             arena.extend_from_slice(bytes);
         }
         self.arena = arena;
         self.garbage = 0;
-        if self.table.len() < self.table.capacity() / 4 {
-            let Self {
-                arena,
-                table,
-                hasher,
-                ..
-            } = self;
-            table.shrink_to(0, |&offset| Self::hash(hasher, entry_at(arena, offset)));
+    }
+
+    /// Same seed, `homes` home slots: the order does not change, so the
+    /// entries are laid out again in one pass.
+    fn resize(&mut self, homes: usize) {
+        let entries: Vec<u64> = self.slots.iter().copied().filter(|&e| e != 0).collect();
+        self.lay_out(&entries, homes);
+    }
+
+    /// A new hash seed: every entry is hashed and ordered again.
+    fn reseed(&mut self) {
+        self.hasher = DefaultHashBuilder::default();
+        let mut entries: Vec<u64> = self
+            .slots
+            .iter()
+            .filter(|&&e| e != 0)
+            .map(|&e| {
+                let offset = entry_offset(e);
+                make_entry(self.hash(entry_at(&self.arena, offset)), offset)
+            })
+            .collect();
+        entries.sort_unstable_by_key(|&entry| entry_hash(entry));
+        let homes = self.homes;
+        self.lay_out(&entries, homes);
+    }
+
+    /// Lays out entries sorted by hash over `homes` home slots.
+    fn lay_out(&mut self, entries: &[u64], homes: usize) {
+        self.homes = homes;
+        self.count = entries.len();
+        if homes == 0 {
+            self.slots = Box::new([]);
+            return;
         }
+        let mut slots = Vec::with_capacity(homes + TAIL);
+        for &entry in entries {
+            let home = self.home(entry_hash(entry));
+            if slots.len() < home {
+                slots.resize(home, 0);
+            }
+            slots.push(entry);
+        }
+        let len = slots.len().max(homes) + TAIL;
+        slots.resize(len, 0);
+        self.slots = slots.into_boxed_slice();
     }
 
     /// Makes room for `members` more members of `bytes` bytes in all.
     pub fn reserve(&mut self, members: usize, bytes: usize) {
-        let Self {
-            arena,
-            table,
-            hasher,
-            ..
-        } = self;
-        table.reserve(members, |&offset| {
-            Self::hash(hasher, entry_at(arena, offset))
-        });
-        let wanted = (arena.len() + bytes + members).min(LIMIT);
-        arena.reserve_exact(wanted.saturating_sub(arena.len()));
+        let wanted = homes_for(self.count + members);
+        if wanted > self.homes {
+            self.resize(wanted);
+        }
+        let wanted = (self.arena.len() + bytes).min(LIMIT);
+        self.arena
+            .reserve_exact(wanted.saturating_sub(self.arena.len()));
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
-        self.table
+        self.slots
             .iter()
-            .map(|&offset| {
+            .filter(|&&entry| entry != 0)
+            .map(|&entry| {
                 // Only `&str` ever goes in, so the bytes are UTF-8.
-                std::str::from_utf8(entry_at(&self.arena, offset)).unwrap_or_default()
+                std::str::from_utf8(entry_at(&self.arena, entry_offset(entry))).unwrap_or_default()
             })
             .chain(self.overflow.iter().map(|member| &**member))
     }
@@ -205,7 +340,7 @@ impl<const LIMIT: usize> StringSet<LIMIT> {
     /// Heap bytes held (arena capacity, table, overflow).
     pub fn heap_bytes(&self) -> usize {
         self.arena.capacity()
-            + self.table.allocation_size()
+            + std::mem::size_of_val(&*self.slots)
             + self.overflow.allocation_size()
             + self
                 .overflow
@@ -229,6 +364,33 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::HashSet as ModelSet;
 
+    const NO_LIMIT: usize = u32::MAX as usize;
+
+    fn check_layout<const LIMIT: usize>(set: &StringSet<LIMIT>) {
+        if set.homes == 0 {
+            assert_eq!(set.count, 0);
+            return;
+        }
+        assert_eq!(*set.slots.last().unwrap(), 0, "ends empty");
+        let mut previous = 0;
+        let mut count = 0;
+        for (at, &entry) in set.slots.iter().enumerate() {
+            if entry == 0 {
+                continue;
+            }
+            count += 1;
+            let hash = entry_hash(entry);
+            assert!(hash >= previous, "ordered by hash");
+            previous = hash;
+            let bytes = entry_at(&set.arena, entry_offset(entry));
+            assert_eq!(set.hash(bytes), hash, "hash matches the member");
+            let home = set.home(hash);
+            assert!(home <= at, "at or after its home");
+            assert!(set.slots[home..at].iter().all(|&e| e != 0), "no gap");
+        }
+        assert_eq!(count, set.count);
+    }
+
     #[test]
     fn lengths_round_trip() {
         for len in [
@@ -251,7 +413,7 @@ mod tests {
 
     #[test]
     fn long_members_and_removal_at_the_end() {
-        let mut set = StringSet::<{ u32::MAX as usize }>::default();
+        let mut set = StringSet::<NO_LIMIT>::default();
         let long = "é".repeat(5000);
         assert!(set.insert("a"));
         assert!(set.insert(&long));
@@ -265,19 +427,33 @@ mod tests {
     }
 
     #[test]
-    fn compaction_keeps_members() {
-        let mut set = StringSet::<{ u32::MAX as usize }>::default();
-        let members: Vec<String> = (0..1000).map(|i| format!("member-{i}")).collect();
+    fn growth_compaction_shrink_and_reseed_keep_members() {
+        let mut set = StringSet::<NO_LIMIT>::default();
+        let members: Vec<String> = (0..20_000).map(|i| format!("member-{i}")).collect();
         for member in &members {
-            set.insert(member);
+            assert!(set.insert(member));
         }
+        check_layout(&set);
+        set.reseed();
+        check_layout(&set);
         for member in members.iter().step_by(2) {
             assert!(set.remove(member));
         }
         assert!(set.garbage < set.arena.len(), "compacted on the way");
+        check_layout(&set);
         for (i, member) in members.iter().enumerate() {
             assert_eq!(set.contains(member), i % 2 == 1, "{member}");
         }
+        for member in members.iter().skip(1).step_by(2).take(9_000) {
+            assert!(set.remove(member));
+        }
+        check_layout(&set);
+        assert!(
+            set.slots.len() < 1000 * 32 / 7 + 100,
+            "shrunk: {}",
+            set.slots.len()
+        );
+        assert_eq!(set.len(), 1000);
     }
 
     #[derive(Debug, Clone)]
@@ -305,6 +481,7 @@ mod tests {
             prop_assert_eq!(set.len(), model.len());
             prop_assert!(set.arena.len() <= LIMIT);
         }
+        check_layout(&set);
         for member in &model {
             prop_assert!(set.contains(member));
         }
@@ -318,7 +495,7 @@ mod tests {
     proptest! {
         #[test]
         fn behaves_like_a_hash_set(ops in prop::collection::vec(op(), 0..400)) {
-            check::<{ u32::MAX as usize }>(&ops)?;
+            check::<NO_LIMIT>(&ops)?;
         }
 
         /// A tiny arena limit sends members to the overflow set.
