@@ -235,7 +235,7 @@ def memory_and_bulk_add(members_per_kind, rounds):
     return results
 
 
-def load_has_datasets(redis, members_per_dataset):
+def load_has_datasets(redis, members_per_dataset, postgres):
     rng = random.Random(7)
     picks = rng.sample(range(KEY_SPACE), members_per_dataset)
     loaded = {}
@@ -253,6 +253,10 @@ def load_has_datasets(redis, members_per_dataset):
     assert int(redis.status()["pending"]) == 0
     log("flushed %d members to PostgreSQL in %.1f s" % (
         len(picks) * len(HAS_DATASETS), time.perf_counter() - started))
+    # Leave autovacuum and the checkpointer nothing to do while Redis is
+    # measured (on 2 cores they would take CPU from it at random moments).
+    postgres.psql("VACUUM ANALYZE campaign_members")
+    postgres.psql("CHECKPOINT")
     return loaded
 
 
@@ -316,7 +320,6 @@ def postgres_peer(server, postgres, datasets, seconds, requests, pairs):
     stored = int(postgres.psql("SELECT count(*) FROM campaign_members WHERE campaign = '%s'"
                                % key))
     assert stored == len(members), (stored, len(members))
-    postgres.psql("VACUUM ANALYZE campaign_members")
     plan = postgres.psql("EXPLAIN SELECT 1 FROM campaign_members WHERE campaign = '%s' "
                          "AND member = '1000000000042'" % key)
     work = tempfile.mkdtemp(prefix="bench-pgbench-")
@@ -623,7 +626,7 @@ def main():
     server = None
     try:
         server = RedisServer("database-url", postgres.url)
-        datasets = load_has_datasets(server.client(), min(members, KEY_SPACE // 2))
+        datasets = load_has_datasets(server.client(), min(members, KEY_SPACE // 2), postgres)
         report["has"] = has_throughput(server, datasets, requests, pairs)
         report["mhas"] = mhas_throughput(server, datasets, requests // 20, pairs)
         report["peer"] = postgres_peer(server, postgres, datasets, pg_seconds,
