@@ -162,13 +162,13 @@ impl UuidSet {
         if stored == 0 {
             return !std::mem::replace(&mut self.has_key, true);
         }
+        if self.homes != 0 && self.slots[self.probe(stored)] == stored {
+            return false;
+        }
         if (self.count + 1) * MAX_LOAD.1 > self.homes * MAX_LOAD.0 {
             self.resize(homes_for(self.count + 1));
         }
         let at = self.probe(stored);
-        if self.slots[at] == stored {
-            return false;
-        }
         let Some(free) = self.slots[at..self.slots.len() - 1]
             .iter()
             .position(|&slot| slot == 0)
