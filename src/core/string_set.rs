@@ -27,12 +27,15 @@ const MIN_GARBAGE_TO_COMPACT: usize = if cfg!(test) { 16 } else { 64 * 1024 };
 const MAX_LOAD: (usize, usize) = (7, 8);
 /// Load right after growing.
 const GROWN_LOAD: (usize, usize) = (7, 10);
-/// Empty slots kept after the last entry.
-const TAIL: usize = 16;
+/// Empty slots kept after the last entry: a few, and more for a large
+/// table, where runs near the end are longer.
+fn tail(homes: usize) -> usize {
+    4 + homes / 256
+}
 /// An insert that has to move further than this from its home slot picks
 /// a new hash seed (seeded hashes make this practically never happen).
 const MAX_RUN: usize = 1024;
-const MIN_HOMES: usize = 16;
+const MIN_HOMES: usize = 4;
 
 #[derive(Clone, Default)]
 pub(crate) struct StringSet<const LIMIT: usize = { u32::MAX as usize }> {
@@ -41,7 +44,7 @@ pub(crate) struct StringSet<const LIMIT: usize = { u32::MAX as usize }> {
     /// once allocated.
     slots: Box<[u64]>,
     /// Number of home slots; `slots` is longer by the entries past the last
-    /// home slot plus `TAIL`.
+    /// home slot plus `tail(homes)`.
     homes: usize,
     /// Entries in `slots`.
     count: usize,
@@ -302,7 +305,7 @@ impl<const LIMIT: usize> StringSet<LIMIT> {
             self.slots = Box::new([]);
             return;
         }
-        let mut slots = Vec::with_capacity(homes + TAIL);
+        let mut slots = Vec::with_capacity(homes + tail(homes));
         for &entry in entries {
             let home = self.home(entry_hash(entry));
             if slots.len() < home {
@@ -310,7 +313,7 @@ impl<const LIMIT: usize> StringSet<LIMIT> {
             }
             slots.push(entry);
         }
-        let len = slots.len().max(homes) + TAIL;
+        let len = slots.len().max(homes) + tail(homes);
         slots.resize(len, 0);
         self.slots = slots.into_boxed_slice();
     }

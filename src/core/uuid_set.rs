@@ -21,12 +21,15 @@ use std::hash::BuildHasher;
 const MAX_LOAD: (usize, usize) = (7, 8);
 /// Load right after growing.
 const GROWN_LOAD: (usize, usize) = (7, 10);
-/// Empty slots kept after the last entry.
-const TAIL: usize = 16;
+/// Empty slots kept after the last entry: a few, and more for a large
+/// table, where runs near the end are longer.
+fn tail(homes: usize) -> usize {
+    4 + homes / 256
+}
 /// An insert that has to move further than this from the home slot picks a
 /// new key (random keys make this practically never happen).
 const MAX_RUN: usize = 1024;
-const MIN_HOMES: usize = 16;
+const MIN_HOMES: usize = 4;
 
 /// Odd multipliers of the mix, and their inverses modulo 2^128.
 const MIX_1: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835;
@@ -75,7 +78,7 @@ pub(crate) struct UuidSet {
     /// Stored forms, 0 for an empty slot (see the module comment).
     slots: Box<[u128]>,
     /// Number of home slots; `slots` is longer by the entries that sit
-    /// past the last home slot plus `TAIL`, and always ends empty.
+    /// past the last home slot plus `tail(homes)`, and always ends empty.
     homes: usize,
     /// Entries in `slots`.
     count: usize,
@@ -276,7 +279,7 @@ impl UuidSet {
             self.slots = Box::new([]);
             return;
         }
-        let mut slots = Vec::with_capacity(homes + TAIL);
+        let mut slots = Vec::with_capacity(homes + tail(homes));
         for &form in stored {
             let home = self.home(form);
             if slots.len() < home {
@@ -284,7 +287,7 @@ impl UuidSet {
             }
             slots.push(form);
         }
-        let len = slots.len().max(homes) + TAIL;
+        let len = slots.len().max(homes) + tail(homes);
         slots.resize(len, 0);
         self.slots = slots.into_boxed_slice();
     }
