@@ -44,6 +44,7 @@ from servers import MODULE, REPO, Postgres, Redis, RedisServer, pg_bin  # noqa: 
 
 BATCH = 10_000
 ROUNDS = 3
+HAS_PAIRS = 5  # the lookup goals sit close to the noise of a shared 2-core machine
 KEY_SPACE = 2_000_000  # -r of redis-benchmark: members are drawn from this many
 
 
@@ -81,7 +82,7 @@ def arbitrary_strings(rng, count):
 # (name, generator, goal in bytes per member or "native", note)
 MEMORY_KINDS = [
     ("numeric ids, random below 10^8", lambda rng, n: numeric_below(rng, n, 10**8), 8,
-     "the goal's case: 1M distinct random ids below 10^8"),
+     "the goal's case: distinct random ids below 10^8"),
     ("UUIDs (v4, lowercase)", uuid_v4, 40, "random version-4 UUIDs"),
     ("arbitrary strings", arbitrary_strings, "native",
      "8-32 chars of [A-Za-z0-9._-:@], 5% with a non-ASCII letter"),
@@ -165,6 +166,10 @@ def run_timed(redis, port, args, requests, clients=50, pipeline=16):
     calls, usec, per_call = command_usec(redis, args[0])
     result["usec_per_call"] = per_call
     return result
+
+
+def count(members):
+    return "%gM" % (members / 1e6) if members >= 1_000_000 else "%dk" % (members // 1000)
 
 
 def ratio(a, b):
@@ -413,26 +418,30 @@ def markdown(report):
     has_num = next(row for row in has if row["dataset"] == "numeric ids")
 
     goals = []
-    goals.append(("HAS throughput >= 1.0x SISMEMBER (numeric ids, -P 16 -c 50, median of %d "
-                  "pairs)" % report["pairs"], "%.2fx" % has_num["rps_ratio"],
-                  has_num["rps_ratio"] >= 1.0))
-    goals.append(("HAS in-server usec_per_call <= 0.8x SISMEMBER (numeric ids)",
-                  "%.2fx (%.2f vs %.2f usec)" % (has_num["usec_ratio"], has_num["module_usec"],
-                                                 has_num["native_usec"]),
-                  has_num["usec_ratio"] <= 0.8))
+    for row in [has_num] + [row for row in has if row is not has_num]:
+        goals.append(("HAS throughput >= 1.0x SISMEMBER, %s (-P 16 -c 50, median of %d "
+                      "pairs)" % (row["dataset"], report["has_pairs"]),
+                      "%.2fx (%.0f vs %.0f req/s)" % (row["rps_ratio"], row["module_rps"],
+                                                      row["native_rps"]),
+                      row["rps_ratio"] >= 1.0))
+        goals.append(("HAS in-server usec_per_call <= 0.8x SISMEMBER, %s" % row["dataset"],
+                      "%.2fx (%.2f vs %.2f usec)" % (row["usec_ratio"], row["module_usec"],
+                                                     row["native_usec"]),
+                      row["usec_ratio"] <= 0.8))
     for row in memory:
         if row["goal"] is None:
             continue
         limit = row["native_bytes"] if row["goal"] == "native" else row["goal"]
-        goals.append(("bytes per member, 1M %s <= %s" % (
-            row["kind"], "native" if row["goal"] == "native" else row["goal"]),
+        goals.append(("bytes per member, %s %s <= %s" % (
+            count(row["members"]), row["kind"], "native" if row["goal"] == "native" else row["goal"]),
             "%.1f (native %.1f)" % (row["module_bytes"], row["native_bytes"]),
             row["module_bytes"] <= limit))
     for row in memory:
         if row["goal"] is None:
             continue
         add_ratio = ratio(row["module_add_s"], row["native_add_s"])
-        goals.append(("bulk ADD of 1M %s in 100 calls of 10k <= 1.0x SADD" % row["kind"],
+        goals.append(("bulk ADD of %s %s in calls of 10k <= 1.0x SADD" % (
+            count(row["members"]), row["kind"]),
                       "%.2fx (%.2f s vs %.2f s)" % (add_ratio, row["module_add_s"],
                                                    row["native_add_s"]), add_ratio <= 1.0))
     goals.append(("MHAS of 100 vs SMISMEMBER (no target)",
@@ -443,7 +452,7 @@ def markdown(report):
     for goal, measured, met in goals:
         lines.append("| %s | %s | %s |" % (goal, measured, "n/a" if met is None else yes(met)))
 
-    lines += ["", "## Memory and bulk load (1M members per kind)", "",
+    lines += ["", "## Memory and bulk load (%s members per kind)" % count(report["members"]), "",
               "Bytes per member = `used_memory` given back by `DEL` of the key, divided by "
               "the members. Load time = 100 calls of 10k members (`CAMPAIGN.ADD` vs `SADD`, "
               "one call at a time), wall clock seen by the client; in-server = `INFO "
@@ -474,14 +483,15 @@ def markdown(report):
         "found by this benchmark), which would slow everything on a 2-core machine."]
 
     lines += ["", "## CAMPAIGN.HAS vs SISMEMBER (redis-benchmark -P 16 -c 50)", "",
-              "1M members of %d possible per dataset, looked up at random (`__rand_int__`, "
-              "`-r %d`: half the lookups hit). %d pairs, alternating which runs first; "
+              "%s members of %d possible per dataset, looked up at random (`__rand_int__`, "
+              "`-r %d`: %d%% of the lookups hit). %d pairs, alternating which runs first; "
               "medians (ratios are the median of the per-pair ratios). The module runs with "
               "a database configured and nothing pending (loaded, then `CAMPAIGN.FLUSH`). "
               "redis-benchmark can only vary decimal digits, so the UUIDs differ in their "
               "last group only; the module keeps UUIDs under a keyed mix, which spreads "
               "them like random ones." % (
-                  KEY_SPACE, KEY_SPACE, report["pairs"]), "",
+                  count(report["has_members"]), KEY_SPACE, KEY_SPACE,
+                  100 * report["has_members"] // KEY_SPACE, report["has_pairs"]), "",
               "| dataset (member form) | HAS req/s | SISMEMBER req/s | ratio | "
               "HAS usec/call | SISMEMBER usec/call | ratio |",
               "|---|---:|---:|---:|---:|---:|---:|"]
@@ -553,7 +563,7 @@ def chart(report, path):
     ax.set_xticks(list(xs))
     ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("bytes per member (used_memory)")
-    ax.set_title("Memory, 1M members")
+    ax.set_title("Memory, %s members" % count(report["members"]))
     ax.legend()
 
     ax = axes[0][1]
@@ -565,7 +575,7 @@ def chart(report, path):
     ax.set_xticks(list(xs))
     ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("seconds")
-    ax.set_title("Bulk load: 1M members in 100 calls of 10k")
+    ax.set_title("Bulk load: %s members in calls of 10k" % count(report["members"]))
     ax.legend()
 
     ax = axes[1][0]
@@ -612,12 +622,14 @@ def main():
     requests = 200_000 if options.quick else 1_000_000
     rounds = 1 if options.quick else ROUNDS
     pairs = 1 if options.quick else ROUNDS
+    has_pairs = 1 if options.quick else HAS_PAIRS
     pg_seconds = 3 if options.quick else 10
     if not os.path.exists(MODULE):
         sys.exit("build the module first: cargo build --release (or use bench/run.sh)")
 
     started = time.time()
     report = {"machine": machine(), "rounds": rounds, "pairs": pairs,
+              "has_pairs": has_pairs,
               "pg_seconds": pg_seconds, "members": members}
     log("machine: %s" % report["machine"])
     report["memory"] = memory_and_bulk_add(members, rounds)
@@ -626,8 +638,9 @@ def main():
     server = None
     try:
         server = RedisServer("database-url", postgres.url)
-        datasets = load_has_datasets(server.client(), min(members, KEY_SPACE // 2), postgres)
-        report["has"] = has_throughput(server, datasets, requests, pairs)
+        report["has_members"] = min(members, KEY_SPACE // 2)
+        datasets = load_has_datasets(server.client(), report["has_members"], postgres)
+        report["has"] = has_throughput(server, datasets, requests, has_pairs)
         report["mhas"] = mhas_throughput(server, datasets, requests // 20, pairs)
         report["peer"] = postgres_peer(server, postgres, datasets, pg_seconds,
                                        requests // 5, pairs)
