@@ -27,7 +27,7 @@ impl Campaign {
     pub fn from_members(members: MemberSet) -> Self {
         let checksum = members
             .iter()
-            .fold(0, |acc, member| acc ^ member_hash(member));
+            .fold(0, |acc, member| acc ^ member_hash(&member));
         Campaign {
             members: Arc::new(members),
             checksum,

@@ -27,6 +27,8 @@ pub enum DecodeError {
     UnknownVersion(i32),
     #[error("stored member {0}")]
     InvalidMember(TextError),
+    #[error("corrupt data: {0}")]
+    Corrupt(&'static str),
 }
 
 /// An in-memory record stream, for tests of the encoding.

@@ -2,12 +2,17 @@
 //! so it is unit- and property-tested without a Redis server.
 
 pub mod campaign;
+mod canonical;
 pub mod checksum;
 pub mod cluster;
 pub mod codec;
 pub mod journal;
 pub mod member;
 pub mod member_set;
+mod number_set;
+mod sorted_set;
+mod string_set;
+mod uuid_set;
 
 pub use campaign::Campaign;
 pub use codec::{BlobReader, BlobWriter, DecodeError, RecordReader, RecordWriter};

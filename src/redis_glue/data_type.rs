@@ -11,7 +11,7 @@ use redis_module::{logging, raw};
 
 use super::background_free;
 use super::panic_guard::run_callback;
-use crate::core::member_set::ENCODING_VERSION;
+use crate::core::member_set::{MemberRef, ENCODING_VERSION};
 use crate::core::{Campaign, DecodeError, Journal, RecordReader, RecordWriter};
 use crate::write_behind::{now_ms, WRITE_BEHIND};
 
@@ -106,10 +106,22 @@ unsafe extern "C" fn aof_rewrite(
 ) {
     run_callback("aof_rewrite", (), || {
         emit_journal_once(aof);
-        let set = campaign(value).members();
-        let members: Vec<_> = set.iter().collect();
-        for chunk in members.chunks(AOF_MEMBERS_PER_COMMAND) {
-            emit_add(aof, key, chunk);
+        // Members come formatted on the fly (ids and UUIDs are stored as
+        // numbers), so they are emitted as they come, a command at a time.
+        let mut chunk = Vec::with_capacity(AOF_MEMBERS_PER_COMMAND);
+        let emit_chunk = |chunk: &mut Vec<MemberRef>| {
+            let words: Vec<&str> = chunk.iter().map(MemberRef::as_str).collect();
+            emit_add(aof, key, &words);
+            chunk.clear();
+        };
+        for member in campaign(value).members().iter() {
+            chunk.push(member);
+            if chunk.len() == AOF_MEMBERS_PER_COMMAND {
+                emit_chunk(&mut chunk);
+            }
+        }
+        if !chunk.is_empty() {
+            emit_chunk(&mut chunk);
         }
     });
 }
