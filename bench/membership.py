@@ -165,6 +165,8 @@ def run_timed(redis, port, args, requests, clients=50, pipeline=16):
     result = redis_benchmark(port, args, requests, clients, pipeline)
     calls, usec, per_call = command_usec(redis, args[0])
     result["usec_per_call"] = per_call
+    # The machine may be shared: keep how busy it was next to each run.
+    result["loadavg_1m"] = float(open("/proc/loadavg").read().split()[0])
     return result
 
 
