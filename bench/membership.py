@@ -76,7 +76,11 @@ def arbitrary_strings(rng, count):
         if rng.random() < 0.05:
             text = text[:-1] + rng.choice("éüøß")
         out.add(text)
-    return list(out)
+    # A fixed order (a set's order changes with Python's string hash seed,
+    # and the arena's last growth step with the order).
+    members = sorted(out)
+    rng.shuffle(members)
+    return members
 
 
 # (name, generator, goal in bytes per member or "native", note)
@@ -165,6 +169,8 @@ def run_timed(redis, port, args, requests, clients=50, pipeline=16):
     result = redis_benchmark(port, args, requests, clients, pipeline)
     calls, usec, per_call = command_usec(redis, args[0])
     result["usec_per_call"] = per_call
+    # The machine may be shared: keep how busy it was next to each run.
+    result["loadavg_1m"] = float(open("/proc/loadavg").read().split()[0])
     return result
 
 
