@@ -1,9 +1,9 @@
 #!/bin/sh
-# The membership benchmark in one command: builds the module, makes sure
-# matplotlib (for the chart) is importable, then runs bench/membership.py,
-# which starts its own redis-server and PostgreSQL and writes
-# docs/bench/membership.{md,png,json}. Extra arguments go to the script
-# (e.g. --quick).
+# Every benchmark in one command: builds the module, makes sure matplotlib
+# (for the membership chart) is importable, then runs the benchmarks, each
+# of which starts its own redis-server and PostgreSQL and writes its figures
+# to docs/bench/. With an argument, only that benchmark:
+#   bench/run.sh [membership|write-behind|rebuild] [extra arguments...]
 set -eu
 cd "$(dirname "$0")/.."
 cargo build --release
@@ -18,4 +18,16 @@ if ! "$PYTHON" -c 'import matplotlib' 2>/dev/null; then
         PYTHON=target/bench-venv/bin/python3
     fi
 fi
-exec "$PYTHON" bench/membership.py "$@"
+which="${1:-all}"
+[ "$#" -gt 0 ] && shift
+case "$which" in
+    membership) exec "$PYTHON" bench/membership.py "$@" ;;
+    write-behind) exec "$PYTHON" bench/write_behind.py "$@" ;;
+    rebuild) exec "$PYTHON" bench/rebuild.py "$@" ;;
+    all)
+        "$PYTHON" bench/membership.py "$@"
+        "$PYTHON" bench/write_behind.py
+        "$PYTHON" bench/rebuild.py
+        ;;
+    *) echo "usage: bench/run.sh [membership|write-behind|rebuild] [args...]" >&2; exit 2 ;;
+esac
