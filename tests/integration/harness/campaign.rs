@@ -155,7 +155,11 @@ pub fn start_replica_of(primary: &RedisServer, options: RedisOptions) -> RedisSe
 
 /// Waits until one replica has applied everything `primary` sent.
 pub fn wait_for_replica(primary: &mut Connection) {
-    let acked: i64 = redis::cmd("WAIT").arg(1).arg(20_000).query(primary).unwrap();
+    let acked: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(20_000)
+        .query(primary)
+        .unwrap();
     assert_eq!(acked, 1, "the replica did not acknowledge");
 }
 
