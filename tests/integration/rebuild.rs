@@ -10,7 +10,7 @@ use redis::{Connection, Value};
 
 use crate::harness::campaign::{
     add, assert_cache_holds, flush, flushing_to, members, rows_of, start_replica_of, status,
-    wait_for_replica, write_around, TABLE,
+    use_database, wait_for_replica, write_around, TABLE,
 };
 use crate::harness::redis_server::{call, error, int};
 use crate::harness::{wait_until, Postgres, RedisServer};
@@ -316,16 +316,7 @@ fn rebuild_refuses_without_a_database_or_on_a_wrong_type() {
     assert!(text.starts_with("ERR no database configured"), "{text}");
     int(&mut con, &["SADD", "native", "a"]);
     let database = Postgres::start();
-    call(
-        &mut con,
-        &[
-            b"CONFIG",
-            b"SET",
-            b"campaign.database-url",
-            database.url().as_bytes(),
-        ],
-    )
-    .unwrap();
+    use_database(&mut con, &database);
     assert!(error(&mut con, &["CAMPAIGN.REBUILD", "native"]).starts_with("WRONGTYPE"));
     assert!(error(&mut con, &["CAMPAIGN.VERIFY", "native"]).starts_with("WRONGTYPE"));
     assert!(error(&mut con, &["CAMPAIGN.REBUILD"]).starts_with("ERR wrong number"));

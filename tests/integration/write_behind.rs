@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::harness::campaign::{
     add, assert_cache_holds, flush, flushing_to, info_field, members, pending, rows, rows_of,
-    start_replica_of, status, wait_for_aof_rewrite, wait_for_replica, TABLE,
+    start_replica_of, status, use_database, wait_for_aof_rewrite, wait_for_replica, TABLE,
 };
 use crate::harness::redis_server::{call, error, int};
 use crate::harness::{wait_until, Postgres, RedisOptions, RedisServer};
@@ -233,12 +233,7 @@ fn deleted_campaigns_still_reach_the_table() {
     call(&mut con, &[b"FLUSHALL"]).unwrap();
     assert_eq!(pending(&mut con), 5);
 
-    let url = database.url().as_bytes();
-    call(
-        &mut con,
-        &[b"CONFIG", b"SET", b"campaign.database-url", url],
-    )
-    .unwrap();
+    use_database(&mut con, &database);
     assert_eq!(flush(&mut con), 5);
     let expected: BTreeSet<(String, String)> = [
         ("deleted", "d1"),
@@ -271,12 +266,7 @@ fn full_journal_pushes_back_with_busy() {
     assert_eq!(int(&mut con, &["CAMPAIGN.HAS", "busy", "b1"]), 1);
     assert_eq!(pending(&mut con), 100);
 
-    let url = database.url().as_bytes();
-    call(
-        &mut con,
-        &[b"CONFIG", b"SET", b"campaign.database-url", url],
-    )
-    .unwrap();
+    use_database(&mut con, &database);
     assert_eq!(flush(&mut con), 100);
     assert_eq!(int(&mut con, &["CAMPAIGN.ADD", "busy", "one-more"]), 1);
     flush(&mut con);
@@ -395,16 +385,7 @@ fn journal_survives_restarts_without_duplicates() {
         );
 
         let database = Postgres::start();
-        call(
-            &mut con,
-            &[
-                b"CONFIG",
-                b"SET",
-                b"campaign.database-url",
-                database.url().as_bytes(),
-            ],
-        )
-        .unwrap();
+        use_database(&mut con, &database);
         flush(&mut con);
         let mut kept: BTreeSet<String> = ["b".to_string(), "c".to_string()].into();
         if name == "rdb" {

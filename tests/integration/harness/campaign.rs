@@ -22,6 +22,12 @@ pub fn flushing_to(database: &Postgres) -> RedisOptions {
     ])
 }
 
+/// Points a running server at `database` with CONFIG SET.
+pub fn use_database(con: &mut Connection, database: &Postgres) {
+    let url = database.url().as_bytes();
+    call(con, &[b"CONFIG", b"SET", b"campaign.database-url", url]).unwrap();
+}
+
 /// `prefix0`, `prefix1`, ... for `range`.
 pub fn members(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| format!("{prefix}{i}")).collect()
