@@ -5,7 +5,6 @@ against idle, side by side in one run.
     python3 bench/rebuild.py [--members 1000000] [--rounds 3]
 """
 
-import argparse
 import os
 import statistics
 import sys
@@ -13,7 +12,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from servers import Postgres, RedisServer  # noqa: E402
+from servers import Postgres, RedisServer, arguments  # noqa: E402
 
 TABLE = "campaign_members"
 
@@ -61,13 +60,7 @@ def p(latencies, q):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--members", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", default=os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "bench",
-        "rebuild.md"))
-    options = parser.parse_args()
+    options = arguments(__doc__, "rebuild.md")
     total = options.members
 
     postgres = Postgres()

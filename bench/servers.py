@@ -1,6 +1,7 @@
 """Throwaway redis-server and PostgreSQL for the benchmarks: free ports,
 temporary directories, stopped on exit. Standard library only."""
 
+import argparse
 import glob
 import os
 import shutil
@@ -146,3 +147,12 @@ class Postgres:
     def stop(self):
         self.tool("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def arguments(description, output_name):
+    """The options every benchmark takes: size, rounds, where figures go."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--members", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", default=os.path.join(REPO, "docs", "bench", output_name))
+    return parser.parse_args()

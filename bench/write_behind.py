@@ -5,14 +5,13 @@ the journal's memory per pending entry.
     python3 bench/write_behind.py [--members 1000000] [--rounds 3]
 """
 
-import argparse
 import os
 import statistics
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from servers import Postgres, RedisServer  # noqa: E402
+from servers import Postgres, RedisServer, arguments  # noqa: E402
 
 CAMPAIGNS = 100
 TABLE = "campaign_members"
@@ -54,13 +53,7 @@ def copy_text(total):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--members", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", default=os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "bench",
-        "write-behind.md"))
-    options = parser.parse_args()
+    options = arguments(__doc__, "write-behind.md")
     total = options.members
 
     postgres = Postgres()
