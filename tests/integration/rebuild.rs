@@ -10,7 +10,7 @@ use redis::{Connection, Value};
 
 use crate::harness::campaign::{
     add, assert_cache_holds, flush, flushing_to, members, rows_of, start_replica_of, status,
-    use_database, wait_for_replica, write_around, TABLE,
+    use_database, wait_blocked_clients, wait_for_replica, write_around, TABLE,
 };
 use crate::harness::redis_server::{call, error, int};
 use crate::harness::{wait_until, Postgres, RedisServer};
@@ -159,10 +159,14 @@ fn rebuild_under_concurrent_writers_loses_nothing() {
             slowest
         })
     };
-    std::thread::sleep(Duration::from_millis(200));
+    // Writers are under way before the rebuild and go on after it.
+    let acknowledged_count = || acknowledged.lock().unwrap().len();
+    assert!(wait_until(Duration::from_secs(20), || acknowledged_count() >= 100));
     let loaded = int(&mut con, &["CAMPAIGN.REBUILD", "busy"]);
     assert!(loaded >= 40_000, "{loaded}");
-    std::thread::sleep(Duration::from_millis(200));
+    let after_rebuild = acknowledged_count();
+    assert!(wait_until(Duration::from_secs(20), || acknowledged_count()
+        >= after_rebuild + 100));
     stop.store(true, Ordering::Relaxed);
     for writer in writers {
         writer.join().unwrap();
@@ -205,12 +209,17 @@ fn writes_wait_for_the_rebuild_and_apply_in_order() {
     wait_rebuilding(&mut con, "1");
 
     // Writes block; each is issued from its own connection, in order.
+    // Each write is sent once the previous one is blocked, so the arrival
+    // order is the order below.
     let mut writes = Vec::new();
-    for (command, member) in [
+    for (index, (command, member)) in [
         ("CAMPAIGN.ADD", "x"),
         ("CAMPAIGN.REM", "x"),
         ("CAMPAIGN.ADD", "y"),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let mut writer = server.connection();
         writes.push(std::thread::spawn(move || {
             redis::cmd(command)
@@ -219,7 +228,8 @@ fn writes_wait_for_the_rebuild_and_apply_in_order() {
                 .query::<i64>(&mut writer)
                 .unwrap()
         }));
-        std::thread::sleep(Duration::from_millis(50));
+        // The REBUILD caller is blocked too.
+        wait_blocked_clients(&mut con, index + 2);
     }
     // Reads answer at once, from the old set.
     assert_eq!(int(&mut con, &["CAMPAIGN.HAS", "held", "old"]), 1);
@@ -379,7 +389,7 @@ fn read_through_after_del_loads_from_the_database() {
 fn unknown_campaigns_are_remembered_for_the_negative_ttl() {
     let database = Postgres::start();
     let server =
-        RedisServer::start_with(flushing_to(&database).module_args(&["negative-ttl-ms", "1500"]));
+        RedisServer::start_with(flushing_to(&database).module_args(&["negative-ttl-ms", "3000"]));
     let mut con = server.connection();
     int(&mut con, &["CAMPAIGN.ADD", "other", "x"]);
     flush(&mut con);
@@ -395,12 +405,10 @@ fn unknown_campaigns_are_remembered_for_the_negative_ttl() {
     let loads: i64 = status(&mut con)["loads-done"].parse().unwrap();
     assert_eq!(loads, loads_after_first, "no second load within the TTL");
 
-    std::thread::sleep(Duration::from_millis(1_700));
-    assert_eq!(
-        int(&mut con, &["CAMPAIGN.HAS", "ghost", "m"]),
-        1,
-        "after the TTL"
-    );
+    let reloaded = wait_until(Duration::from_secs(20), || {
+        int(&mut con, &["CAMPAIGN.HAS", "ghost", "m"]) == 1
+    });
+    assert!(reloaded, "loaded again once the TTL passed");
 }
 
 /// Drill: prefill on a cold start without persistence.

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use crate::harness::campaign::{
     add, assert_cache_holds, flush, flushing_to, info_field, members, pending, rows, rows_of,
-    start_replica_of, status, use_database, wait_for_aof_rewrite, wait_for_replica, TABLE,
+    start_replica_of, status, use_database, wait_blocked_clients, wait_for_aof_rewrite,
+    wait_for_replica, TABLE,
 };
 use crate::harness::redis_server::{call, error, int};
 use crate::harness::{wait_until, Postgres, RedisOptions, RedisServer};
@@ -63,7 +64,7 @@ fn add_remove_add_keeps_order() {
         int(&mut con, &["CAMPAIGN.ADD", &campaign, "m3"]);
         int(&mut con, &["CAMPAIGN.REM", &campaign, "m3"]);
         int(&mut con, &["CAMPAIGN.ADD", &campaign, "m3"]);
-        assert_eq!(flush(&mut con), 6);
+        flush(&mut con);
         let expected: BTreeSet<String> = ["m2".to_string(), "m3".to_string()].into();
         assert_eq!(
             rows_of(&database, &campaign),
@@ -99,7 +100,7 @@ fn database_outage_keeps_writes_and_drains_after() {
     assert!(server.log().contains("flushing"), "failures are logged");
 
     database.start_again();
-    assert_eq!(flush(&mut con), 20_000);
+    flush(&mut con);
     let mut expected: BTreeSet<String> = added.into_iter().collect();
     expected.insert("before".into());
     assert_eq!(rows_of(&database, "outage"), expected);
@@ -185,7 +186,7 @@ fn promoted_replica_flushes_the_pending_journal() {
     primary.kill();
     call(&mut replica_con, &[b"REPLICAOF", b"NO", b"ONE"]).unwrap();
     database.start_again();
-    assert_eq!(flush(&mut replica_con), 10_000);
+    flush(&mut replica_con);
     assert_eq!(rows_of(&database, "failover"), added.into_iter().collect());
     let figures = status(&mut replica_con);
     assert_eq!(
@@ -234,7 +235,7 @@ fn deleted_campaigns_still_reach_the_table() {
     assert_eq!(pending(&mut con), 5);
 
     use_database(&mut con, &database);
-    assert_eq!(flush(&mut con), 5);
+    flush(&mut con);
     let expected: BTreeSet<(String, String)> = [
         ("deleted", "d1"),
         ("deleted", "d2"),
@@ -267,7 +268,7 @@ fn full_journal_pushes_back_with_busy() {
     assert_eq!(pending(&mut con), 100);
 
     use_database(&mut con, &database);
-    assert_eq!(flush(&mut con), 100);
+    flush(&mut con);
     assert_eq!(int(&mut con, &["CAMPAIGN.ADD", "busy", "one-more"]), 1);
     flush(&mut con);
     let mut expected: BTreeSet<String> = members("b", 0..100).into_iter().collect();
@@ -415,6 +416,24 @@ fn flush_barrier_replies_counts_and_times_out() {
     assert_eq!(status(&mut con)["database"], "unconfigured");
 }
 
+/// FLUSH replies how many entries it waited for: those pending when it was
+/// called. Deterministic because no database is configured until the FLUSH
+/// is blocked, so the flusher cannot commit anything before it.
+#[test]
+fn flush_replies_the_entries_it_waited_for() {
+    let database = Postgres::start();
+    let server = RedisServer::start();
+    let mut con = server.connection();
+    add(&mut con, "counted", &members("c", 0..250));
+    let mut waiter = server.connection();
+    let flush_call = std::thread::spawn(move || flush(&mut waiter));
+    wait_blocked_clients(&mut con, 1);
+    use_database(&mut con, &database);
+    assert_eq!(flush_call.join().unwrap(), 250);
+    assert_eq!(rows_of(&database, "counted").len(), 250);
+    assert_eq!(int(&mut con, &["CAMPAIGN.FLUSH"]), 0, "nothing pending now");
+}
+
 #[test]
 fn journal_command_is_refused_from_clients() {
     let server = RedisServer::start();
@@ -472,7 +491,7 @@ fn rows_already_in_the_table_take_the_idempotent_path() {
         ))
         .unwrap();
     int(&mut con, &["CAMPAIGN.ADD", "c", "m1", "m2", "m3"]);
-    assert_eq!(flush(&mut con), 3);
+    flush(&mut con);
     let expected: BTreeSet<String> = ["m1", "m2", "m3"].iter().map(|m| m.to_string()).collect();
     assert_eq!(rows_of(&database, "c"), expected);
     assert_eq!(status(&mut con)["flush-errors"], "0");
@@ -490,7 +509,7 @@ fn trims_survive_kill_nine() {
     );
     let mut con = server.connection();
     add(&mut con, "trimmed", &members("t", 0..1_000));
-    assert_eq!(flush(&mut con), 1_000);
+    flush(&mut con);
     server.kill();
     server.restart();
     let mut con = server.connection();

@@ -77,6 +77,19 @@ pub fn pending(con: &mut Connection) -> i64 {
     status(con)["pending"].parse().unwrap()
 }
 
+/// Waits until the server reports `count` blocked clients: a request that
+/// blocks (FLUSH, a held write) has then arrived, in the order they were sent.
+pub fn wait_blocked_clients(con: &mut Connection, count: usize) {
+    let reached = wait_until(Duration::from_secs(20), || {
+        info_field(con, "clients", "blocked_clients") == count.to_string()
+    });
+    assert!(
+        reached,
+        "blocked_clients: {}",
+        info_field(con, "clients", "blocked_clients")
+    );
+}
+
 /// One field of an INFO section.
 pub fn info_field(con: &mut Connection, section: &str, field: &str) -> String {
     let info: String = redis::cmd("INFO").arg(section).query(con).unwrap();
