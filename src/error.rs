@@ -30,6 +30,8 @@ pub enum CampaignError {
     WriteBlocked,
     #[error("loading campaign '{campaign}' from the database failed: {reason}")]
     LoadFailed { campaign: String, reason: String },
+    #[error("{0} cannot wait inside MULTI or a script")]
+    CannotBlock(&'static str),
     #[error("no database configured: set campaign.database-url")]
     DatabaseUnconfigured,
     #[error("{0} is internal: it is only accepted from the primary or the AOF")]
@@ -52,6 +54,7 @@ impl CampaignError {
             | CampaignError::InvalidMember { .. }
             | CampaignError::InvalidCampaignName(_)
             | CampaignError::Syntax(_)
+            | CampaignError::CannotBlock(_)
             | CampaignError::Disabled(_)
             | CampaignError::InternalCommand(_)
             | CampaignError::LoadFailed { .. }

@@ -3,8 +3,8 @@
 
 use redis_module::{Context, RedisString, RedisValue};
 
+use super::CommandResult;
 use crate::error::CampaignError;
-use crate::redis_glue::panic_guard::CommandResult;
 
 /// `CAMPAIGN.DEBUG PANIC` → panics inside the handler, to prove the guard
 /// turns it into an error reply instead of an aborted server.

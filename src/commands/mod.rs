@@ -1,18 +1,21 @@
-//! The command layer: each handler parses its arguments, calls the core and
-//! builds the reply. Nothing here decides an error code (see `error.rs`).
+//! The command layer: each handler parses its arguments, checks holds,
+//! calls the services below and builds the reply. Nothing here decides an
+//! error code (see `error.rs`).
 
 pub mod debug;
+pub mod internal;
 pub mod membership;
 pub mod rebuild;
 pub mod write_behind;
 
-use redis_module::key::{RedisKey, RedisKeyWritable};
-use redis_module::{Context, ContextFlags, RedisString};
+use redis_module::{Context, RedisString};
 
-use crate::core::{validate_text, Campaign};
+use crate::core::validate_text;
 use crate::error::CampaignError;
 use crate::redis_glue::config;
-use crate::redis_glue::data_type::CAMPAIGN_TYPE;
+use crate::redis_glue::server_state::is_replayed;
+
+pub use crate::redis_glue::panic_guard::CommandResult;
 
 /// Longest campaign name accepted by a write: names are stored in the
 /// database's primary key next to the member.
@@ -22,8 +25,7 @@ const MAX_CAMPAIGN_NAME_BYTES: usize = 512;
 /// AOF were accepted once already, so a replica or a restart with a smaller
 /// limit must not refuse them.
 fn member_length_limit(ctx: &Context) -> Option<usize> {
-    let replayed = ContextFlags::REPLICATED | ContextFlags::LOADING;
-    if ctx.get_flags().intersects(replayed) {
+    if is_replayed(ctx) {
         None
     } else {
         Some(config::max_member_bytes())
@@ -53,15 +55,4 @@ fn parse_members<'a>(
 fn campaign_name<'a>(ctx: &Context, name: &'a RedisString) -> Result<&'a str, CampaignError> {
     let limit = member_length_limit(ctx).map(|_| MAX_CAMPAIGN_NAME_BYTES);
     validate_text(name.as_slice(), limit).map_err(CampaignError::InvalidCampaignName)
-}
-
-/// The campaign stored at `key`, `None` if the key does not exist.
-fn read_campaign(key: &RedisKey) -> Result<Option<&Campaign>, CampaignError> {
-    key.get_value::<Campaign>(&CAMPAIGN_TYPE)
-        .map_err(|_| CampaignError::WrongType)
-}
-
-fn write_campaign(key: &RedisKeyWritable) -> Result<Option<&mut Campaign>, CampaignError> {
-    key.get_value::<Campaign>(&CAMPAIGN_TYPE)
-        .map_err(|_| CampaignError::WrongType)
 }

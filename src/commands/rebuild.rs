@@ -3,36 +3,39 @@
 
 use redis_module::{Context, ContextFlags, RedisString, RedisValue};
 
-use super::{campaign_name, read_campaign};
+use super::{campaign_name, CommandResult};
 use crate::error::CampaignError;
-use crate::rebuild::{Job, Requester, VerifyJob, LOADS};
-use crate::redis_glue::config;
-use crate::redis_glue::panic_guard::CommandResult;
-use crate::write_behind::WRITE_BEHIND;
+use crate::keyspace::journal::JOURNAL;
+use crate::keyspace::read_campaign;
+use crate::rebuild::registry::Waiter;
+use crate::rebuild::{Job, VerifyJob, LOADS};
+use crate::redis_glue::server_state::SERVER;
 
 /// Checks shared by REBUILD and VERIFY before the caller blocks.
-fn check_can_wait(ctx: &Context, args: &[RedisString]) -> Result<(), CampaignError> {
+fn check_can_wait(
+    ctx: &Context,
+    args: &[RedisString],
+    command: &'static str,
+) -> Result<(), CampaignError> {
     if args.len() != 2 {
         return Err(CampaignError::WrongArity);
     }
     campaign_name(ctx, &args[1])?;
     read_campaign(&ctx.open_key(&args[1]))?;
-    if config::DATABASE_URL.get().is_empty() {
+    if !SERVER.database_configured() {
         return Err(CampaignError::DatabaseUnconfigured);
     }
     if ctx.get_flags().contains(ContextFlags::DENY_BLOCKING) {
-        return Err(CampaignError::Syntax(
-            "this command cannot wait inside MULTI or a script".into(),
-        ));
+        return Err(CampaignError::CannotBlock(command));
     }
     Ok(())
 }
 
 /// `CAMPAIGN.REBUILD campaign` → members loaded from the database.
 pub fn rebuild(ctx: &Context, args: &[RedisString]) -> CommandResult {
-    check_can_wait(ctx, args)?;
+    check_can_wait(ctx, args, "CAMPAIGN.REBUILD")?;
     let client = ctx.block_client();
-    LOADS.start_load(ctx, &args[1], Requester::Rebuild(client));
+    LOADS.start_load(ctx, &args[1], Waiter::Rebuild(client));
     Ok(RedisValue::NoReply)
 }
 
@@ -40,12 +43,12 @@ pub fn rebuild(ctx: &Context, args: &[RedisString]) -> CommandResult {
 /// db-checksum, pending, consistent. The cache side is read now; the
 /// database side by a worker.
 pub fn verify(ctx: &Context, args: &[RedisString]) -> CommandResult {
-    check_can_wait(ctx, args)?;
+    check_can_wait(ctx, args, "CAMPAIGN.VERIFY")?;
     let campaign = campaign_name(ctx, &args[1])?.to_owned();
     let key = ctx.open_key(&args[1]);
     let (cache_members, cache_checksum) =
         read_campaign(&key)?.map_or((0, 0), |set| (set.len(), set.checksum()));
-    let pending = WRITE_BEHIND.journal(ctx).pending_for(&campaign);
+    let pending = JOURNAL.lock(ctx).pending_for(&campaign);
     LOADS.submit(Job::Verify(VerifyJob {
         campaign,
         cache_members,

@@ -454,18 +454,22 @@ mod tests {
         unsafe impl GlobalAlloc for Counting {
             unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
                 count();
-                System.alloc(layout)
+                // SAFETY: the caller's contract, passed on unchanged.
+                unsafe { System.alloc(layout) }
             }
             unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
                 count();
-                System.alloc_zeroed(layout)
+                // SAFETY: the caller's contract, passed on unchanged.
+                unsafe { System.alloc_zeroed(layout) }
             }
             unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
                 count();
-                System.realloc(ptr, layout, new_size)
+                // SAFETY: the caller's contract, passed on unchanged.
+                unsafe { System.realloc(ptr, layout, new_size) }
             }
             unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-                System.dealloc(ptr, layout)
+                // SAFETY: the caller's contract, passed on unchanged.
+                unsafe { System.dealloc(ptr, layout) }
             }
         }
 

@@ -4,6 +4,7 @@
 pub mod campaign;
 mod canonical;
 pub mod checksum;
+pub mod clock;
 pub mod cluster;
 pub mod codec;
 pub mod journal;

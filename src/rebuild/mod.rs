@@ -6,106 +6,39 @@
 //! block and the writes are applied in arrival order after the swap, or
 //! fail after `write-block-timeout-ms`.
 //!
-//! Like the journal, this registry is touched only with the Redis GIL held.
+//! Like the journal, the registry is touched only with the Redis GIL held.
 
 pub mod reconcile;
+pub mod registry;
+pub mod swap;
 pub mod worker;
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use crossbeam_channel::{Receiver, Sender};
 use redis_module::{
-    raw, BlockedClient, Context, ContextFlags, NotifyEvent, RedisError, RedisString, RedisValue,
+    BlockedClient, Context, ContextFlags, NotifyEvent, RedisError, RedisString, RedisValue,
     ThreadSafeContext,
 };
 
-use crate::commands::membership::{answers, apply_held_write};
-use crate::core::member_set::ENCODING_VERSION;
-use crate::core::{BlobWriter, Campaign, MemberSet};
+use self::registry::{HeldWrite, Reader, Registry, Waiter};
+use self::swap::{Plan, Prepared};
+use crate::core::clock::now_ms;
+use crate::core::{BlobWriter, Campaign, MemberSet, Op};
 use crate::error::CampaignError;
+use crate::keyspace::journal::JOURNAL;
+use crate::keyspace::write::{apply_change, Propagation};
+use crate::keyspace::{answers, negative, read_campaign, with_campaign, write, KeyId};
+use crate::propagation;
 use crate::redis_glue::config;
-use crate::redis_glue::data_type::CAMPAIGN_TYPE;
-use crate::write_behind::{now_ms, WRITE_BEHIND};
-
-/// A campaign key: database index and key name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct KeyId {
-    pub db: i32,
-    pub name: Vec<u8>,
-}
-
-impl KeyId {
-    pub fn of(ctx: &Context, name: &RedisString) -> KeyId {
-        KeyId {
-            db: selected_db(ctx),
-            name: name.as_slice().to_vec(),
-        }
-    }
-}
-
-pub fn selected_db(ctx: &Context) -> i32 {
-    // SAFETY: a live context; the API table is filled before OnLoad.
-    unsafe { raw::RedisModule_GetSelectedDb.map_or(0, |get| get(ctx.ctx)) }
-}
-
-pub fn select_db(ctx: &Context, db: i32) {
-    // SAFETY: as above.
-    unsafe {
-        if let Some(select) = raw::RedisModule_SelectDb {
-            select(ctx.ctx, db);
-        }
-    }
-}
-
-/// Who waits on a load.
-pub enum Requester {
-    /// CAMPAIGN.REBUILD: replied the member count.
-    Rebuild(BlockedClient),
-    /// HAS / MHAS on a missing campaign: replied their answers.
-    Reader(Reader),
-    /// Prefill and the reconciler: nobody waits.
-    Background,
-}
-
-pub struct Reader {
-    pub client: BlockedClient,
-    pub members: Vec<String>,
-    pub multi: bool,
-}
-
-struct HeldWrite {
-    args: Vec<Vec<u8>>,
-    client: BlockedClient,
-    deadline_ms: u64,
-}
-
-#[derive(Default)]
-struct Load {
-    rebuild_callers: Vec<BlockedClient>,
-    readers: Vec<Reader>,
-    held: VecDeque<HeldWrite>,
-}
+use crate::redis_glue::ffi::{call_text, select_db};
+use crate::redis_glue::server_state::{is_replayed, SERVER};
 
 /// What a worker hands back for the swap.
 pub struct Loaded {
     pub campaign: Campaign,
     pub propagation: Prepared,
-}
-
-/// How the swap reaches replicas and the AOF, prepared off the main thread.
-pub enum Prepared {
-    /// Few members changed against the set the load started from.
-    Diff {
-        added: Vec<String>,
-        removed: Vec<String>,
-    },
-    /// Many changed: the whole set as one encoded argument.
-    Blob(Vec<u8>),
-    /// No AOF, no replica and no replication backlog when the load began:
-    /// nothing to prepare (checked again at the swap).
-    Unheard,
 }
 
 pub struct LoadJob {
@@ -144,10 +77,8 @@ pub struct RebuildStats {
 }
 
 pub struct Loads {
-    inflight: Mutex<HashMap<KeyId, Load>>,
-    /// Campaigns the database did not know, until the given unix ms.
-    negative: Mutex<HashMap<KeyId, u64>>,
-    /// `inflight.len()`, readable without the GIL (STATUS, hot paths).
+    registry: Mutex<Registry<BlockedClient>>,
+    /// Loads running, readable without the GIL (STATUS, hot paths).
     pub active: AtomicUsize,
     pub stats: RebuildStats,
     jobs: Sender<Job>,
@@ -157,8 +88,7 @@ pub struct Loads {
 pub static LOADS: LazyLock<Loads> = LazyLock::new(|| {
     let (jobs, job_receiver) = crossbeam_channel::unbounded();
     Loads {
-        inflight: Mutex::new(HashMap::new()),
-        negative: Mutex::new(HashMap::new()),
+        registry: Mutex::new(Registry::default()),
         active: AtomicUsize::new(0),
         stats: RebuildStats::default(),
         jobs,
@@ -166,59 +96,46 @@ pub static LOADS: LazyLock<Loads> = LazyLock::new(|| {
     }
 });
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Most members sent to replicas as ADD/REM; beyond, the whole set goes.
-pub const DIFF_LIMIT: usize = 10_000;
-/// Members per propagated CAMPAIGN.SYNC ADD/REM command.
-const SYNC_CHUNK: usize = 1_000;
-
 impl Loads {
+    fn registry(&self) -> MutexGuard<'_, Registry<BlockedClient>> {
+        self.registry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     pub fn submit(&self, job: Job) {
         let _ = self.jobs.send(job);
     }
 
-    /// Starts a load of `name` (or joins the one running) for `requester`.
+    /// Starts a load of `name` (or joins the one running) for `waiter`.
     /// The caller has checked the key's type and blocked its client.
-    pub fn start_load(&self, ctx: &Context, name: &RedisString, requester: Requester) {
+    pub fn start_load(&self, ctx: &Context, name: &RedisString, waiter: Waiter<BlockedClient>) {
         let key = KeyId::of(ctx, name);
-        let mut inflight = lock(&self.inflight);
-        let starting = !inflight.contains_key(&key);
-        let load = inflight.entry(key.clone()).or_default();
-        match requester {
-            Requester::Rebuild(client) => load.rebuild_callers.push(client),
-            Requester::Reader(reader) => load.readers.push(reader),
-            Requester::Background => {}
+        let mut registry = self.registry();
+        let starting = registry.join(key.clone(), waiter);
+        self.active.store(registry.len(), Ordering::Relaxed);
+        drop(registry);
+        if !starting {
+            return;
         }
-        self.active.store(inflight.len(), Ordering::Relaxed);
-        drop(inflight);
-        if starting {
-            let snapshot = ctx
-                .open_key(name)
-                .get_value::<Campaign>(&CAMPAIGN_TYPE)
-                .ok()
-                .flatten()
-                .map(|campaign| (campaign.snapshot(), campaign.checksum()));
-            let campaign = String::from_utf8_lossy(name.as_slice()).into_owned();
-            let journal = WRITE_BEHIND.journal(ctx);
-            // Only this campaign's entries must land first; waiting for the
-            // newest entry overall is simpler and at most a batch later.
-            let flush_target = (journal.pending_for(&campaign) > 0)
-                .then(|| journal.last_seq())
-                .flatten();
-            drop(journal);
-            self.submit(Job::Load(LoadJob {
-                key,
-                campaign,
-                snapshot,
-                propagate: propagation_heard(ctx),
-                flush_target,
-            }));
-        }
+        let snapshot = with_campaign(ctx, name, |campaign| {
+            campaign.map(|campaign| (campaign.snapshot(), campaign.checksum()))
+        });
+        let campaign = String::from_utf8_lossy(name.as_slice()).into_owned();
+        let journal = JOURNAL.lock(ctx);
+        // Only this campaign's entries must land first; waiting for the
+        // newest entry overall is simpler and at most a batch later.
+        let flush_target = (journal.pending_for(&campaign) > 0)
+            .then(|| journal.last_seq())
+            .flatten();
+        drop(journal);
+        self.submit(Job::Load(LoadJob {
+            key,
+            campaign,
+            snapshot,
+            propagate: propagation_heard(ctx),
+            flush_target,
+        }));
     }
 
     /// HAS/MHAS on a missing key: blocks the client on a load when
@@ -230,13 +147,14 @@ impl Loads {
         members: Vec<String>,
         multi: bool,
     ) -> bool {
-        let flags = ctx.get_flags();
-        let applies = config::READ_THROUGH.load(Ordering::Relaxed)
-            && WRITE_BEHIND.stats.is_primary.load(Ordering::Relaxed)
-            && !flags.intersects(ContextFlags::DENY_BLOCKING | ContextFlags::LOADING)
-            && std::str::from_utf8(name.as_slice()).is_ok()
-            && !config::DATABASE_URL.get().is_empty();
-        if !applies || self.known_missing(&KeyId::of(ctx, name)) {
+        let replayed_or_atomic = ctx
+            .get_flags()
+            .intersects(ContextFlags::DENY_BLOCKING | ContextFlags::LOADING);
+        let applies = config::READ_THROUGH.get()
+            && SERVER.may_use_database()
+            && !replayed_or_atomic
+            && std::str::from_utf8(name.as_slice()).is_ok();
+        if !applies || negative::known_missing(&KeyId::of(ctx, name)) {
             return false;
         }
         let reader = Reader {
@@ -244,21 +162,8 @@ impl Loads {
             members,
             multi,
         };
-        self.start_load(ctx, name, Requester::Reader(reader));
+        self.start_load(ctx, name, Waiter::Reader(reader));
         true
-    }
-
-    /// A write created the campaign: it is no longer "unknown".
-    pub fn forget_missing(&self, ctx: &Context, name: &RedisString) {
-        let mut negative = lock(&self.negative);
-        if !negative.is_empty() {
-            negative.remove(&KeyId::of(ctx, name));
-        }
-    }
-
-    fn known_missing(&self, key: &KeyId) -> bool {
-        let negative = lock(&self.negative);
-        negative.get(key).is_some_and(|&until| now_ms() < until)
     }
 
     /// ADD/REM on a campaign being loaded: true when the client now waits.
@@ -266,51 +171,45 @@ impl Loads {
         &self,
         ctx: &Context,
         name: &RedisString,
-        args: &[RedisString],
+        campaign: &str,
+        op: Op,
+        members: &[&str],
     ) -> Result<bool, CampaignError> {
-        if self.active.load(Ordering::Relaxed) == 0 || crate::write_behind::is_replayed(ctx) {
+        if self.active.load(Ordering::Relaxed) == 0 || is_replayed(ctx) {
             return Ok(false);
         }
         let key = KeyId::of(ctx, name);
-        let mut inflight = lock(&self.inflight);
-        let Some(load) = inflight.get_mut(&key) else {
+        let mut registry = self.registry();
+        if !registry.is_loading(&key) {
             return Ok(false);
-        };
+        }
         let timeout = config::WRITE_BLOCK_TIMEOUT_MS.get() as u64;
         if timeout == 0 || ctx.get_flags().contains(ContextFlags::DENY_BLOCKING) {
             return Err(CampaignError::WriteBlocked);
         }
-        load.held.push_back(HeldWrite {
-            args: args.iter().map(|arg| arg.as_slice().to_vec()).collect(),
+        let held = HeldWrite {
+            op,
+            campaign: campaign.to_owned(),
+            members: members.iter().map(|member| member.to_string()).collect(),
             client: ctx.block_client(),
             deadline_ms: now_ms() + timeout,
-        });
+        };
+        // Checked above under the same lock: the load is there.
+        let _ = registry.hold(&key, held);
         Ok(true)
     }
 
     pub fn is_loading(&self, ctx: &Context, name: &RedisString) -> bool {
-        self.active.load(Ordering::Relaxed) > 0
-            && lock(&self.inflight).contains_key(&KeyId::of(ctx, name))
+        self.active.load(Ordering::Relaxed) > 0 && self.registry().is_loading(&KeyId::of(ctx, name))
     }
 
-    /// Server cron: held writes past their deadline fail; stale negative
-    /// entries go.
+    /// Server cron: held writes past their deadline fail.
     pub fn on_cron(&self) {
-        let now = now_ms();
-        let mut inflight = lock(&self.inflight);
-        for load in inflight.values_mut() {
-            while load
-                .held
-                .front()
-                .is_some_and(|held| now >= held.deadline_ms)
-            {
-                let held = load.held.pop_front().expect("checked above");
-                ThreadSafeContext::with_blocked_client(held.client)
-                    .reply(Err(CampaignError::WriteBlocked.into_redis_error()));
-            }
+        let expired = self.registry().expire_held(now_ms());
+        for client in expired {
+            ThreadSafeContext::with_blocked_client(client)
+                .reply(Err(CampaignError::WriteBlocked.into_redis_error()));
         }
-        drop(inflight);
-        lock(&self.negative).retain(|_, until| now < *until);
     }
 
     /// Completes a load on the main thread (the GIL is held): swap, send
@@ -326,9 +225,9 @@ impl Loads {
             })
             .and_then(|loaded| self.swap(ctx, job, &name, loaded));
         let load = {
-            let mut inflight = lock(&self.inflight);
-            let load = inflight.remove(&job.key).unwrap_or_default();
-            self.active.store(inflight.len(), Ordering::Relaxed);
+            let mut registry = self.registry();
+            let load = registry.finish(&job.key);
+            self.active.store(registry.len(), Ordering::Relaxed);
             load
         };
         match &result {
@@ -351,12 +250,7 @@ impl Loads {
         }
         // Readers get an answer either way: a failed read-through reads as
         // the (empty) cache rather than an error on the login path.
-        {
-            let read_key = ctx.open_key(&name);
-            let current = read_key
-                .get_value::<Campaign>(&CAMPAIGN_TYPE)
-                .ok()
-                .flatten();
+        with_campaign(ctx, &name, |current| {
             for reader in load.readers {
                 let members: Vec<&str> = reader.members.iter().map(String::as_str).collect();
                 ThreadSafeContext::with_blocked_client(reader.client).reply(Ok(answers(
@@ -365,14 +259,19 @@ impl Loads {
                     reader.multi,
                 )));
             }
-        }
+        });
         for held in load.held {
-            let args: Vec<RedisString> = held
-                .args
-                .into_iter()
-                .map(|arg| ctx.create_string(arg))
-                .collect();
-            let reply = apply_held_write(ctx, &args).map_err(CampaignError::into_redis_error);
+            let members: Vec<&str> = held.members.iter().map(String::as_str).collect();
+            let reply = apply_change(
+                ctx,
+                &name,
+                &held.campaign,
+                held.op,
+                &members,
+                Propagation::Explicit,
+            )
+            .map(|changed| RedisValue::Integer(changed as i64))
+            .map_err(CampaignError::into_redis_error);
             ThreadSafeContext::with_blocked_client(held.client).reply(reply);
         }
     }
@@ -385,53 +284,41 @@ impl Loads {
         name: &RedisString,
         loaded: Loaded,
     ) -> Result<usize, CampaignError> {
-        let key = ctx.open_key_writable(name);
-        let current = key
-            .get_value::<Campaign>(&CAMPAIGN_TYPE)
-            .map_err(|_| CampaignError::WrongType)?;
+        let key = ctx.open_key(name);
+        let current = read_campaign(&key)?;
+        let base_unchanged =
+            swap::base_unchanged(current, job.snapshot.as_ref().map(|(set, _)| set));
+        drop(key);
         let count = loaded.campaign.len();
         if count == 0 {
-            if current.is_some() {
-                let _ = key.delete();
-                ctx.replicate("DEL", &[name.as_slice()]);
-                ctx.notify_keyspace_event(NotifyEvent::GENERIC, "del", name);
+            if write::delete(ctx, name)? {
+                propagation::delete(name.as_slice()).replicate(ctx);
             }
             // The database does not know it: remember that for a while.
-            let ttl = config::NEGATIVE_TTL_MS.get() as u64;
-            if ttl > 0 {
-                lock(&self.negative).insert(job.key.clone(), now_ms() + ttl);
-            }
+            negative::remember_missing(job.key.clone(), config::NEGATIVE_TTL_MS.get() as u64);
             return Ok(0);
         }
-        let unchanged_base = match (current.as_deref(), &job.snapshot) {
-            (Some(campaign), Some((snapshot, _))) => campaign.is_snapshot(snapshot),
-            (None, None) => true,
-            _ => false,
-        };
-        match loaded.propagation {
-            Prepared::Unheard if !propagation_heard(ctx) => {}
-            Prepared::Diff { added, removed } if unchanged_base => {
-                for (form, members) in [("ADD", added), ("REM", removed)] {
-                    for chunk in members.chunks(SYNC_CHUNK) {
-                        let mut words: Vec<&[u8]> = vec![name.as_slice(), form.as_bytes()];
-                        words.extend(chunk.iter().map(|member| member.as_bytes()));
-                        ctx.replicate("CAMPAIGN.SYNC", &words[..]);
+        let heard = matches!(loaded.propagation, Prepared::Unheard) && propagation_heard(ctx);
+        match swap::plan(loaded.propagation, base_unchanged, heard) {
+            Plan::Nothing => {}
+            Plan::Diff { added, removed } => {
+                for (op, members) in [(Op::Add, added), (Op::Remove, removed)] {
+                    for command in propagation::sync_members(name.as_slice(), op, &members) {
+                        command.replicate(ctx);
                     }
                 }
             }
-            Prepared::Blob(blob) => replicate_whole(ctx, name, &blob),
-            // The key changed under the load (deleted, replaced): the diff
-            // no longer applies, so the whole set goes. (Or a replica came.)
-            Prepared::Diff { .. } | Prepared::Unheard => {
-                let mut writer = BlobWriter::default();
-                loaded.campaign.encode(&mut writer);
-                replicate_whole(ctx, name, &writer.bytes);
+            Plan::Whole(encoded) => {
+                let encoded = encoded.unwrap_or_else(|| {
+                    let mut writer = BlobWriter::default();
+                    loaded.campaign.encode(&mut writer);
+                    writer.bytes
+                });
+                propagation::sync_replace(name.as_slice(), &encoded).replicate(ctx);
             }
         }
-        key.set_value(&CAMPAIGN_TYPE, loaded.campaign)
-            .map_err(|_| CampaignError::WrongType)?;
+        write::replace(ctx, name, loaded.campaign)?;
         ctx.notify_keyspace_event(NotifyEvent::MODULE, "campaign.rebuild", name);
-        lock(&self.negative).remove(&job.key);
         Ok(count)
     }
 }
@@ -442,18 +329,10 @@ pub fn propagation_heard(ctx: &Context) -> bool {
     if ctx.get_flags().contains(ContextFlags::AOF) {
         return true;
     }
-    let info = match ctx.call("INFO", &["replication"]) {
-        Ok(RedisValue::SimpleString(text) | RedisValue::BulkString(text)) => text,
-        Ok(RedisValue::StringBuffer(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
-        // Unknown: assume someone listens.
-        _ => return true,
+    // Unknown: assume someone listens.
+    let Some(info) = call_text(ctx, "INFO", &["replication"]) else {
+        return true;
     };
     let quiet = |field: &str| info.lines().any(|line| line.trim() == format!("{field}:0"));
     !(quiet("connected_slaves") && quiet("repl_backlog_active"))
-}
-
-fn replicate_whole(ctx: &Context, name: &RedisString, blob: &[u8]) {
-    let version = ENCODING_VERSION.to_string();
-    let words: [&[u8]; 4] = [name.as_slice(), b"REPLACE", version.as_bytes(), blob];
-    ctx.replicate("CAMPAIGN.SYNC", &words[..]);
 }

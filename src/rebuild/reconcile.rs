@@ -9,13 +9,18 @@ use std::time::{Duration, Instant};
 
 use redis_module::{DetachedFromClient, KeysCursor, ThreadSafeContext};
 
-use super::worker::{wait_until_committed, Worker};
-use super::{select_db, Requester, LOADS};
+use super::registry::Waiter;
+use super::LOADS;
 use crate::core::checksum::as_sql_bigint;
 use crate::core::Campaign;
+use crate::keyspace::journal::JOURNAL;
+use crate::keyspace::{with_campaign, CAMPAIGN_TYPE};
 use crate::redis_glue::config;
-use crate::redis_glue::data_type::CAMPAIGN_TYPE;
+use crate::redis_glue::ffi::select_db;
 use crate::redis_glue::panic_guard::spawn_supervised;
+use crate::redis_glue::server_state::SERVER;
+use crate::sink::connection::Database;
+use crate::sink::Source;
 use crate::write_behind::WRITE_BEHIND;
 
 /// Keys looked at per GIL hold while listing campaigns.
@@ -32,7 +37,7 @@ pub fn start() {
 
 #[derive(Default)]
 struct Reconciler {
-    worker: Worker,
+    database: Database,
 }
 
 struct CacheFigures {
@@ -48,10 +53,7 @@ impl Reconciler {
             std::thread::sleep(Duration::from_millis(200));
             let interval = config::VERIFY_INTERVAL_S.get() as u64;
             let due = interval > 0 && last_round.elapsed() >= Duration::from_secs(interval);
-            let able = WRITE_BEHIND.stats.is_primary.load(Ordering::Relaxed)
-                && !WRITE_BEHIND.stats.loading.load(Ordering::Relaxed)
-                && !config::DATABASE_URL.get().is_empty();
-            if due && able {
+            if due && SERVER.may_use_database() {
                 last_round = Instant::now();
                 if let Err(error) = self.round() {
                     redis_module::logging::log_warning(format!(
@@ -64,13 +66,15 @@ impl Reconciler {
 
     fn round(&mut self) -> Result<(), String> {
         let redis = ThreadSafeContext::<DetachedFromClient>::new();
-        let target = WRITE_BEHIND.journal(&redis.lock()).last_seq();
+        let target = JOURNAL.lock(&redis.lock()).last_seq();
         if let Some(target) = target {
-            wait_until_committed(target)?;
+            WRITE_BEHIND.wait_until_committed(target)?;
         }
         for figures in list_campaigns(&redis) {
-            let digest = self.worker.database()?.digest(&figures.campaign);
-            let (db_members, db_checksum) = digest.map_err(|error| error.to_string())?;
+            let (db_members, db_checksum) = self
+                .database
+                .digest(&figures.campaign)
+                .map_err(|error| error.to_string())?;
             LOADS.stats.verify_runs.fetch_add(1, Ordering::Relaxed);
             if db_members == figures.members as i64
                 && db_checksum == as_sql_bigint(figures.checksum)
@@ -81,13 +85,10 @@ impl Reconciler {
             select_db(&ctx, 0);
             // Changes since the listing explain a difference: not drift.
             let name = ctx.create_string(figures.campaign.as_bytes());
-            let now = ctx
-                .open_key(&name)
-                .get_value::<Campaign>(&CAMPAIGN_TYPE)
-                .ok()
-                .flatten()
-                .map(|set| (set.len(), set.checksum()));
-            let pending = WRITE_BEHIND.journal(&ctx).pending_for(&figures.campaign);
+            let now = with_campaign(&ctx, &name, |set| {
+                set.map(|set| (set.len(), set.checksum()))
+            });
+            let pending = JOURNAL.lock(&ctx).pending_for(&figures.campaign);
             if now != Some((figures.members, figures.checksum)) || pending > 0 {
                 continue;
             }
@@ -99,7 +100,7 @@ impl Reconciler {
                 db_members
             ));
             if !LOADS.is_loading(&ctx, &name) {
-                LOADS.start_load(&ctx, &name, Requester::Background);
+                LOADS.start_load(&ctx, &name, Waiter::Background);
             }
         }
         Ok(())

@@ -1,24 +1,28 @@
-//! Module configuration (`campaign.*`): the stored values, their validation,
-//! and the checks on `name value` pairs given after the module path.
-//!
-//! Registration itself is the `configurations:` block of `redis_module!` in
-//! `lib.rs`; each entry there names one of the statics below.
+//! Module configuration (`campaign.*`): every setting, its default, range
+//! and validation, listed once in `SETTINGS`; registration with Redis and
+//! the check of `name value` pairs after the module path both read it.
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Mutex;
 
-use redis_module::configuration::{ConfigurationContext, ConfigurationValue};
-use redis_module::{RedisError, RedisString};
+use redis_module::configuration::{
+    get_bool_default_config_value, get_i64_default_config_value, get_string_default_config_value,
+    register_bool_configuration, register_i64_configuration, register_string_configuration,
+    ConfigurationContext, ConfigurationFlags, ConfigurationValue,
+};
+use redis_module::{raw, Context, RedisError, RedisString};
+
+use super::ffi::api;
 
 /// A numeric setting that refuses values outside its range itself, so a bad
 /// value is refused the same way from redis.conf, module args and CONFIG SET.
 pub struct NumberSetting {
     name: &'static str,
     value: AtomicI64,
-    pub default: i64,
-    pub min: i64,
-    pub max: i64,
+    default: i64,
+    min: i64,
+    max: i64,
 }
 
 impl NumberSetting {
@@ -56,18 +60,28 @@ impl ConfigurationValue<i64> for NumberSetting {
 
 /// A string setting with a validation rule applied before the value is kept.
 pub struct StringSetting {
+    name: &'static str,
     /// `None` until Redis first sets it; reads then fall back to the default.
     value: Mutex<Option<String>>,
-    pub default: &'static str,
+    default: &'static str,
     validate: fn(&str) -> Result<(), String>,
+    /// Redacted from SLOWLOG and MONITOR (it may hold a password).
+    sensitive: bool,
 }
 
 impl StringSetting {
-    const fn new(default: &'static str, validate: fn(&str) -> Result<(), String>) -> Self {
+    const fn new(
+        name: &'static str,
+        default: &'static str,
+        validate: fn(&str) -> Result<(), String>,
+        sensitive: bool,
+    ) -> Self {
         Self {
+            name,
             value: Mutex::new(None),
             default,
             validate,
+            sensitive,
         }
     }
 
@@ -99,8 +113,42 @@ impl ConfigurationValue<RedisString> for StringSetting {
     }
 }
 
-pub static DATABASE_URL: StringSetting = StringSetting::new("", validate_database_url);
-pub static TABLE: StringSetting = StringSetting::new("campaign_members", validate_table_name);
+/// A yes/no setting.
+pub struct FlagSetting {
+    name: &'static str,
+    value: AtomicBool,
+    default: bool,
+}
+
+impl FlagSetting {
+    const fn new(name: &'static str, default: bool) -> Self {
+        Self {
+            name,
+            value: AtomicBool::new(default),
+            default,
+        }
+    }
+
+    pub fn get(&self) -> bool {
+        self.value.load(Ordering::Relaxed)
+    }
+}
+
+impl ConfigurationValue<bool> for FlagSetting {
+    fn get(&self, _ctx: &ConfigurationContext) -> bool {
+        FlagSetting::get(self)
+    }
+
+    fn set(&self, _ctx: &ConfigurationContext, value: bool) -> Result<(), RedisError> {
+        self.value.store(value, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+pub static DATABASE_URL: StringSetting =
+    StringSetting::new("database-url", "", validate_database_url, true);
+pub static TABLE: StringSetting =
+    StringSetting::new("table", "campaign_members", validate_table_name, false);
 
 pub static FLUSH_INTERVAL_MS: NumberSetting =
     NumberSetting::new("flush-interval-ms", 100, 1, 3_600_000);
@@ -118,20 +166,101 @@ pub static WRITE_BLOCK_TIMEOUT_MS: NumberSetting =
 /// member is part of the primary key, so the limit stays well below that.
 pub static MAX_MEMBER_BYTES: NumberSetting = NumberSetting::new("max-member-bytes", 256, 1, 2_048);
 
-pub static READ_THROUGH: AtomicBool = AtomicBool::new(true);
-pub static PREFILL: AtomicBool = AtomicBool::new(false);
+pub static READ_THROUGH: FlagSetting = FlagSetting::new("read-through", true);
+pub static PREFILL: FlagSetting = FlagSetting::new("prefill", false);
 
-const NUMBER_SETTINGS: [&NumberSetting; 7] = [
-    &FLUSH_INTERVAL_MS,
-    &FLUSH_BATCH_SIZE,
-    &MAX_PENDING,
-    &NEGATIVE_TTL_MS,
-    &VERIFY_INTERVAL_S,
-    &WRITE_BLOCK_TIMEOUT_MS,
-    &MAX_MEMBER_BYTES,
+/// One module setting, whatever its kind.
+pub enum Setting {
+    Number(&'static NumberSetting),
+    Text(&'static StringSetting),
+    Flag(&'static FlagSetting),
+}
+
+/// Every setting of the module: the one list registration and the module
+/// argument check read.
+pub const SETTINGS: &[Setting] = &[
+    Setting::Text(&DATABASE_URL),
+    Setting::Text(&TABLE),
+    Setting::Number(&FLUSH_INTERVAL_MS),
+    Setting::Number(&FLUSH_BATCH_SIZE),
+    Setting::Number(&MAX_PENDING),
+    Setting::Flag(&READ_THROUGH),
+    Setting::Number(&NEGATIVE_TTL_MS),
+    Setting::Flag(&PREFILL),
+    Setting::Number(&VERIFY_INTERVAL_S),
+    Setting::Number(&WRITE_BLOCK_TIMEOUT_MS),
+    Setting::Number(&MAX_MEMBER_BYTES),
 ];
-const STRING_SETTING_NAMES: [&str; 2] = ["database-url", "table"];
-const BOOL_SETTING_NAMES: [&str; 2] = ["read-through", "prefill"];
+
+impl Setting {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Setting::Number(setting) => setting.name,
+            Setting::Text(setting) => setting.name,
+            Setting::Flag(setting) => setting.name,
+        }
+    }
+
+    /// Registers the setting with Redis; a value given after the module
+    /// path becomes its starting value.
+    fn register(&self, ctx: &Context, args: &[RedisString]) -> Result<(), RedisError> {
+        match self {
+            Setting::Number(setting) => {
+                let start = get_i64_default_config_value(args, setting.name, setting.default)?;
+                register_i64_configuration(
+                    ctx,
+                    setting.name,
+                    *setting,
+                    start,
+                    setting.min,
+                    setting.max,
+                    ConfigurationFlags::DEFAULT,
+                    None,
+                );
+            }
+            Setting::Text(setting) => {
+                let start = get_string_default_config_value(args, setting.name, setting.default)?;
+                let flags = if setting.sensitive {
+                    ConfigurationFlags::SENSITIVE
+                } else {
+                    ConfigurationFlags::DEFAULT
+                };
+                register_string_configuration(ctx, setting.name, *setting, start, flags, None);
+            }
+            Setting::Flag(setting) => {
+                let start = get_bool_default_config_value(args, setting.name, setting.default)?;
+                register_bool_configuration(
+                    ctx,
+                    setting.name,
+                    *setting,
+                    start,
+                    ConfigurationFlags::DEFAULT,
+                    None,
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Registers every setting, then lets Redis apply redis.conf and
+/// `MODULE LOADEX ... CONFIG` values. Module arguments are checked first.
+pub fn register(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
+    let words: Vec<String> = args.iter().map(RedisString::to_string_lossy).collect();
+    check_module_args(&words)?;
+    for setting in SETTINGS {
+        setting
+            .register(ctx, args)
+            .map_err(|error| format!("campaign.{}: {error}", setting.name()))?;
+    }
+    if let Some(load_configs) = api!(RedisModule_LoadConfigs) {
+        // SAFETY: called from OnLoad with its live context.
+        if unsafe { load_configs(ctx.ctx) } != raw::REDISMODULE_OK as i32 {
+            return Err("Redis refused the campaign.* settings".into());
+        }
+    }
+    Ok(())
+}
 
 /// Longest member currently accepted, in bytes.
 pub fn max_member_bytes() -> usize {
@@ -190,14 +319,12 @@ pub fn check_module_args(args: &[String]) -> Result<(), String> {
     }
     for pair in args.chunks(2) {
         let (name, value) = (pair[0].as_str(), pair[1].as_str());
-        if BOOL_SETTING_NAMES.contains(&name) {
-            if value != "yes" && value != "no" {
+        match SETTINGS.iter().find(|setting| setting.name() == name) {
+            None => return Err(format!("unknown module argument '{name}'")),
+            Some(Setting::Flag(_)) if value != "yes" && value != "no" => {
                 return Err(format!("{name} must be yes or no, got '{value}'"));
             }
-        } else if !STRING_SETTING_NAMES.contains(&name)
-            && !NUMBER_SETTINGS.iter().any(|setting| setting.name == name)
-        {
-            return Err(format!("unknown module argument '{name}'"));
+            Some(_) => {}
         }
     }
     Ok(())

@@ -1,12 +1,17 @@
-//! Where committed journal batches go. The flusher applies every batch
-//! through this trait; `postgres` is the implementation, and the tests
-//! below drive the batching protocol against an in-memory one.
+//! The database behind two small traits: `Sink` (where committed journal
+//! batches go, used by the flusher) and `Source` (where campaigns are
+//! loaded and verified from, used by the load workers). `postgres` is the
+//! implementation, `connection` keeps one reusable connection for the
+//! current settings, and `memory` is an in-memory stand-in for unit tests.
 
+pub mod connection;
+#[cfg(test)]
+pub mod memory;
 pub mod postgres;
 
 use thiserror::Error;
 
-use crate::core::Collapsed;
+use crate::core::{Collapsed, MemberSet};
 
 #[derive(Debug, Error)]
 pub enum SinkError {
@@ -14,6 +19,20 @@ pub enum SinkError {
     Connect(String),
     #[error("{0}")]
     Statement(String),
+    #[error("no database configured (campaign.database-url is empty)")]
+    Unconfigured,
+}
+
+impl SinkError {
+    /// The same error with the password of `url` removed from its text.
+    pub fn redacted(self, url: &str) -> SinkError {
+        let redact = postgres::redact_password;
+        match self {
+            SinkError::Connect(text) => SinkError::Connect(redact(&text, url)),
+            SinkError::Statement(text) => SinkError::Statement(redact(&text, url)),
+            SinkError::Unconfigured => SinkError::Unconfigured,
+        }
+    }
 }
 
 pub trait Sink {
@@ -22,31 +41,32 @@ pub trait Sink {
     fn apply(&mut self, batch: &Collapsed<'_>) -> Result<(), SinkError>;
 }
 
+/// A campaign's members as loaded from the database.
+#[derive(Default)]
+pub struct LoadedMembers {
+    pub members: MemberSet,
+    /// The checksum of `members` (see `core::checksum`).
+    pub checksum: u64,
+    /// Rows that could not be members (written around the module).
+    pub skipped: usize,
+}
+
+pub trait Source {
+    /// Every member of `campaign`, with their checksum.
+    fn load_members(&mut self, campaign: &str) -> Result<LoadedMembers, SinkError>;
+    /// `(row count, checksum as SQL bigint)` of `campaign`.
+    fn digest(&mut self, campaign: &str) -> Result<(i64, i64), SinkError>;
+    /// Every campaign the database holds.
+    fn campaigns(&mut self) -> Result<Vec<String>, SinkError>;
+}
+
 #[cfg(test)]
 mod tests {
+    use super::memory::MemorySink;
     use super::*;
     use crate::core::{collapse, Journal, Op};
     use proptest::prelude::*;
     use std::collections::BTreeSet;
-
-    /// A table in memory that fails on request, as a database might.
-    #[derive(Default)]
-    struct MemorySink {
-        rows: BTreeSet<(String, String)>,
-    }
-
-    impl Sink for MemorySink {
-        fn apply(&mut self, batch: &Collapsed<'_>) -> Result<(), SinkError> {
-            for (campaign, member) in &batch.removes {
-                self.rows
-                    .remove(&(campaign.to_string(), member.to_string()));
-            }
-            for (campaign, member) in &batch.adds {
-                self.rows.insert((campaign.to_string(), member.to_string()));
-            }
-            Ok(())
-        }
-    }
 
     proptest! {
         /// Flushing in batches of any size, with some batches applied but
@@ -77,7 +97,7 @@ mod tests {
                     journal.trim_through(through);
                 }
             }
-            prop_assert_eq!(sink.rows, model);
+            prop_assert_eq!(sink.rows(), model);
         }
     }
 }

@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use postgres::{Client, Config, NoTls};
 
-use super::{Sink, SinkError};
+use super::{LoadedMembers, Sink, SinkError, Source};
 use crate::core::checksum::{member_hash, SQL_CHECKSUM};
-use crate::core::{validate_text, Collapsed, MemberSet};
+use crate::core::{validate_text, Collapsed};
 
 /// Without a connect timeout a dead host hangs the flusher for minutes.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -67,12 +67,14 @@ impl PostgresSink {
     pub fn is_closed(&self) -> bool {
         self.client.is_closed()
     }
+}
 
+impl Source for PostgresSink {
     /// Streams the members of `campaign` out of the table with COPY (the
     /// fastest way out of PostgreSQL) and builds the set and its checksum
     /// in the same pass. Rows that could not be members (an empty string
     /// written around the module) are skipped and counted.
-    pub fn load_members(&mut self, campaign: &str) -> Result<LoadedMembers, SinkError> {
+    fn load_members(&mut self, campaign: &str) -> Result<LoadedMembers, SinkError> {
         // COPY takes no parameters: the name goes in as a literal. It holds
         // no NUL (validated) and the session uses standard strings, where
         // doubling the quote is the only escape.
@@ -121,7 +123,7 @@ impl PostgresSink {
     }
 
     /// `(row count, checksum)` of `campaign`, computed by PostgreSQL.
-    pub fn digest(&mut self, campaign: &str) -> Result<(i64, i64), SinkError> {
+    fn digest(&mut self, campaign: &str) -> Result<(i64, i64), SinkError> {
         let sql = format!(
             "SELECT {SQL_CHECKSUM} FROM {} WHERE campaign = $1",
             self.table
@@ -134,7 +136,7 @@ impl PostgresSink {
     }
 
     /// Every campaign the table holds.
-    pub fn campaigns(&mut self) -> Result<Vec<String>, SinkError> {
+    fn campaigns(&mut self) -> Result<Vec<String>, SinkError> {
         let sql = format!("SELECT DISTINCT campaign FROM {}", self.table);
         let rows = self.client.query(&sql, &[]).map_err(statement_error)?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
@@ -202,15 +204,6 @@ fn copy_rows(
 
 fn is_unique_violation(error: &postgres::Error) -> bool {
     error.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION)
-}
-
-/// What `load_members` read.
-#[derive(Default)]
-pub struct LoadedMembers {
-    pub members: MemberSet,
-    /// The checksum of `members` (see `core::checksum`).
-    pub checksum: u64,
-    pub skipped: usize,
 }
 
 /// Reads about 256 KiB of COPY output that ends at a line end; `carry`

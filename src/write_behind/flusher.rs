@@ -1,19 +1,27 @@
 //! The background flusher: one thread that moves journal batches into the
 //! sink. It holds the Redis GIL only to copy a batch out and to trim it
 //! after the commit, never while PostgreSQL works.
+//!
+//! `Flusher` is generic over the sink and reaches the journal through
+//! `JournalAccess`, so its batching and retry rules are unit-tested with an
+//! in-memory sink and journal; `run` adds the thread, the wake-ups and the
+//! Redis side.
 
 use std::sync::atomic::Ordering;
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use redis_module::{Context, ThreadSafeContext};
+use redis_module::{DetachedFromClient, ThreadSafeContext};
 
-use super::{now_ms, WRITE_BEHIND};
+use super::WRITE_BEHIND;
+use crate::core::clock::now_ms;
 use crate::core::{collapse, Entry};
+use crate::keyspace::journal::JOURNAL;
 use crate::redis_glue::config;
 use crate::redis_glue::panic_guard::spawn_supervised;
-use crate::sink::postgres::{redact_password, PostgresSink};
-use crate::sink::{Sink, SinkError};
+use crate::redis_glue::server_state::SERVER;
+use crate::sink::connection::Database;
+use crate::sink::Sink;
 
 /// Longest sleep when idle: settings and role are re-read at least this often.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
@@ -23,7 +31,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 pub fn start() {
     static START: Once = Once::new();
     START.call_once(|| {
-        spawn_supervised("campaign-flush", BACKOFF_MAX, || Flusher::default().run());
+        spawn_supervised("campaign-flush", BACKOFF_MAX, || {
+            Flusher::new(Database::default()).run(&RedisJournal::default())
+        });
     });
 }
 
@@ -36,89 +46,91 @@ pub fn backoff(failures: u32, jitter: f64) -> Duration {
     ceiling.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
 }
 
-struct Connection {
-    url: String,
-    table: String,
-    sink: PostgresSink,
+/// A copy of the oldest journal entries.
+pub struct Batch {
+    pub through: u64,
+    pub entries: Vec<Entry>,
 }
 
-#[derive(Default)]
-struct Flusher {
-    connection: Option<Connection>,
+/// How the flusher reaches the journal.
+pub trait JournalAccess {
+    /// Copies out the oldest `limit` entries, if any.
+    fn take_batch(&self, limit: usize) -> Option<Batch>;
+    /// The database committed entries through `through`: trim them.
+    fn commit(&self, through: u64);
+    /// A batch of `entries` failed with `message`; retried in `retry_in`.
+    fn report_failure(&self, message: &str, entries: usize, retry_in: Duration);
+}
+
+/// What one flush attempt did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Attempt {
+    NothingPending,
+    Committed { entries: usize },
+    Failed,
+}
+
+pub struct Flusher<S> {
+    sink: S,
     failures: u32,
     retry_at: Option<Instant>,
 }
 
-/// A copy of the oldest journal entries, taken under the GIL.
-struct Batch {
-    through: u64,
-    entries: Vec<Entry>,
-}
+impl<S: Sink> Flusher<S> {
+    pub fn new(sink: S) -> Self {
+        Flusher {
+            sink,
+            failures: 0,
+            retry_at: None,
+        }
+    }
 
-impl Flusher {
-    fn run(&mut self) {
-        let stats = &WRITE_BEHIND.stats;
-        let redis = ThreadSafeContext::new();
-        loop {
-            let _ = WRITE_BEHIND.wake_receiver.recv_timeout(self.wait_time());
-            while WRITE_BEHIND.wake_receiver.try_recv().is_ok() {}
-
-            let url = config::DATABASE_URL.get();
-            if url.is_empty() {
-                self.connection = None;
-                stats.connected.store(false, Ordering::Relaxed);
-                continue;
-            }
-            let active =
-                stats.is_primary.load(Ordering::Relaxed) && !stats.loading.load(Ordering::Relaxed);
-            let retry_due = self.retry_at.is_none_or(|at| Instant::now() >= at);
-            if !active || !retry_due || !self.batch_due() {
-                continue;
-            }
-            let Some(batch) = take_batch(&redis) else {
-                continue;
-            };
-            match self.apply(&url, &batch) {
-                Ok(()) => {
-                    self.failures = 0;
-                    self.retry_at = None;
-                    stats.connected.store(true, Ordering::Relaxed);
-                    let ctx = redis.lock();
-                    // A node demoted meanwhile leaves the trim to its new primary.
-                    if stats.is_primary.load(Ordering::Relaxed) {
-                        let trimmed = WRITE_BEHIND.commit_through(&ctx, batch.through, true);
-                        stats.flushed.fetch_add(trimmed as u64, Ordering::Relaxed);
-                        stats.last_flush_ms.store(now_ms(), Ordering::Relaxed);
-                    }
+    /// Applies the oldest batch of at most `limit` entries; on success the
+    /// journal is trimmed, on failure the batch stays and a retry is
+    /// scheduled with backoff.
+    pub fn flush_once(&mut self, journal: &impl JournalAccess, limit: usize) -> Attempt {
+        let Some(batch) = journal.take_batch(limit) else {
+            return Attempt::NothingPending;
+        };
+        match self.sink.apply(&collapse(&batch.entries)) {
+            Ok(()) => {
+                self.failures = 0;
+                self.retry_at = None;
+                journal.commit(batch.through);
+                Attempt::Committed {
+                    entries: batch.entries.len(),
                 }
-                Err(error) => {
-                    self.connection = None;
-                    self.failures += 1;
-                    let delay = backoff(self.failures, fastrand::f64());
-                    self.retry_at = Some(Instant::now() + delay);
-                    let message = redact_password(&error.to_string(), &url);
-                    let ctx = redis.lock();
-                    log_failure(&ctx, &message, batch.entries.len(), delay);
-                    WRITE_BEHIND.record_error(message);
-                }
+            }
+            Err(error) => {
+                self.failures += 1;
+                let delay = backoff(self.failures, fastrand::f64());
+                self.retry_at = Some(Instant::now() + delay);
+                let message = error.to_string();
+                journal.report_failure(&message, batch.entries.len(), delay);
+                WRITE_BEHIND.record_error(message);
+                Attempt::Failed
             }
         }
     }
 
-    /// A batch is due when a FLUSH waits, a full batch is pending, or the
-    /// oldest entry has waited `flush-interval-ms`.
-    fn batch_due(&self) -> bool {
-        let stats = &WRITE_BEHIND.stats;
-        let pending = stats.pending.load(Ordering::Relaxed);
-        if pending == 0 {
-            return false;
+    /// Whether a failed attempt's backoff has passed.
+    pub fn retry_due(&self) -> bool {
+        self.retry_at.is_none_or(|at| Instant::now() >= at)
+    }
+
+    fn run(&mut self, journal: &RedisJournal) {
+        let wake = JOURNAL.wake_receiver();
+        loop {
+            let _ = wake.recv_timeout(self.wait_time());
+            while wake.try_recv().is_ok() {}
+            if !SERVER.database_configured() {
+                WRITE_BEHIND.stats.connected.store(false, Ordering::Relaxed);
+                continue;
+            }
+            if SERVER.may_use_database() && self.retry_due() && batch_due() {
+                self.flush_once(journal, config::FLUSH_BATCH_SIZE.get() as usize);
+            }
         }
-        let oldest = stats.oldest_pending_ms.load(Ordering::Relaxed);
-        let wanted = stats.flush_wanted_through.load(Ordering::Relaxed);
-        stats.flush_requested.load(Ordering::Relaxed)
-            || wanted > stats.committed_through.load(Ordering::Relaxed)
-            || pending >= config::FLUSH_BATCH_SIZE.get() as u64
-            || now_ms() >= oldest + config::FLUSH_INTERVAL_MS.get() as u64
     }
 
     fn wait_time(&self) -> Duration {
@@ -126,64 +138,140 @@ impl Flusher {
         if let Some(at) = self.retry_at {
             return at.saturating_duration_since(now).min(IDLE_WAIT);
         }
-        let stats = &WRITE_BEHIND.stats;
         // Nothing to do, or nothing it may do: sleep until woken (a new
         // setting, a role change) or the idle tick, never spin.
-        let can_flush = stats.is_primary.load(Ordering::Relaxed)
-            && !stats.loading.load(Ordering::Relaxed)
-            && !config::DATABASE_URL.get().is_empty();
-        if stats.pending.load(Ordering::Relaxed) == 0 || !can_flush {
+        let pending = JOURNAL.figures.pending.load(Ordering::Relaxed);
+        if pending == 0 || !SERVER.may_use_database() {
             return IDLE_WAIT;
         }
-        if self.batch_due() {
+        if batch_due() {
             return Duration::ZERO;
         }
-        let due_ms = stats.oldest_pending_ms.load(Ordering::Relaxed)
+        let due_ms = JOURNAL.figures.oldest_pending_ms.load(Ordering::Relaxed)
             + config::FLUSH_INTERVAL_MS.get() as u64;
         Duration::from_millis(due_ms.saturating_sub(now_ms())).min(IDLE_WAIT)
     }
+}
 
-    fn apply(&mut self, url: &str, batch: &Batch) -> Result<(), SinkError> {
-        let table = config::TABLE.get();
-        let reusable = self.connection.as_ref().is_some_and(|connection| {
-            connection.url == url && connection.table == table && !connection.sink.is_closed()
-        });
-        if !reusable {
-            self.connection = None;
-            let sink = PostgresSink::connect(url, &table)?;
-            self.connection = Some(Connection {
-                url: url.to_owned(),
-                table,
-                sink,
-            });
+/// A batch is due when a FLUSH waits, a full batch is pending, or the
+/// oldest entry has waited `flush-interval-ms`.
+fn batch_due() -> bool {
+    let figures = &JOURNAL.figures;
+    let stats = &WRITE_BEHIND.stats;
+    let pending = figures.pending.load(Ordering::Relaxed);
+    if pending == 0 {
+        return false;
+    }
+    let oldest = figures.oldest_pending_ms.load(Ordering::Relaxed);
+    let wanted = stats.flush_wanted_through.load(Ordering::Relaxed);
+    stats.flush_requested.load(Ordering::Relaxed)
+        || wanted > figures.committed_through.load(Ordering::Relaxed)
+        || pending >= config::FLUSH_BATCH_SIZE.get() as u64
+        || now_ms() >= oldest + config::FLUSH_INTERVAL_MS.get() as u64
+}
+
+/// The module's journal, reached under the Redis GIL.
+struct RedisJournal {
+    redis: ThreadSafeContext<DetachedFromClient>,
+}
+
+impl Default for RedisJournal {
+    fn default() -> Self {
+        RedisJournal {
+            redis: ThreadSafeContext::new(),
         }
-        let connection = self.connection.as_mut().expect("connected above");
-        connection.sink.apply(&collapse(&batch.entries))
     }
 }
 
-/// Copies the oldest `flush-batch-size` entries out under the GIL.
-fn take_batch(redis: &ThreadSafeContext<redis_module::DetachedFromClient>) -> Option<Batch> {
-    let limit = config::FLUSH_BATCH_SIZE.get() as usize;
-    let ctx = redis.lock();
-    let journal = WRITE_BEHIND.journal(&ctx);
-    let (through, entries) = journal.front(limit)?;
-    Some(Batch {
-        through,
-        entries: entries.cloned().collect(),
-    })
-}
+impl JournalAccess for RedisJournal {
+    fn take_batch(&self, limit: usize) -> Option<Batch> {
+        let ctx = self.redis.lock();
+        let journal = JOURNAL.lock(&ctx);
+        let (through, entries) = journal.front(limit)?;
+        Some(Batch {
+            through,
+            entries: entries.cloned().collect(),
+        })
+    }
 
-fn log_failure(ctx: &Context, message: &str, entries: usize, retry_in: Duration) {
-    ctx.log_warning(&format!(
-        "campaign: flushing {entries} journal entries failed, retrying in {} ms: {message}",
-        retry_in.as_millis()
-    ));
+    fn commit(&self, through: u64) {
+        let ctx = self.redis.lock();
+        // A node demoted meanwhile leaves the trim to its new primary.
+        if SERVER.is_primary() {
+            let trimmed = WRITE_BEHIND.commit_through(&ctx, through, true);
+            WRITE_BEHIND.record_commit(trimmed);
+        }
+    }
+
+    fn report_failure(&self, message: &str, entries: usize, retry_in: Duration) {
+        let ctx = self.redis.lock();
+        ctx.log_warning(&format!(
+            "campaign: flushing {entries} journal entries failed, retrying in {} ms: {message}",
+            retry_in.as_millis()
+        ));
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::cell::{Cell, RefCell};
+    use std::collections::BTreeSet;
+
     use super::*;
+    use crate::core::{Journal, Op};
+    use crate::sink::memory::MemorySink;
+
+    /// A journal in memory; `lose_commits` drops that many trims, as a
+    /// crash between the database commit and the trim would.
+    #[derive(Default)]
+    struct MemoryJournal {
+        journal: RefCell<Journal>,
+        lose_commits: Cell<usize>,
+        failures_reported: Cell<usize>,
+    }
+
+    impl MemoryJournal {
+        fn with(ops: &[(Op, &str, &str)]) -> Self {
+            let memory = MemoryJournal::default();
+            for &(op, campaign, member) in ops {
+                memory
+                    .journal
+                    .borrow_mut()
+                    .append(op, campaign, [member], 0);
+            }
+            memory
+        }
+    }
+
+    impl JournalAccess for MemoryJournal {
+        fn take_batch(&self, limit: usize) -> Option<Batch> {
+            let journal = self.journal.borrow();
+            let (through, entries) = journal.front(limit)?;
+            Some(Batch {
+                through,
+                entries: entries.cloned().collect(),
+            })
+        }
+
+        fn commit(&self, through: u64) {
+            if self.lose_commits.get() > 0 {
+                self.lose_commits.set(self.lose_commits.get() - 1);
+                return;
+            }
+            self.journal.borrow_mut().trim_through(through);
+        }
+
+        fn report_failure(&self, _message: &str, _entries: usize, _retry_in: Duration) {
+            self.failures_reported.set(self.failures_reported.get() + 1);
+        }
+    }
+
+    fn rows(pairs: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+        pairs
+            .iter()
+            .map(|(c, m)| (c.to_string(), m.to_string()))
+            .collect()
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap_with_jitter() {
@@ -194,5 +282,75 @@ mod tests {
         assert_eq!(backoff(1, 0.0), Duration::from_millis(50));
         let jittered = backoff(5, 0.3);
         assert!(jittered > Duration::from_millis(800) && jittered < Duration::from_millis(1600));
+    }
+
+    #[test]
+    fn batches_of_the_limit_until_the_journal_is_empty() {
+        let members: Vec<String> = (0..25).map(|i| format!("m{i}")).collect();
+        let journal = MemoryJournal::default();
+        for member in &members {
+            journal
+                .journal
+                .borrow_mut()
+                .append(Op::Add, "c", [member.as_str()], 0);
+        }
+        let mut flusher = Flusher::new(MemorySink::default());
+        let attempts: Vec<Attempt> = (0..4).map(|_| flusher.flush_once(&journal, 10)).collect();
+        assert_eq!(
+            attempts,
+            [
+                Attempt::Committed { entries: 10 },
+                Attempt::Committed { entries: 10 },
+                Attempt::Committed { entries: 5 },
+                Attempt::NothingPending,
+            ]
+        );
+        assert_eq!(flusher.sink.commits, 3);
+        assert!(journal.journal.borrow().is_empty());
+        let expected: BTreeSet<(String, String)> = members
+            .iter()
+            .map(|m| ("c".to_string(), m.clone()))
+            .collect();
+        assert_eq!(flusher.sink.rows(), expected);
+    }
+
+    #[test]
+    fn a_failed_batch_stays_pending_and_is_retried_after_backoff() {
+        let journal = MemoryJournal::with(&[(Op::Add, "c", "a"), (Op::Add, "c", "b")]);
+        let sink = MemorySink::failing(2);
+        let mut flusher = Flusher::new(sink);
+        assert_eq!(flusher.flush_once(&journal, 100), Attempt::Failed);
+        assert!(!flusher.retry_due(), "a retry waits for the backoff");
+        assert_eq!(flusher.flush_once(&journal, 100), Attempt::Failed);
+        assert_eq!(journal.journal.borrow().len(), 2, "nothing trimmed");
+        assert_eq!(journal.failures_reported.get(), 2);
+        assert_eq!(flusher.failures, 2);
+        assert_eq!(
+            flusher.flush_once(&journal, 100),
+            Attempt::Committed { entries: 2 }
+        );
+        assert!(flusher.retry_due() && flusher.failures == 0);
+        assert_eq!(flusher.sink.rows(), rows(&[("c", "a"), ("c", "b")]));
+        assert!(journal.journal.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_lost_trim_applies_the_batch_again_with_the_same_result() {
+        let journal = MemoryJournal::with(&[
+            (Op::Add, "c", "a"),
+            (Op::Add, "c", "b"),
+            (Op::Remove, "c", "a"),
+            (Op::Add, "d", "x"),
+        ]);
+        journal.lose_commits.set(1);
+        let mut flusher = Flusher::new(MemorySink::default());
+        assert_eq!(
+            flusher.flush_once(&journal, 3),
+            Attempt::Committed { entries: 3 }
+        );
+        assert_eq!(journal.journal.borrow().len(), 4, "the trim was lost");
+        while flusher.flush_once(&journal, 3) != Attempt::NothingPending {}
+        assert_eq!(flusher.sink.commits, 3);
+        assert_eq!(flusher.sink.rows(), rows(&[("c", "b"), ("d", "x")]));
     }
 }

@@ -1,5 +1,5 @@
 //! Server events and the INFO section: role changes start and stop the
-//! flusher, loading pauses it, the cron expires FLUSH waiters.
+//! flusher, loading pauses it, the cron expires waiters and starts prefill.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -9,22 +9,21 @@ use redis_module_macros::{
     cron_event_handler, info_command_handler, loading_event_handler, role_changed_event_handler,
 };
 
-use super::config;
-use super::panic_guard::run_callback;
 use crate::commands::write_behind::{status_figures, Figure};
+use crate::keyspace::journal::JOURNAL;
+use crate::keyspace::negative;
 use crate::rebuild::{Job, LOADS};
+use crate::redis_glue::config;
+use crate::redis_glue::panic_guard::run_callback;
+use crate::redis_glue::server_state::SERVER;
 use crate::write_behind::WRITE_BEHIND;
 
 #[role_changed_event_handler]
 fn on_role_changed(_ctx: &Context, role: ServerRole) {
     run_callback("role change", (), || {
-        let primary = role == ServerRole::Primary;
-        WRITE_BEHIND
-            .stats
-            .is_primary
-            .store(primary, Ordering::Relaxed);
+        SERVER.set_primary(role == ServerRole::Primary);
         // A promoted replica flushes what it holds at once.
-        WRITE_BEHIND.wake();
+        JOURNAL.wake();
     });
 }
 
@@ -37,8 +36,8 @@ fn on_loading(_ctx: &Context, event: LoadingSubevent) {
                 | LoadingSubevent::AofStarted
                 | LoadingSubevent::ReplStarted
         );
-        WRITE_BEHIND.stats.loading.store(loading, Ordering::Relaxed);
-        WRITE_BEHIND.wake();
+        SERVER.set_loading(loading);
+        JOURNAL.wake();
     });
 }
 
@@ -47,6 +46,7 @@ fn on_cron(ctx: &Context, _hz: u64) {
     run_callback("cron", (), || {
         WRITE_BEHIND.on_cron(ctx);
         LOADS.on_cron();
+        negative::expire_missing();
         start_prefill_once();
     });
 }
@@ -55,13 +55,10 @@ fn on_cron(ctx: &Context, _hz: u64) {
 /// loaded by then) queues the load of every campaign the keyspace lacks.
 fn start_prefill_once() {
     static CHECKED: AtomicBool = AtomicBool::new(false);
-    if WRITE_BEHIND.stats.loading.load(Ordering::Relaxed) || CHECKED.swap(true, Ordering::Relaxed) {
+    if SERVER.is_loading() || CHECKED.swap(true, Ordering::Relaxed) {
         return;
     }
-    let wanted = config::PREFILL.load(Ordering::Relaxed)
-        && WRITE_BEHIND.stats.is_primary.load(Ordering::Relaxed)
-        && !config::DATABASE_URL.get().is_empty();
-    if wanted {
+    if config::PREFILL.get() && SERVER.may_use_database() {
         LOADS.submit(Job::Prefill);
     }
 }

@@ -10,17 +10,16 @@ use redis_module::native_types::RedisType;
 use redis_module::{logging, raw};
 
 use super::background_free;
-use super::panic_guard::run_callback;
+use super::journal::JOURNAL;
+use crate::core::clock::now_ms;
 use crate::core::member_set::{MemberRef, ENCODING_VERSION};
-use crate::core::{Campaign, DecodeError, Journal, RecordReader, RecordWriter};
-use crate::write_behind::{now_ms, WRITE_BEHIND};
+use crate::core::{Campaign, DecodeError, Entry, Journal, Op, RecordReader, RecordWriter};
+use crate::propagation;
+use crate::redis_glue::ffi::string_bytes;
+use crate::redis_glue::panic_guard::run_callback;
 
 /// Version of the journal's aux data, written first so it can evolve.
 const JOURNAL_FORMAT: u64 = 1;
-
-/// Members per `CAMPAIGN.SYNC ... ADD` emitted by an AOF rewrite: large enough to keep
-/// the AOF compact, small enough to keep each replayed command cheap.
-const AOF_MEMBERS_PER_COMMAND: usize = 512;
 
 pub static CAMPAIGN_TYPE: RedisType = RedisType::new(
     // Redis requires exactly nine characters.
@@ -75,13 +74,17 @@ impl RecordReader for RdbReader {
     }
 }
 
-/// # Safety
-/// Redis passes a live campaign value created by this module.
-unsafe fn campaign<'a>(value: *const c_void) -> &'a Campaign {
-    &*value.cast::<Campaign>()
+// The callbacks below are plain `extern "C" fn`s: Redis is their only
+// caller, and each states what it relies on where it touches a pointer.
+
+/// Runs `body` on the campaign value Redis handed to a callback.
+fn with_value<T>(value: *const c_void, body: impl FnOnce(&Campaign) -> T) -> T {
+    // SAFETY: Redis passes a live value of this type, created by this
+    // module, for the duration of the callback.
+    body(unsafe { &*value.cast::<Campaign>() })
 }
 
-unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
+extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
     run_callback("rdb_load", ptr::null_mut(), || {
         match Campaign::decode(&mut RdbReader(rdb), encver) {
             Ok(set) => Box::into_raw(Box::new(set)).cast(),
@@ -93,60 +96,44 @@ unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *m
     })
 }
 
-unsafe extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
+extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
     run_callback("rdb_save", (), || {
-        campaign(value).encode(&mut RdbWriter(rdb))
+        with_value(value, |campaign| campaign.encode(&mut RdbWriter(rdb)))
     });
 }
 
-unsafe extern "C" fn aof_rewrite(
+extern "C" fn aof_rewrite(
     aof: *mut raw::RedisModuleIO,
     key: *mut raw::RedisModuleString,
     value: *mut c_void,
 ) {
     run_callback("aof_rewrite", (), || {
-        emit_journal_once(aof);
-        // Members come formatted on the fly (ids and UUIDs are stored as
-        // numbers), so they are emitted as they come, a command at a time.
-        let mut chunk = Vec::with_capacity(AOF_MEMBERS_PER_COMMAND);
-        let emit_chunk = |chunk: &mut Vec<MemberRef>| {
-            let words: Vec<&str> = chunk.iter().map(MemberRef::as_str).collect();
-            emit_add(aof, key, &words);
-            chunk.clear();
-        };
-        for member in campaign(value).members().iter() {
-            chunk.push(member);
-            if chunk.len() == AOF_MEMBERS_PER_COMMAND {
-                emit_chunk(&mut chunk);
+        // SAFETY: Redis passes the live IO handle and key of this call.
+        unsafe { emit_journal_once(aof) };
+        // SAFETY: as above; the key outlives this callback.
+        let key = unsafe { string_bytes(key) };
+        with_value(value, |campaign| {
+            // Members come formatted on the fly (ids and UUIDs are stored
+            // as numbers), so they go out a command's worth at a time.
+            let mut chunk: Vec<MemberRef> = Vec::with_capacity(propagation::MEMBERS_PER_SYNC);
+            let emit = |chunk: &mut Vec<MemberRef>| {
+                let words: Vec<&str> = chunk.iter().map(MemberRef::as_str).collect();
+                for command in propagation::sync_members(key, Op::Add, &words) {
+                    // SAFETY: `aof` is the live handle of this rewrite.
+                    unsafe { command.emit_aof(aof) };
+                }
+                chunk.clear();
+            };
+            for member in campaign.members().iter() {
+                chunk.push(member);
+                if chunk.len() == propagation::MEMBERS_PER_SYNC {
+                    emit(&mut chunk);
+                }
             }
-        }
-        if !chunk.is_empty() {
-            emit_chunk(&mut chunk);
-        }
-    });
-}
-
-/// Emits `CAMPAIGN.SYNC key ADD member...` into the rewritten AOF: set
-/// content, which replay must not journal (the journal comes separately).
-unsafe fn emit_add(
-    aof: *mut raw::RedisModuleIO,
-    key: *mut raw::RedisModuleString,
-    members: &[&str],
-) {
-    with_strings(members, |argv, count| {
-        // "s" the key, "c" a C string, "v" an array of strings and its length.
-        if let Some(emit) = raw::RedisModule_EmitAOF {
-            let (command, format) = (c"CAMPAIGN.SYNC", c"scv");
-            emit(
-                aof,
-                command.as_ptr(),
-                format.as_ptr(),
-                key,
-                c"ADD".as_ptr(),
-                argv,
-                count,
-            );
-        }
+            if !chunk.is_empty() {
+                emit(&mut chunk);
+            }
+        });
     });
 }
 
@@ -157,65 +144,35 @@ static JOURNAL_EMITTED_BY: AtomicU32 = AtomicU32::new(0);
 /// data, so the first campaign key rewritten also carries the journal as
 /// `CAMPAIGN.JOURNAL LOAD` commands. (A rewrite child is a fresh process:
 /// the pid tells whether this one did it already.)
+///
+/// # Safety
+/// `aof` is the live IO handle of the rewrite in progress.
 unsafe fn emit_journal_once(aof: *mut raw::RedisModuleIO) {
     let pid = std::process::id();
     if JOURNAL_EMITTED_BY.swap(pid, Ordering::Relaxed) == pid {
         return;
     }
-    let journal = WRITE_BEHIND.journal_in_callback();
-    let entries: Vec<(u64, &crate::core::Entry)> = journal.iter().collect();
-    for chunk in entries.chunks(AOF_MEMBERS_PER_COMMAND) {
-        let words: Vec<&str> = chunk
-            .iter()
-            .flat_map(|(_, entry)| [entry.op.word(), &*entry.campaign, &*entry.member])
-            .collect();
-        let first = chunk[0].0 as std::os::raw::c_longlong;
-        with_strings(&words, |argv, count| {
-            // "c" a C string, "l" a long long, "v" an array of strings.
-            if let Some(emit) = raw::RedisModule_EmitAOF {
-                let (command, format) = (c"CAMPAIGN.JOURNAL", c"clv");
-                emit(
-                    aof,
-                    command.as_ptr(),
-                    format.as_ptr(),
-                    c"LOAD".as_ptr(),
-                    first,
-                    argv,
-                    count,
-                );
-            }
-        });
+    let journal = JOURNAL.lock_in_callback();
+    let entries: Vec<(u64, &Entry)> = journal.iter().collect();
+    for chunk in entries.chunks(propagation::MEMBERS_PER_SYNC) {
+        let command = propagation::journal_load(chunk[0].0, chunk.iter().map(|(_, entry)| *entry));
+        // SAFETY: `aof` is live (caller).
+        unsafe { command.emit_aof(aof) };
     }
 }
 
-/// Runs `body` with `words` as an array of Redis strings, freed afterwards.
-unsafe fn with_strings(words: &[&str], body: impl FnOnce(*mut *mut raw::RedisModuleString, usize)) {
-    let (Some(create), Some(free)) = (raw::RedisModule_CreateString, raw::RedisModule_FreeString)
-    else {
-        return;
-    };
-    let mut argv: Vec<*mut raw::RedisModuleString> = words
-        .iter()
-        .map(|word| create(ptr::null_mut(), word.as_ptr().cast(), word.len()))
-        .collect();
-    body(argv.as_mut_ptr(), argv.len());
-    for string in argv {
-        free(ptr::null_mut(), string);
-    }
-}
-
-unsafe extern "C" fn aux_save(rdb: *mut raw::RedisModuleIO, when: c_int) {
+extern "C" fn aux_save(rdb: *mut raw::RedisModuleIO, when: c_int) {
     if when != raw::REDISMODULE_AUX_BEFORE_RDB as c_int {
         return;
     }
     run_callback("aux_save", (), || {
         let mut writer = RdbWriter(rdb);
         writer.write_unsigned(JOURNAL_FORMAT);
-        WRITE_BEHIND.journal_in_callback().encode(&mut writer);
+        JOURNAL.lock_in_callback().encode(&mut writer);
     });
 }
 
-unsafe extern "C" fn aux_load(rdb: *mut raw::RedisModuleIO, _encver: c_int, when: c_int) -> c_int {
+extern "C" fn aux_load(rdb: *mut raw::RedisModuleIO, _encver: c_int, when: c_int) -> c_int {
     if when != raw::REDISMODULE_AUX_BEFORE_RDB as c_int {
         return raw::REDISMODULE_OK as c_int;
     }
@@ -229,7 +186,7 @@ unsafe extern "C" fn aux_load(rdb: *mut raw::RedisModuleIO, _encver: c_int, when
         });
         match loaded {
             Ok(journal) => {
-                WRITE_BEHIND.replace_journal(journal);
+                JOURNAL.replace(journal);
                 raw::REDISMODULE_OK as c_int
             }
             Err(error) => {
@@ -240,28 +197,35 @@ unsafe extern "C" fn aux_load(rdb: *mut raw::RedisModuleIO, _encver: c_int, when
     })
 }
 
-unsafe extern "C" fn mem_usage(value: *const c_void) -> usize {
+extern "C" fn mem_usage(value: *const c_void) -> usize {
     run_callback("mem_usage", 0, || {
-        std::mem::size_of::<Campaign>() + campaign(value).heap_bytes()
+        with_value(value, |campaign| {
+            std::mem::size_of::<Campaign>() + campaign.heap_bytes()
+        })
     })
 }
 
-unsafe extern "C" fn free_effort(_key: *mut raw::RedisModuleString, value: *const c_void) -> usize {
-    run_callback("free_effort", 1, || campaign(value).len().max(1))
+extern "C" fn free_effort(_key: *mut raw::RedisModuleString, value: *const c_void) -> usize {
+    run_callback("free_effort", 1, || {
+        with_value(value, |campaign| campaign.len().max(1))
+    })
 }
 
-unsafe extern "C" fn free(value: *mut c_void) {
+extern "C" fn free(value: *mut c_void) {
     run_callback("free", (), || {
-        background_free::release(Box::from_raw(value.cast::<Campaign>()));
+        // SAFETY: Redis hands back a value this module boxed, exactly once.
+        background_free::release(unsafe { Box::from_raw(value.cast::<Campaign>()) });
     });
 }
 
-unsafe extern "C" fn copy(
+extern "C" fn copy(
     _from_key: *mut raw::RedisModuleString,
     _to_key: *mut raw::RedisModuleString,
     value: *const c_void,
 ) -> *mut c_void {
     run_callback("copy", ptr::null_mut(), || {
-        Box::into_raw(Box::new(campaign(value).clone())).cast()
+        with_value(value, |campaign| {
+            Box::into_raw(Box::new(campaign.clone())).cast()
+        })
     })
 }

@@ -1,0 +1,61 @@
+//! The internal commands replicas and the AOF receive: `CAMPAIGN.SYNC`
+//! (set content, never journaled) and `CAMPAIGN.JOURNAL` (journal trims and
+//! entries). Refused from ordinary clients. Their wire forms are parsed in
+//! `propagation`.
+
+use redis_module::{Context, ContextFlags, RedisString, RedisValue};
+
+use super::CommandResult;
+use crate::error::CampaignError;
+use crate::keyspace::journal::JOURNAL;
+use crate::keyspace::write::{self, apply_change, Propagation};
+use crate::propagation::{self, JournalCommand, Sync};
+use crate::redis_glue::server_state::is_replayed;
+use crate::write_behind::WRITE_BEHIND;
+
+/// `CAMPAIGN.SYNC campaign ADD|REM member ...` and `CAMPAIGN.SYNC campaign
+/// REPLACE version blob`: set content without journaling, sent by a
+/// rebuild to replicas and the AOF, and written by an AOF rewrite without
+/// the RDB preamble.
+pub fn sync(ctx: &Context, args: &[RedisString]) -> CommandResult {
+    if !is_replayed(ctx) {
+        return Err(CampaignError::InternalCommand(propagation::SYNC_COMMAND));
+    }
+    let reply = match propagation::parse_sync(args)? {
+        Sync::Members { key, op, members } => {
+            let campaign = String::from_utf8_lossy(key.as_slice());
+            apply_change(ctx, key, &campaign, op, &members, Propagation::StateOnly)?
+        }
+        Sync::Replace { key, campaign } => {
+            let count = campaign.len();
+            write::replace(ctx, key, campaign)?;
+            count
+        }
+    };
+    // A replica's own AOF needs it too; while loading this is a no-op.
+    ctx.replicate_verbatim();
+    Ok(RedisValue::Integer(reply as i64))
+}
+
+/// `CAMPAIGN.JOURNAL TRIM seq` and `CAMPAIGN.JOURNAL LOAD first-seq
+/// [ADD|REM campaign member ...]`: how the journal's progress reaches
+/// replicas and the AOF.
+pub fn journal(ctx: &Context, args: &[RedisString]) -> CommandResult {
+    if !is_replayed(ctx) {
+        return Err(CampaignError::InternalCommand(propagation::JOURNAL_COMMAND));
+    }
+    let from_aof = ctx.get_flags().contains(ContextFlags::LOADING);
+    match propagation::parse_journal(args, from_aof)? {
+        JournalCommand::Trim { through } => {
+            WRITE_BEHIND.commit_through(ctx, through, false);
+        }
+        JournalCommand::Load { first, entries } => {
+            JOURNAL
+                .restore_entries(ctx, first, entries)
+                .map_err(CampaignError::Syntax)?;
+        }
+    }
+    // A replica's own AOF needs the trim too; while loading this is a no-op.
+    ctx.replicate_verbatim();
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}

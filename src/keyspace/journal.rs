@@ -1,0 +1,162 @@
+//! The module-wide journal: one ordered list of every change not yet
+//! committed in PostgreSQL, saved with the dataset (RDB aux data, the AOF)
+//! and carried to replicas.
+//!
+//! Locking rule: the journal is touched only while the Redis GIL is held
+//! (command handlers, callbacks, or a thread inside
+//! `ThreadSafeContext::lock`). So no other thread holds its mutex when
+//! Redis forks, and a BGSAVE child never finds it locked. The figures are
+//! mirrored into atomics for readers without the GIL.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex, MutexGuard};
+
+use crossbeam_channel::{Receiver, Sender};
+use redis_module::Context;
+
+use crate::core::clock::now_ms;
+use crate::core::{Entry, Journal, Op};
+use crate::error::CampaignError;
+use crate::propagation;
+use crate::redis_glue::config;
+use crate::redis_glue::server_state::is_replayed;
+
+pub struct SharedJournal {
+    journal: Mutex<Journal>,
+    pub figures: JournalFigures,
+    wake_sender: Sender<()>,
+    wake_receiver: Receiver<()>,
+}
+
+/// The journal's size and progress, readable without the GIL.
+#[derive(Default)]
+pub struct JournalFigures {
+    pub pending: AtomicU64,
+    /// Arrival of the oldest pending entry (unix ms, 0 = empty).
+    pub oldest_pending_ms: AtomicU64,
+    pub next_seq: AtomicU64,
+    /// Every entry numbered this or lower is committed.
+    pub committed_through: AtomicU64,
+}
+
+pub static JOURNAL: LazyLock<SharedJournal> = LazyLock::new(|| {
+    let (wake_sender, wake_receiver) = crossbeam_channel::unbounded();
+    SharedJournal {
+        journal: Mutex::new(Journal::new()),
+        figures: JournalFigures::default(),
+        wake_sender,
+        wake_receiver,
+    }
+});
+
+fn lock(journal: &Mutex<Journal>) -> MutexGuard<'_, Journal> {
+    journal
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl SharedJournal {
+    /// The journal, for code that holds the GIL (`_ctx` is the proof).
+    pub fn lock(&self, _ctx: &Context) -> MutexGuard<'_, Journal> {
+        lock(&self.journal)
+    }
+
+    /// For type callbacks (aux load/save, AOF rewrite): Redis calls them on
+    /// its main thread with the GIL held, or in a forked child.
+    pub fn lock_in_callback(&self) -> MutexGuard<'_, Journal> {
+        lock(&self.journal)
+    }
+
+    /// Wakes whoever drains the journal (new entries, a FLUSH, a role change).
+    pub fn wake(&self) {
+        let _ = self.wake_sender.send(());
+    }
+
+    pub fn wake_receiver(&self) -> &Receiver<()> {
+        &self.wake_receiver
+    }
+
+    /// Refuses a client's write when the journal is full: back-pressure,
+    /// not loss.
+    pub fn check_capacity(&self, ctx: &Context) -> Result<(), CampaignError> {
+        let pending = self.lock(ctx).len();
+        let limit = config::MAX_PENDING.get() as usize;
+        if pending >= limit && !is_replayed(ctx) {
+            return Err(CampaignError::JournalFull { pending });
+        }
+        Ok(())
+    }
+
+    /// Journals one entry per changed member of `campaign`.
+    pub fn record(&self, ctx: &Context, op: Op, campaign: &str, members: &[&str]) {
+        if members.is_empty() {
+            return;
+        }
+        let mut journal = self.lock(ctx);
+        let was_empty = journal.is_empty();
+        journal.append(op, campaign, members.iter().copied(), now_ms());
+        let batch = config::FLUSH_BATCH_SIZE.get().max(1) as usize;
+        let crossed_batch = journal.len() / batch > (journal.len() - members.len()) / batch;
+        self.publish(&journal);
+        drop(journal);
+        if was_empty || crossed_batch {
+            self.wake();
+        }
+    }
+
+    /// Drops entries through `through` once the database has them. On the
+    /// primary the trim goes to replicas and the AOF.
+    pub fn trim_through(&self, ctx: &Context, through: u64, propagate: bool) -> usize {
+        let mut journal = self.lock(ctx);
+        let trimmed = journal.trim_through(through);
+        self.publish(&journal);
+        drop(journal);
+        if propagate && trimmed > 0 {
+            propagation::journal_trim(through).replicate(ctx);
+        }
+        trimmed
+    }
+
+    /// Appends entries an AOF rewrite wrote out (`CAMPAIGN.JOURNAL LOAD`).
+    pub fn restore_entries(
+        &self,
+        ctx: &Context,
+        first: u64,
+        entries: Vec<Entry>,
+    ) -> Result<(), String> {
+        let mut journal = self.lock(ctx);
+        journal.restore(first, entries, now_ms())?;
+        self.publish(&journal);
+        Ok(())
+    }
+
+    /// Replaces the whole journal (RDB aux load, full sync from a primary).
+    pub fn replace(&self, journal: Journal) {
+        let mut current = self.lock_in_callback();
+        *current = journal;
+        self.publish(&current);
+    }
+
+    /// Publishes the figures of the journal as it is (at module load).
+    pub fn refresh_figures(&self) {
+        let journal = self.lock_in_callback();
+        self.publish(&journal);
+    }
+
+    fn publish(&self, journal: &Journal) {
+        let figures = &self.figures;
+        figures
+            .pending
+            .store(journal.len() as u64, Ordering::Relaxed);
+        figures
+            .oldest_pending_ms
+            .store(journal.oldest_arrival_ms().unwrap_or(0), Ordering::Relaxed);
+        figures
+            .next_seq
+            .store(journal.next_seq(), Ordering::Relaxed);
+        let committed = journal.first_seq().unwrap_or(journal.next_seq()) - 1;
+        figures
+            .committed_through
+            .store(committed, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,116 @@
+//! The one write path: every change to a campaign's members — a client's
+//! ADD/REM, a write held during a rebuild, replicated set content — goes
+//! through `apply_change` with parsed input, so journaling, propagation,
+//! keyspace events and "the last removal deletes the key" live here once.
+
+use redis_module::key::RedisKeyWritable;
+use redis_module::{Context, NotifyEvent, RedisString};
+
+use super::journal::JOURNAL;
+use super::negative::forget_missing;
+use super::{write_campaign, KeyId, CAMPAIGN_TYPE};
+use crate::core::{Campaign, Op};
+use crate::error::CampaignError;
+use crate::propagation;
+
+/// How a change reaches replicas, the AOF and the journal.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Propagation {
+    /// A client's command as it came: replicated verbatim, journaled.
+    Verbatim,
+    /// Re-issued by the module (a write held during a rebuild, applied
+    /// after it, outside the client's command): journaled, replicated as
+    /// a new ADD/REM of the members that changed.
+    Explicit,
+    /// Set content that is already in the journal or the database
+    /// (`CAMPAIGN.SYNC`): neither journaled nor re-propagated here.
+    StateOnly,
+}
+
+/// Adds or removes `members` (validated by the caller) of the campaign at
+/// key `name`; returns how many changed.
+pub fn apply_change(
+    ctx: &Context,
+    name: &RedisString,
+    campaign: &str,
+    op: Op,
+    members: &[&str],
+    propagation: Propagation,
+) -> Result<usize, CampaignError> {
+    let key = ctx.open_key_writable(name);
+    let existing = write_campaign(&key)?;
+    if propagation != Propagation::StateOnly {
+        JOURNAL.check_capacity(ctx)?;
+    }
+    let changed: Vec<&str> = match (op, existing) {
+        (Op::Add, Some(set)) => members.iter().copied().filter(|m| set.insert(m)).collect(),
+        (Op::Add, None) => {
+            let mut set = Campaign::new();
+            let added = members.iter().copied().filter(|m| set.insert(m)).collect();
+            key.set_value(&CAMPAIGN_TYPE, set)
+                .map_err(|_| CampaignError::WrongType)?;
+            forget_missing(&KeyId::of(ctx, name));
+            added
+        }
+        (Op::Remove, Some(set)) => members.iter().copied().filter(|m| set.remove(m)).collect(),
+        (Op::Remove, None) => Vec::new(),
+    };
+    if changed.is_empty() {
+        return Ok(0);
+    }
+    match propagation {
+        Propagation::Verbatim => {
+            JOURNAL.record(ctx, op, campaign, &changed);
+            ctx.replicate_verbatim();
+        }
+        Propagation::Explicit => {
+            JOURNAL.record(ctx, op, campaign, &changed);
+            propagation::client_write(name.as_slice(), op, &changed).replicate(ctx);
+        }
+        Propagation::StateOnly => {}
+    }
+    let event = match op {
+        Op::Add => "campaign.add",
+        Op::Remove => "campaign.rem",
+    };
+    ctx.notify_keyspace_event(NotifyEvent::MODULE, event, name);
+    if op == Op::Remove {
+        delete_if_empty(ctx, &key, name);
+    }
+    Ok(changed.len())
+}
+
+/// Puts `campaign` at key `name` in place of whatever campaign is there;
+/// nothing is journaled or propagated here.
+pub fn replace(ctx: &Context, name: &RedisString, campaign: Campaign) -> Result<(), CampaignError> {
+    let key = ctx.open_key_writable(name);
+    write_campaign(&key)?;
+    key.set_value(&CAMPAIGN_TYPE, campaign)
+        .map_err(|_| CampaignError::WrongType)?;
+    forget_missing(&KeyId::of(ctx, name));
+    Ok(())
+}
+
+/// Deletes the campaign at key `name` if there is one; nothing is
+/// journaled (the database is unchanged).
+pub fn delete(ctx: &Context, name: &RedisString) -> Result<bool, CampaignError> {
+    let key = ctx.open_key_writable(name);
+    if write_campaign(&key)?.is_none() {
+        return Ok(false);
+    }
+    let _ = key.delete();
+    ctx.notify_keyspace_event(NotifyEvent::GENERIC, "del", name);
+    Ok(true)
+}
+
+/// Like SREM, the last removal deletes the key.
+fn delete_if_empty(ctx: &Context, key: &RedisKeyWritable, name: &RedisString) {
+    let emptied = write_campaign(key)
+        .ok()
+        .flatten()
+        .is_some_and(|set| set.is_empty());
+    if emptied {
+        let _ = key.delete();
+        ctx.notify_keyspace_event(NotifyEvent::GENERIC, "del", name);
+    }
+}

@@ -1,0 +1,249 @@
+//! Every internal wire form, built and parsed here and nowhere else: what
+//! the module sends to replicas and the AOF besides the clients' own
+//! commands, and what an AOF rewrite writes.
+//!
+//! - `CAMPAIGN.SYNC key ADD|REM member ...`: set content, never journaled
+//!   (a rebuild's diff, an AOF rewrite of a key).
+//! - `CAMPAIGN.SYNC key REPLACE encoding-version blob`: a whole set.
+//! - `CAMPAIGN.JOURNAL TRIM seq`: entries through `seq` are committed.
+//! - `CAMPAIGN.JOURNAL LOAD first-seq [ADD|REM campaign member] ...`: journal
+//!   entries, written by an AOF rewrite without the RDB preamble.
+//! - `CAMPAIGN.ADD|REM key member ...`: a held write applied after a rebuild.
+//! - `DEL key`: a rebuild found the campaign gone from the database.
+
+use std::borrow::Cow;
+
+use crate::redis_glue::ffi::api;
+use redis_module::{raw, Context, RedisString};
+
+use crate::core::member_set::ENCODING_VERSION;
+use crate::core::{validate_text, BlobReader, Campaign, Entry, Op};
+use crate::error::CampaignError;
+use crate::redis_glue::ffi::with_redis_strings;
+
+pub const SYNC_COMMAND: &str = "CAMPAIGN.SYNC";
+pub const JOURNAL_COMMAND: &str = "CAMPAIGN.JOURNAL";
+
+/// Members per `CAMPAIGN.SYNC ... ADD|REM` command: large enough to keep the
+/// AOF compact, small enough to keep each replayed command cheap.
+pub const MEMBERS_PER_SYNC: usize = 512;
+
+/// One command to send to replicas and the AOF, or to write into an AOF.
+pub struct WireCommand<'a> {
+    pub command: &'static str,
+    pub args: Vec<Cow<'a, [u8]>>,
+}
+
+impl WireCommand<'_> {
+    /// Sends the command to replicas and the AOF (MULTI/EXEC-wrapped with
+    /// the rest of this call's effects).
+    pub fn replicate(&self, ctx: &Context) {
+        let args: Vec<&[u8]> = self.args.iter().map(AsRef::as_ref).collect();
+        ctx.replicate(self.command, &args[..]);
+    }
+
+    /// Writes the command into an AOF being rewritten.
+    ///
+    /// # Safety
+    /// `aof` must be the live IO handle of the `aof_rewrite` call in progress.
+    pub unsafe fn emit_aof(&self, aof: *mut raw::RedisModuleIO) {
+        let Some(emit) = api!(RedisModule_EmitAOF) else {
+            return;
+        };
+        let command = std::ffi::CString::new(self.command).expect("command names hold no NUL");
+        let args: Vec<&[u8]> = self.args.iter().map(AsRef::as_ref).collect();
+        with_redis_strings(&args, |argv, count| {
+            // "v": an array of Redis strings and its length.
+            // SAFETY: `aof` is live (caller), `argv` holds `count` strings.
+            unsafe { emit(aof, command.as_ptr(), c"v".as_ptr(), argv, count) };
+        });
+    }
+}
+
+fn word(text: &'static str) -> Cow<'static, [u8]> {
+    Cow::Borrowed(text.as_bytes())
+}
+
+fn number(value: impl ToString) -> Cow<'static, [u8]> {
+    Cow::Owned(value.to_string().into_bytes())
+}
+
+/// `CAMPAIGN.SYNC key ADD|REM members...`, one command per
+/// `MEMBERS_PER_SYNC` members.
+pub fn sync_members<'a>(
+    key: &'a [u8],
+    op: Op,
+    members: &'a [impl AsRef<str>],
+) -> impl Iterator<Item = WireCommand<'a>> {
+    members.chunks(MEMBERS_PER_SYNC).map(move |chunk| {
+        let mut args = Vec::with_capacity(chunk.len() + 2);
+        args.push(Cow::Borrowed(key));
+        args.push(word(op.word()));
+        args.extend(
+            chunk
+                .iter()
+                .map(|member| Cow::Borrowed(member.as_ref().as_bytes())),
+        );
+        WireCommand {
+            command: SYNC_COMMAND,
+            args,
+        }
+    })
+}
+
+/// `CAMPAIGN.SYNC key REPLACE version blob`: the whole set, encoded.
+pub fn sync_replace<'a>(key: &'a [u8], encoded_set: &'a [u8]) -> WireCommand<'a> {
+    WireCommand {
+        command: SYNC_COMMAND,
+        args: vec![
+            Cow::Borrowed(key),
+            word("REPLACE"),
+            number(ENCODING_VERSION),
+            Cow::Borrowed(encoded_set),
+        ],
+    }
+}
+
+/// `CAMPAIGN.JOURNAL TRIM seq`.
+pub fn journal_trim(through: u64) -> WireCommand<'static> {
+    WireCommand {
+        command: JOURNAL_COMMAND,
+        args: vec![word("TRIM"), number(through)],
+    }
+}
+
+/// `CAMPAIGN.JOURNAL LOAD first [op campaign member]...` for consecutive
+/// entries starting at sequence number `first`.
+pub fn journal_load<'a>(first: u64, entries: impl Iterator<Item = &'a Entry>) -> WireCommand<'a> {
+    let mut args = vec![word("LOAD"), number(first)];
+    for entry in entries {
+        args.push(word(entry.op.word()));
+        args.push(Cow::Borrowed(entry.campaign.as_bytes()));
+        args.push(Cow::Borrowed(entry.member.as_bytes()));
+    }
+    WireCommand {
+        command: JOURNAL_COMMAND,
+        args,
+    }
+}
+
+/// `CAMPAIGN.ADD|REM key members...`: a client's write re-issued by the
+/// module (a write held during a rebuild, applied after it).
+pub fn client_write<'a>(key: &'a [u8], op: Op, members: &[&'a str]) -> WireCommand<'a> {
+    let command = match op {
+        Op::Add => "CAMPAIGN.ADD",
+        Op::Remove => "CAMPAIGN.REM",
+    };
+    let mut args = vec![Cow::Borrowed(key)];
+    args.extend(
+        members
+            .iter()
+            .map(|member| Cow::Borrowed(member.as_bytes())),
+    );
+    WireCommand { command, args }
+}
+
+/// `DEL key`.
+pub fn delete(key: &[u8]) -> WireCommand<'_> {
+    WireCommand {
+        command: "DEL",
+        args: vec![Cow::Borrowed(key)],
+    }
+}
+
+/// A parsed `CAMPAIGN.SYNC`.
+pub enum Sync<'a> {
+    Members {
+        key: &'a RedisString,
+        op: Op,
+        members: Vec<&'a str>,
+    },
+    Replace {
+        key: &'a RedisString,
+        campaign: Campaign,
+    },
+}
+
+/// Parses `CAMPAIGN.SYNC` (`args[0]` is the command name).
+pub fn parse_sync(args: &[RedisString]) -> Result<Sync<'_>, CampaignError> {
+    if args.len() < 4 {
+        return Err(CampaignError::WrongArity);
+    }
+    let key = &args[1];
+    let form = args[2].as_slice().to_ascii_uppercase();
+    if form == b"REPLACE" {
+        if args.len() != 5 {
+            return Err(CampaignError::WrongArity);
+        }
+        let version = args[3]
+            .parse_integer()
+            .map_err(|_| CampaignError::Syntax("bad encoding version".into()))?;
+        let campaign =
+            Campaign::decode(&mut BlobReader::new(args[4].as_slice()), version as i32)
+                .map_err(|error| CampaignError::Syntax(format!("bad campaign payload: {error}")))?;
+        return Ok(Sync::Replace { key, campaign });
+    }
+    let op = Op::from_word(&form)
+        .ok_or_else(|| CampaignError::Syntax("unknown CAMPAIGN.SYNC form".into()))?;
+    let members = args[3..]
+        .iter()
+        .enumerate()
+        .map(|(index, arg)| {
+            validate_text(arg.as_slice(), None).map_err(|reason| CampaignError::InvalidMember {
+                position: index + 3,
+                reason,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Sync::Members { key, op, members })
+}
+
+/// A parsed `CAMPAIGN.JOURNAL`.
+pub enum JournalCommand {
+    Trim { through: u64 },
+    Load { first: u64, entries: Vec<Entry> },
+}
+
+/// Parses `CAMPAIGN.JOURNAL` (`args[0]` is the command name). `LOAD` only
+/// ever comes from an AOF.
+pub fn parse_journal(
+    args: &[RedisString],
+    from_aof: bool,
+) -> Result<JournalCommand, CampaignError> {
+    if args.len() < 3 {
+        return Err(CampaignError::WrongArity);
+    }
+    let sequence = args[2]
+        .parse_unsigned_integer()
+        .map_err(|_| CampaignError::Syntax("the sequence number must be an integer".into()))?;
+    match args[1].as_slice().to_ascii_uppercase().as_slice() {
+        b"TRIM" if args.len() == 3 => Ok(JournalCommand::Trim { through: sequence }),
+        b"LOAD" if from_aof && (args.len() - 3).is_multiple_of(3) => {
+            let entries = args[3..]
+                .chunks(3)
+                .map(parse_entry)
+                .collect::<Result<Vec<Entry>, CampaignError>>()?;
+            Ok(JournalCommand::Load {
+                first: sequence,
+                entries,
+            })
+        }
+        _ => Err(CampaignError::Syntax(
+            "unknown CAMPAIGN.JOURNAL form".into(),
+        )),
+    }
+}
+
+fn parse_entry(words: &[RedisString]) -> Result<Entry, CampaignError> {
+    let op = Op::from_word(words[0].as_slice())
+        .ok_or_else(|| CampaignError::Syntax("journal operation must be ADD or REM".into()))?;
+    let text = |position: usize| {
+        validate_text(words[position].as_slice(), None)
+            .map_err(|reason| CampaignError::InvalidMember { position, reason })
+    };
+    Ok(Entry {
+        op,
+        campaign: text(1)?.into(),
+        member: text(2)?.into(),
+    })
+}

@@ -1,0 +1,86 @@
+//! Small safe wrappers around raw Redis module API calls the crate's
+//! `Context` does not expose. Each checks that the function exists (older
+//! servers lack some) and keeps the unsafe part in one line.
+
+use std::os::raw::c_char;
+use std::ptr;
+
+use redis_module::{raw, Context, RedisValue};
+
+/// Reads one function of Redis's module API table (`None` when the server
+/// lacks it).
+macro_rules! api {
+    ($name:ident) => {
+        // SAFETY: Redis fills the API table once, in RedisModule_Init,
+        // before any other code of this module runs; afterwards it is only
+        // read.
+        unsafe { redis_module::raw::$name }
+    };
+}
+pub(crate) use api;
+
+/// The database the context has selected.
+pub fn selected_db(ctx: &Context) -> i32 {
+    // SAFETY: `ctx.ctx` is a live context.
+    api!(RedisModule_GetSelectedDb).map_or(0, |get| unsafe { get(ctx.ctx) })
+}
+
+/// Selects `db` on the context (a thread-safe context starts on db 0).
+pub fn select_db(ctx: &Context, db: i32) {
+    if let Some(select) = api!(RedisModule_SelectDb) {
+        // SAFETY: as above.
+        unsafe { select(ctx.ctx, db) };
+    }
+}
+
+/// The bytes of a raw Redis string, borrowed for as long as the string
+/// itself: the caller names the lifetime of the argument vector it owns.
+///
+/// # Safety
+/// `string` must be a live Redis string that outlives `'argv`.
+pub unsafe fn string_bytes<'argv>(string: *mut raw::RedisModuleString) -> &'argv [u8] {
+    let Some(pointer_of) = api!(RedisModule_StringPtrLen) else {
+        return &[];
+    };
+    let mut length = 0;
+    // SAFETY: the caller guarantees `string` is live.
+    let pointer: *const c_char = unsafe { pointer_of(string, &mut length) };
+    if pointer.is_null() {
+        return &[];
+    }
+    // SAFETY: Redis returns a pointer to `length` bytes owned by `string`.
+    unsafe { std::slice::from_raw_parts(pointer.cast(), length) }
+}
+
+/// Runs `body` with `words` as a temporary array of Redis strings (freed
+/// afterwards), for API calls that take `RedisModuleString **`.
+pub fn with_redis_strings<T>(
+    words: &[&[u8]],
+    body: impl FnOnce(*mut *mut raw::RedisModuleString, usize) -> T,
+) -> Option<T> {
+    let (Some(create), Some(free)) = (api!(RedisModule_CreateString), api!(RedisModule_FreeString))
+    else {
+        return None;
+    };
+    let mut argv: Vec<*mut raw::RedisModuleString> = words
+        .iter()
+        // SAFETY: a NULL context makes an unmanaged string, freed below.
+        .map(|word| unsafe { create(ptr::null_mut(), word.as_ptr().cast(), word.len()) })
+        .collect();
+    let result = body(argv.as_mut_ptr(), argv.len());
+    for string in argv {
+        // SAFETY: created above with a NULL context, freed once.
+        unsafe { free(ptr::null_mut(), string) };
+    }
+    Some(result)
+}
+
+/// The text reply of a Redis command called from the module (`INFO`,
+/// `CLUSTER NODES`), or `None` if it failed.
+pub fn call_text(ctx: &Context, command: &str, args: &[&str]) -> Option<String> {
+    match ctx.call(command, args) {
+        Ok(RedisValue::SimpleString(text) | RedisValue::BulkString(text)) => Some(text),
+        Ok(RedisValue::StringBuffer(bytes)) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+        _ => None,
+    }
+}
