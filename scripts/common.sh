@@ -14,6 +14,33 @@ die() {
     exit 1
 }
 
+# Is a Debian package installed?
+is_installed() {
+    dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed$'
+}
+
+# Run a command as root: directly, through sudo, or not at all.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        return 1
+    fi
+}
+
+# apt-get install the given Debian packages (as root or through sudo).
+apt_install() {
+    local apt_env=(env DEBIAN_FRONTEND=noninteractive)
+    if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then
+        die "not root and sudo is not available; as root, run: apt-get update && apt-get install -y $*"
+    fi
+    log "installing: $*"
+    as_root "${apt_env[@]}" apt-get update -qq
+    as_root "${apt_env[@]}" apt-get install -y -qq --no-install-recommends "$@"
+}
+
 # rustup installs cargo into ~/.cargo/bin, which non-login shells often lack.
 ensure_cargo_on_path() {
     if ! command -v cargo >/dev/null 2>&1; then

@@ -12,4 +12,5 @@ mod membership;
 mod persistence;
 mod rebuild;
 mod replication;
+mod server_harness;
 mod write_behind;

@@ -98,6 +98,24 @@ fn build_module() -> PathBuf {
         .join("libredis_campaign.so")
 }
 
+/// The server binary: `CAMPAIGN_REDIS_SERVER` (for example a Valkey
+/// `valkey-server`), or `redis-server` from the PATH.
+pub fn server_binary() -> String {
+    env_or("CAMPAIGN_REDIS_SERVER", "redis-server")
+}
+
+/// The command-line client: `CAMPAIGN_REDIS_CLI`, or `redis-cli` from the PATH.
+pub fn cli_binary() -> String {
+    env_or("CAMPAIGN_REDIS_CLI", "redis-cli")
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    match std::env::var(name) {
+        Ok(value) if !value.is_empty() => value,
+        _ => default.to_string(),
+    }
+}
+
 /// Quotes one word for a redis.conf line.
 fn conf_word(word: &str) -> String {
     format!("\"{}\"", word.replace('\\', "\\\\").replace('"', "\\\""))
@@ -173,7 +191,8 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) -> Result<(), String> {
-        let mut command = Command::new("redis-server");
+        let binary = server_binary();
+        let mut command = Command::new(&binary);
         command.arg(self.config_path());
         if self.options.load_module && self.options.module_on_command_line {
             command.arg("--loadmodule").arg(module_path());
@@ -183,7 +202,7 @@ impl RedisServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|error| format!("cannot run redis-server: {error}"))?;
+            .map_err(|error| format!("cannot run {binary}: {error}"))?;
         self.child = Some(child);
         let ready = wait_until(Duration::from_secs(20), || {
             if self.has_exited() {
