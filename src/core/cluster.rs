@@ -1,5 +1,8 @@
 //! Redis Cluster key slots, for prefill to load only this node's campaigns.
 
+/// Hash slots of a Redis Cluster.
+pub const SLOTS: usize = 16_384;
+
 /// CRC16-CCITT (XMODEM), the checksum Redis Cluster hashes keys with.
 fn crc16(bytes: &[u8]) -> u16 {
     let mut crc: u16 = 0;
@@ -27,12 +30,12 @@ pub fn key_slot(key: &[u8]) -> u16 {
             (close > 0).then(|| &rest[..close])
         })
         .unwrap_or(key);
-    crc16(hashed) % 16_384
+    crc16(hashed) % SLOTS as u16
 }
 
 /// The slots the `myself` line of `CLUSTER NODES` serves.
 pub fn my_slots(cluster_nodes: &str) -> Vec<bool> {
-    let mut owned = vec![false; 16_384];
+    let mut owned = vec![false; SLOTS];
     let Some(myself) = cluster_nodes.lines().find(|line| {
         line.split(' ')
             .nth(2)
@@ -52,12 +55,25 @@ pub fn my_slots(cluster_nodes: &str) -> Vec<bool> {
             [Some(first), Some(last)] => (first, last),
             _ => continue,
         };
-        let last = last.min(16_383);
+        let last = last.min(SLOTS - 1);
         if first <= last {
             owned[first..=last].fill(true);
         }
     }
     owned
+}
+
+/// The slots of `owned` not yet in `done`, marking them done; `None` when
+/// no slot is new.
+pub fn newly_owned(owned: &[bool], done: &mut [bool]) -> Option<Vec<bool>> {
+    let mut gained = vec![false; owned.len()];
+    let mut any = false;
+    for ((gain, &owns), seen) in gained.iter_mut().zip(owned).zip(done.iter_mut()) {
+        if owns && !*seen {
+            (*gain, *seen, any) = (true, true, true);
+        }
+    }
+    any.then_some(gained)
 }
 
 #[cfg(test)]
@@ -89,6 +105,21 @@ mod tests {
         assert!(
             odd.iter().all(|&o| !o),
             "out-of-range and malformed ranges are ignored"
+        );
+    }
+
+    #[test]
+    fn slots_are_new_once() {
+        let mut done = vec![false; 4];
+        assert_eq!(newly_owned(&[false; 4], &mut done), None);
+        let gained = newly_owned(&[true, true, false, false], &mut done);
+        assert_eq!(gained, Some(vec![true, true, false, false]));
+        assert_eq!(newly_owned(&[true, true, false, false], &mut done), None);
+        let later = newly_owned(&[false, true, true, false], &mut done);
+        assert_eq!(
+            later,
+            Some(vec![false, false, true, false]),
+            "slot 1 was done"
         );
     }
 }

@@ -1,8 +1,6 @@
 //! Server events and the INFO section: role changes start and stop the
 //! flusher, loading pauses it, the cron expires waiters and starts prefill.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use redis_module::server_events::{LoadingSubevent, ServerRole};
 use redis_module::{Context, InfoContext, RedisResult};
 use redis_module_macros::{
@@ -12,8 +10,7 @@ use redis_module_macros::{
 use crate::commands::write_behind::{status_figures, Figure};
 use crate::keyspace::journal::JOURNAL;
 use crate::keyspace::negative;
-use crate::rebuild::{Job, LOADS};
-use crate::redis_glue::config;
+use crate::rebuild::{prefill, LOADS};
 use crate::redis_glue::panic_guard::run_callback;
 use crate::redis_glue::server_state::SERVER;
 use crate::write_behind::WRITE_BEHIND;
@@ -47,20 +44,8 @@ fn on_cron(ctx: &Context, _hz: u64) {
         WRITE_BEHIND.on_cron(ctx);
         LOADS.on_cron();
         negative::expire_missing();
-        start_prefill_once();
+        prefill::on_cron(ctx);
     });
-}
-
-/// With `prefill yes`, the first cron tick after start-up (the dataset has
-/// loaded by then) queues the load of every campaign the keyspace lacks.
-fn start_prefill_once() {
-    static CHECKED: AtomicBool = AtomicBool::new(false);
-    if SERVER.is_loading() || CHECKED.swap(true, Ordering::Relaxed) {
-        return;
-    }
-    if config::PREFILL.get() && SERVER.may_use_database() {
-        LOADS.submit(Job::Prefill);
-    }
 }
 
 /// `INFO campaign`: the figures of CAMPAIGN.STATUS, with INFO-style names.

@@ -8,6 +8,7 @@
 //!
 //! Like the journal, the registry is touched only with the Redis GIL held.
 
+pub mod prefill;
 pub mod reconcile;
 pub mod registry;
 pub mod swap;
@@ -64,7 +65,9 @@ pub struct VerifyJob {
 pub enum Job {
     Load(LoadJob),
     Verify(VerifyJob),
-    Prefill,
+    /// Load what the keyspace lacks: everything (`None`), or the campaigns
+    /// of these cluster slots.
+    Prefill(Option<Vec<bool>>),
 }
 
 #[derive(Default)]

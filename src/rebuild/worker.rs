@@ -7,16 +7,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Once;
 
 use redis_module::redisvalue::RedisValueKey;
-use redis_module::{Context, ContextFlags, DetachedFromClient, RedisValue, ThreadSafeContext};
+use redis_module::{DetachedFromClient, RedisValue, ThreadSafeContext};
 
+use super::prefill::my_cluster_slots;
 use super::registry::Waiter;
 use super::swap::{self, Prepared};
 use super::{Job, LoadJob, Loaded, VerifyJob, LOADS};
 use crate::core::checksum::as_sql_bigint;
-use crate::core::cluster::{key_slot, my_slots};
+use crate::core::cluster::key_slot;
 use crate::core::Campaign;
 use crate::error::CampaignError;
-use crate::redis_glue::ffi::{call_text, select_db};
+use crate::redis_glue::ffi::{lock_to_propagate, select_db};
 use crate::redis_glue::panic_guard::run_callback;
 use crate::sink::connection::Database;
 use crate::sink::Source;
@@ -63,13 +64,15 @@ fn run(database: &mut Database, job: Job) {
                 load(database, &job)
             });
             let redis = ThreadSafeContext::<DetachedFromClient>::new();
-            LOADS.finish(&redis.lock(), &job, outcome);
+            // The swap and the held writes are propagated: never while
+            // clients are paused.
+            LOADS.finish(&lock_to_propagate(&redis), &job, outcome);
             // Dropped here, without the GIL: after the swap the job's
             // snapshot may be the last handle on a large old set.
             drop(job);
         }
         Job::Verify(job) => verify(database, job),
-        Job::Prefill => prefill(database),
+        Job::Prefill(slots) => prefill(database, slots),
     }
 }
 
@@ -135,8 +138,9 @@ fn verify(database: &mut Database, job: VerifyJob) {
     ThreadSafeContext::with_blocked_client(job.client).reply(reply);
 }
 
-/// Loads every campaign the table holds that db 0 lacks.
-fn prefill(database: &mut Database) {
+/// Loads every campaign the table holds that db 0 lacks; in a cluster only
+/// those of `slots` that this node still serves.
+fn prefill(database: &mut Database, slots: Option<Vec<bool>>) {
     let campaigns = match database.campaigns() {
         Ok(campaigns) => campaigns,
         Err(error) => {
@@ -145,13 +149,15 @@ fn prefill(database: &mut Database) {
         }
     };
     let redis = ThreadSafeContext::<DetachedFromClient>::new();
+    // Slots move: only those given and still served now.
+    let serving = |slot: usize, owned: &Option<Vec<bool>>| {
+        owned.as_ref().is_none_or(|owned| owned[slot])
+            && slots.as_ref().is_none_or(|slots| slots[slot])
+    };
     let owned = my_cluster_slots(&redis.lock());
     let mut started = 0;
     for campaign in campaigns {
-        if owned
-            .as_ref()
-            .is_some_and(|owned| !owned[key_slot(campaign.as_bytes()) as usize])
-        {
+        if !serving(key_slot(campaign.as_bytes()) as usize, &owned) {
             continue;
         }
         let ctx = redis.lock();
@@ -167,15 +173,6 @@ fn prefill(database: &mut Database) {
     redis_module::logging::log_notice(format!(
         "campaign: prefill is loading {started} campaigns from the database"
     ));
-}
-
-/// In cluster mode, the slots this node serves (None: not a cluster).
-fn my_cluster_slots(ctx: &Context) -> Option<Vec<bool>> {
-    if !ctx.get_flags().contains(ContextFlags::CLUSTER) {
-        return None;
-    }
-    let nodes = call_text(ctx, "CLUSTER", &["NODES"]).unwrap_or_default();
-    Some(my_slots(&nodes))
 }
 
 #[cfg(test)]

@@ -5,7 +5,9 @@
 use std::os::raw::c_char;
 use std::ptr;
 
-use redis_module::{raw, Context, RedisValue};
+use std::time::Duration;
+
+use redis_module::{raw, Context, ContextGuard, DetachedFromClient, RedisValue, ThreadSafeContext};
 
 /// Reads one function of Redis's module API table (`None` when the server
 /// lacks it).
@@ -82,5 +84,32 @@ pub fn call_text(ctx: &Context, command: &str, args: &[&str]) -> Option<String> 
         Ok(RedisValue::SimpleString(text) | RedisValue::BulkString(text)) => Some(text),
         Ok(RedisValue::StringBuffer(bytes)) => Some(String::from_utf8_lossy(&bytes).into_owned()),
         _ => None,
+    }
+}
+
+/// Whether the server asks modules not to add to the replication stream
+/// now (`CLIENT PAUSE`, `FAILOVER`, `CLUSTER FAILOVER`). Propagating from a
+/// background thread meanwhile aborts Redis 7.0.
+pub fn avoid_replica_traffic() -> bool {
+    // SAFETY: a plain query of server state; it takes no arguments.
+    api!(RedisModule_AvoidReplicaTraffic).is_some_and(|avoid| unsafe { avoid() } != 0)
+}
+
+/// How often a thread that must propagate looks again while the server
+/// asks it not to.
+const PROPAGATION_RETRY: Duration = Duration::from_millis(5);
+
+/// Takes the GIL for a background thread that is about to propagate, at a
+/// moment the server allows it: while it asks to avoid replica traffic the
+/// lock is released and taken again a little later (the pause ends by
+/// itself), so the thread's change reaches replicas and the AOF after it.
+pub fn lock_to_propagate(redis: &ThreadSafeContext<DetachedFromClient>) -> ContextGuard {
+    loop {
+        let ctx = redis.lock();
+        if !avoid_replica_traffic() {
+            return ctx;
+        }
+        drop(ctx);
+        std::thread::sleep(PROPAGATION_RETRY);
     }
 }

@@ -18,6 +18,7 @@ use crate::core::clock::now_ms;
 use crate::core::{collapse, Entry};
 use crate::keyspace::journal::JOURNAL;
 use crate::redis_glue::config;
+use crate::redis_glue::ffi::lock_to_propagate;
 use crate::redis_glue::panic_guard::spawn_supervised;
 use crate::redis_glue::server_state::SERVER;
 use crate::sink::connection::Database;
@@ -195,7 +196,8 @@ impl JournalAccess for RedisJournal {
     }
 
     fn commit(&self, through: u64) {
-        let ctx = self.redis.lock();
+        // The trim is propagated: never while clients are paused.
+        let ctx = lock_to_propagate(&self.redis);
         // A node demoted meanwhile leaves the trim to its new primary.
         if SERVER.is_primary() {
             let trimmed = WRITE_BEHIND.commit_through(&ctx, through, true);

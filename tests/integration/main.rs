@@ -9,6 +9,7 @@ mod database_harness;
 mod encoding;
 mod errors;
 mod membership;
+mod pauses;
 mod persistence;
 mod rebuild;
 mod replication;

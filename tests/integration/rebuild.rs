@@ -569,6 +569,60 @@ fn prefill_in_a_cluster_loads_only_this_nodes_slots() {
     }
 }
 
+/// Drill: prefill on a brand-new cluster node, which gets its slots only
+/// after it started (as `redis-cli --cluster create` does), and more later.
+#[test]
+fn prefill_in_a_new_cluster_follows_the_slots_given() {
+    let database = Postgres::start();
+    let campaigns: Vec<String> = (0..30).map(|c| format!("fresh-{c}")).collect();
+    {
+        let seeder = RedisServer::start_with(flushing_to(&database));
+        let mut con = seeder.connection();
+        for campaign in &campaigns {
+            add(&mut con, campaign, &members("f", 0..5));
+        }
+        flush(&mut con);
+    }
+    let node = RedisServer::start_with(
+        flushing_to(&database)
+            .module_args(&["prefill", "yes"])
+            .config("cluster-enabled yes")
+            .config("cluster-require-full-coverage no"),
+    );
+    let mut con = node.connection();
+    let slot_of =
+        |con: &mut Connection, campaign: &str| int(con, &["CLUSTER", "KEYSLOT", campaign]);
+    let (low, high): (Vec<String>, Vec<String>) = campaigns
+        .iter()
+        .cloned()
+        .partition(|campaign| slot_of(&mut con, campaign) < 8192);
+    assert!(!low.is_empty() && !high.is_empty());
+    // No slot yet: nothing to load (a few prefill checks pass meanwhile).
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert_eq!(status(&mut con)["prefilled"], "0");
+
+    let loaded = |con: &mut Connection, expected: usize| {
+        wait_until(Duration::from_secs(30), || {
+            status(con)["loads-done"] == expected.to_string()
+        })
+    };
+    call(&mut con, &[b"CLUSTER", b"ADDSLOTSRANGE", b"0", b"8191"]).unwrap();
+    assert!(loaded(&mut con, low.len()), "{:?}", status(&mut con));
+    assert_eq!(int(&mut con, &["DBSIZE"]), low.len() as i64);
+
+    call(&mut con, &[b"CLUSTER", b"ADDSLOTSRANGE", b"8192", b"16383"]).unwrap();
+    assert!(loaded(&mut con, campaigns.len()), "{:?}", status(&mut con));
+    assert_eq!(status(&mut con)["prefilled"], campaigns.len().to_string());
+    let serving = wait_until(Duration::from_secs(20), || {
+        let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut con).unwrap();
+        info.contains("cluster_state:ok")
+    });
+    assert!(serving);
+    for campaign in &campaigns {
+        assert_eq!(int(&mut con, &["CAMPAIGN.CARD", campaign]), 5, "{campaign}");
+    }
+}
+
 /// An ADD to a campaign the negative cache holds clears it: after a DEL,
 /// read-through asks the database again at once.
 #[test]

@@ -219,6 +219,11 @@ impl RedisServer {
         Ok(())
     }
 
+    /// The process is still running (it did not abort).
+    pub fn is_alive(&mut self) -> bool {
+        !self.has_exited()
+    }
+
     fn has_exited(&mut self) -> bool {
         match self.child.as_mut() {
             Some(child) => !matches!(child.try_wait(), Ok(None)),
