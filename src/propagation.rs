@@ -7,7 +7,8 @@
 //! - `CAMPAIGN.SYNC key REPLACE encoding-version blob`: a whole set.
 //! - `CAMPAIGN.JOURNAL TRIM seq`: entries through `seq` are committed.
 //! - `CAMPAIGN.JOURNAL LOAD first-seq [ADD|REM campaign member] ...`: journal
-//!   entries, written by an AOF rewrite without the RDB preamble.
+//!   entries and their numbering, written when an AOF rewrite without the
+//!   RDB preamble starts (applied idempotently).
 //! - `CAMPAIGN.ADD|REM key member ...`: a held write applied after a rebuild.
 //! - `DEL key`: a rebuild found the campaign gone from the database.
 
@@ -17,7 +18,7 @@ use crate::redis_glue::ffi::api;
 use redis_module::{raw, Context, RedisString};
 
 use crate::core::member_set::ENCODING_VERSION;
-use crate::core::{validate_text, BlobReader, Campaign, Entry, Op};
+use crate::core::{validate_text, BlobReader, Campaign, Entry, Journal, Op};
 use crate::error::CampaignError;
 use crate::redis_glue::ffi::with_redis_strings;
 
@@ -112,6 +113,20 @@ pub fn journal_trim(through: u64) -> WireCommand<'static> {
     }
 }
 
+/// The whole journal as `CAMPAIGN.JOURNAL LOAD` commands of at most
+/// `MEMBERS_PER_SYNC` entries; an empty journal still gives one `LOAD
+/// next-seq`, which carries its numbering.
+pub fn journal_snapshot(journal: &Journal) -> Vec<WireCommand<'_>> {
+    let entries: Vec<(u64, &Entry)> = journal.iter().collect();
+    if entries.is_empty() {
+        return vec![journal_load(journal.next_seq(), std::iter::empty())];
+    }
+    entries
+        .chunks(MEMBERS_PER_SYNC)
+        .map(|chunk| journal_load(chunk[0].0, chunk.iter().map(|(_, entry)| *entry)))
+        .collect()
+}
+
 /// `CAMPAIGN.JOURNAL LOAD first [op campaign member]...` for consecutive
 /// entries starting at sequence number `first`.
 pub fn journal_load<'a>(first: u64, entries: impl Iterator<Item = &'a Entry>) -> WireCommand<'a> {
@@ -204,12 +219,8 @@ pub enum JournalCommand {
     Load { first: u64, entries: Vec<Entry> },
 }
 
-/// Parses `CAMPAIGN.JOURNAL` (`args[0]` is the command name). `LOAD` only
-/// ever comes from an AOF.
-pub fn parse_journal(
-    args: &[RedisString],
-    from_aof: bool,
-) -> Result<JournalCommand, CampaignError> {
+/// Parses `CAMPAIGN.JOURNAL` (`args[0]` is the command name).
+pub fn parse_journal(args: &[RedisString]) -> Result<JournalCommand, CampaignError> {
     if args.len() < 3 {
         return Err(CampaignError::WrongArity);
     }
@@ -218,7 +229,7 @@ pub fn parse_journal(
         .map_err(|_| CampaignError::Syntax("the sequence number must be an integer".into()))?;
     match args[1].as_slice().to_ascii_uppercase().as_slice() {
         b"TRIM" if args.len() == 3 => Ok(JournalCommand::Trim { through: sequence }),
-        b"LOAD" if from_aof && (args.len() - 3).is_multiple_of(3) => {
+        b"LOAD" if (args.len() - 3).is_multiple_of(3) => {
             let entries = args[3..]
                 .chunks(3)
                 .map(parse_entry)

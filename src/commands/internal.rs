@@ -3,7 +3,7 @@
 //! entries). Refused from ordinary clients. Their wire forms are parsed in
 //! `propagation`.
 
-use redis_module::{Context, ContextFlags, RedisString, RedisValue};
+use redis_module::{Context, RedisString, RedisValue};
 
 use super::CommandResult;
 use crate::error::CampaignError;
@@ -44,8 +44,7 @@ pub fn journal(ctx: &Context, args: &[RedisString]) -> CommandResult {
     if !is_replayed(ctx) {
         return Err(CampaignError::InternalCommand(propagation::JOURNAL_COMMAND));
     }
-    let from_aof = ctx.get_flags().contains(ContextFlags::LOADING);
-    match propagation::parse_journal(args, from_aof)? {
+    match propagation::parse_journal(args)? {
         JournalCommand::Trim { through } => {
             WRITE_BEHIND.commit_through(ctx, through, false);
         }

@@ -187,21 +187,28 @@ impl Journal {
         (self.first_seq..).zip(self.entries.iter())
     }
 
-    /// Appends entries replayed from an AOF rewrite, which start at `first`.
-    /// An empty journal adopts the numbering; otherwise it must continue it.
+    /// Applies entries written out by an AOF rewrite (`CAMPAIGN.JOURNAL
+    /// LOAD`), numbered from `first`. Idempotent: entries numbered below
+    /// `next_seq()` were seen already (pending or trimmed) and are skipped,
+    /// so a journal written twice (in the base and in the incremental AOF)
+    /// is applied once. An empty journal adopts a later numbering (the base
+    /// may have carried none); a non-empty one refuses a gap.
     pub fn restore(&mut self, first: u64, entries: Vec<Entry>, now_ms: u64) -> Result<(), String> {
-        if self.is_empty() {
+        let next = self.next_seq();
+        if first > next {
+            if !self.is_empty() {
+                return Err(format!(
+                    "journal continues at {next} but the restored entries start at {first}"
+                ));
+            }
             self.first_seq = first;
-        } else if first != self.next_seq() {
-            return Err(format!(
-                "journal continues at {} but the restored entries start at {first}",
-                self.next_seq()
-            ));
         }
-        if !entries.is_empty() {
+        let already_seen = self.next_seq().saturating_sub(first) as usize;
+        let new_entries: Vec<Entry> = entries.into_iter().skip(already_seen).collect();
+        if !new_entries.is_empty() {
             self.arrivals.push_back((self.next_seq(), now_ms));
         }
-        for entry in entries {
+        for entry in new_entries {
             self.count_in(&entry);
             self.entries.push_back(entry);
         }
@@ -372,6 +379,41 @@ mod tests {
         journal.restore(42, vec![entry("c")], 0).unwrap();
         assert!(journal.restore(50, vec![entry("d")], 0).is_err());
         assert_eq!(journal.len(), 3);
+    }
+
+    #[test]
+    fn restore_applies_a_journal_written_twice_once() {
+        let entry = |m: &str| Entry {
+            op: Op::Add,
+            campaign: "c".into(),
+            member: m.into(),
+        };
+        let written = vec![entry("a"), entry("b"), entry("c")];
+        let mut journal = Journal::new();
+        journal.restore(10, written.clone(), 0).unwrap();
+        journal.restore(10, written.clone(), 0).unwrap();
+        assert_eq!(journal.len(), 3);
+        // Part of it was committed and trimmed meanwhile: still nothing new.
+        journal.trim_through(11);
+        journal.restore(10, written, 0).unwrap();
+        assert_eq!((journal.first_seq(), journal.len()), (Some(12), 1));
+        // Overlapping: only the new tail is appended.
+        journal
+            .restore(12, vec![entry("c"), entry("d")], 0)
+            .unwrap();
+        let members: Vec<&str> = journal.iter().map(|(_, e)| &*e.member).collect();
+        assert_eq!(members, ["c", "d"]);
+        assert_eq!(journal.pending_for("c"), 2);
+    }
+
+    #[test]
+    fn an_empty_restore_anchors_the_numbering() {
+        let mut journal = Journal::new();
+        journal.restore(5_000, Vec::new(), 0).unwrap();
+        assert!(journal.is_empty());
+        assert_eq!(journal.next_seq(), 5_000);
+        journal.append(Op::Add, "c", ["x"], 0);
+        assert_eq!(journal.first_seq(), Some(5_000));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::background_free;
 use super::journal::JOURNAL;
 use crate::core::clock::now_ms;
 use crate::core::member_set::{MemberRef, ENCODING_VERSION};
-use crate::core::{Campaign, DecodeError, Entry, Journal, Op, RecordReader, RecordWriter};
+use crate::core::{Campaign, DecodeError, Journal, Op, RecordReader, RecordWriter};
 use crate::propagation;
 use crate::redis_glue::ffi::string_bytes;
 use crate::redis_glue::panic_guard::run_callback;
@@ -142,8 +142,11 @@ static JOURNAL_EMITTED_BY: AtomicU32 = AtomicU32::new(0);
 
 /// Without the RDB preamble an AOF rewrite has no place for module-wide
 /// data, so the first campaign key rewritten also carries the journal as
-/// `CAMPAIGN.JOURNAL LOAD` commands. (A rewrite child is a fresh process:
-/// the pid tells whether this one did it already.)
+/// `CAMPAIGN.JOURNAL LOAD` commands into the base file. (With no campaign
+/// key at all, the copy `SharedJournal::propagate_snapshot` writes into
+/// the incremental file when the rewrite starts carries it alone; the two
+/// are applied once.) A rewrite child is a fresh process: the pid tells
+/// whether this one did it already.
 ///
 /// # Safety
 /// `aof` is the live IO handle of the rewrite in progress.
@@ -153,9 +156,7 @@ unsafe fn emit_journal_once(aof: *mut raw::RedisModuleIO) {
         return;
     }
     let journal = JOURNAL.lock_in_callback();
-    let entries: Vec<(u64, &Entry)> = journal.iter().collect();
-    for chunk in entries.chunks(propagation::MEMBERS_PER_SYNC) {
-        let command = propagation::journal_load(chunk[0].0, chunk.iter().map(|(_, entry)| *entry));
+    for command in propagation::journal_snapshot(&journal) {
         // SAFETY: `aof` is live (caller).
         unsafe { command.emit_aof(aof) };
     }

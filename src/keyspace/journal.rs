@@ -117,7 +117,19 @@ impl SharedJournal {
         trimmed
     }
 
-    /// Appends entries an AOF rewrite wrote out (`CAMPAIGN.JOURNAL LOAD`).
+    /// Sends the whole journal, with its numbering, to the AOF and replicas
+    /// as `CAMPAIGN.JOURNAL LOAD` (applied idempotently there). Called when
+    /// an AOF rewrite without the RDB preamble starts: the new incremental
+    /// file then carries the journal even if the rewritten base has no
+    /// campaign key to carry it.
+    pub fn propagate_snapshot(&self, ctx: &Context) {
+        let journal = self.lock(ctx);
+        for command in propagation::journal_snapshot(&journal) {
+            command.replicate(ctx);
+        }
+    }
+
+    /// Applies entries an AOF rewrite wrote out (`CAMPAIGN.JOURNAL LOAD`).
     pub fn restore_entries(
         &self,
         ctx: &Context,

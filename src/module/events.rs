@@ -1,8 +1,10 @@
 //! Server events and the INFO section: role changes start and stop the
 //! flusher, loading pauses it, the cron expires waiters and starts prefill.
 
+use std::os::raw::c_void;
+
 use redis_module::server_events::{LoadingSubevent, ServerRole};
-use redis_module::{Context, InfoContext, RedisResult};
+use redis_module::{raw, Context, InfoContext, RedisResult, RedisValue};
 use redis_module_macros::{
     cron_event_handler, info_command_handler, loading_event_handler, role_changed_event_handler,
 };
@@ -11,6 +13,7 @@ use crate::commands::write_behind::{status_figures, Figure};
 use crate::keyspace::journal::JOURNAL;
 use crate::keyspace::negative;
 use crate::rebuild::{prefill, LOADS};
+use crate::redis_glue::ffi::{api, avoid_replica_traffic, call_text};
 use crate::redis_glue::panic_guard::run_callback;
 use crate::redis_glue::server_state::SERVER;
 use crate::write_behind::WRITE_BEHIND;
@@ -46,6 +49,61 @@ fn on_cron(ctx: &Context, _hz: u64) {
         negative::expire_missing();
         prefill::on_cron(ctx);
     });
+}
+
+/// Subscribes to the events the crate's macros do not cover.
+pub fn subscribe(ctx: &Context) -> Result<(), String> {
+    let subscribe = api!(RedisModule_SubscribeToServerEvent)
+        .ok_or("RedisModule_SubscribeToServerEvent is missing")?;
+    let fork_child = raw::RedisModuleEvent {
+        id: raw::REDISMODULE_EVENT_FORK_CHILD,
+        dataver: 1,
+    };
+    // SAFETY: called from OnLoad with its live context.
+    let status = unsafe { subscribe(ctx.ctx, fork_child, Some(on_fork_child)) };
+    if status != raw::REDISMODULE_OK as i32 {
+        return Err("cannot subscribe to the fork event".into());
+    }
+    Ok(())
+}
+
+/// A child was forked. In the parent, right after an AOF rewrite's fork,
+/// Redis has opened the new incremental AOF file and no other command has
+/// run yet: without the RDB preamble the rewritten base may hold no
+/// campaign key to carry the journal, so the journal (and its numbering)
+/// goes into that incremental file now.
+extern "C" fn on_fork_child(
+    ctx: *mut raw::RedisModuleCtx,
+    _event: raw::RedisModuleEvent,
+    subevent: u64,
+    _data: *mut c_void,
+) {
+    run_callback("fork event", (), || {
+        if subevent != raw::REDISMODULE_SUBEVENT_FORK_CHILD_BORN {
+            return;
+        }
+        let ctx = Context::new(ctx);
+        // Paused clients: propagating now would abort Redis 7.0; the first
+        // campaign key of the rewrite still carries the journal.
+        if aof_rewrite_without_preamble(&ctx) && !avoid_replica_traffic() {
+            JOURNAL.propagate_snapshot(&ctx);
+        }
+    });
+}
+
+fn aof_rewrite_without_preamble(ctx: &Context) -> bool {
+    let rewriting = call_text(ctx, "INFO", &["persistence"]).is_some_and(|info| {
+        info.lines()
+            .any(|line| line.trim() == "aof_rewrite_in_progress:1")
+    });
+    let preamble = match ctx.call("CONFIG", &["GET", "aof-use-rdb-preamble"]) {
+        Ok(RedisValue::Array(reply)) => !matches!(
+            reply.get(1),
+            Some(RedisValue::SimpleString(value) | RedisValue::BulkString(value)) if value == "no"
+        ),
+        _ => true,
+    };
+    rewriting && !preamble
 }
 
 /// `INFO campaign`: the figures of CAMPAIGN.STATUS, with INFO-style names.

@@ -24,7 +24,8 @@ pub fn on_load(ctx: &Context, args: &[RedisString]) -> Status {
     ctx.set_module_options(ModuleOptions::HANDLE_IO_ERRORS);
     let registered = config::register(ctx, args)
         .and_then(|()| command_table::register(ctx))
-        .and_then(|()| command_docs::register(ctx, &command_table::COMMANDS));
+        .and_then(|()| command_docs::register(ctx, &command_table::COMMANDS))
+        .and_then(|()| events::subscribe(ctx));
     if let Err(problem) = registered {
         ctx.log_warning(&format!("campaign: refusing to load: {problem}"));
         return Status::Err;

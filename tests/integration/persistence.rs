@@ -45,6 +45,8 @@ fn aof_rewrite_then_restart_restores_campaigns() {
         let mut server = RedisServer::start_with(
             RedisOptions::default()
                 .config("appendonly yes")
+                // The kill below must not lose the last writes.
+                .config("appendfsync always")
                 .config(&format!("aof-use-rdb-preamble {preamble}")),
         );
         let mut con = server.connection();

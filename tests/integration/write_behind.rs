@@ -343,62 +343,188 @@ fn custom_table_in_a_schema_is_created_and_used() {
 }
 
 /// The journal survives a restart from RDB, and from an AOF rewritten
-/// with and without the RDB preamble; replay never journals twice.
+/// with and without the RDB preamble, with campaign keys present and with
+/// none left (DEL, FLUSHALL); replay never journals twice.
 #[test]
 fn journal_survives_restarts_without_duplicates() {
     for (name, lines) in [
         ("rdb", vec!["save 3600 1"]),
         (
             "aof-preamble",
-            vec!["appendonly yes", "aof-use-rdb-preamble yes"],
+            vec![
+                "appendonly yes",
+                "appendfsync always",
+                "aof-use-rdb-preamble yes",
+            ],
         ),
         (
             "aof-plain",
-            vec!["appendonly yes", "aof-use-rdb-preamble no"],
+            vec![
+                "appendonly yes",
+                "appendfsync always",
+                "aof-use-rdb-preamble no",
+            ],
         ),
     ] {
-        let mut options = RedisOptions::default();
-        for line in &lines {
-            options = options.config(line);
-        }
-        let mut server = RedisServer::start_with(options);
-        let mut con = server.connection();
-        int(&mut con, &["CAMPAIGN.ADD", "kept", "a", "b", "c"]);
-        int(&mut con, &["CAMPAIGN.ADD", "gone", "x"]);
-        int(&mut con, &["DEL", "gone"]);
-        if name == "rdb" {
-            call(&mut con, &[b"SAVE"]).unwrap();
-        } else {
-            call(&mut con, &[b"BGREWRITEAOF"]).unwrap();
-            wait_for_aof_rewrite(&mut con);
-            // After the rewrite: lands in the incremental AOF.
-            int(&mut con, &["CAMPAIGN.REM", "kept", "a"]);
-        }
-        let expected = pending(&mut con);
-        server.kill();
-        server.restart();
-        let mut con = server.connection();
-        assert_eq!(
-            pending(&mut con),
-            expected,
-            "{name}: {:?}",
-            status(&mut con)
-        );
+        for keys_left in [true, false] {
+            let case = format!("{name}, keys left: {keys_left}");
+            let mut options = RedisOptions::default();
+            for line in &lines {
+                options = options.config(line);
+            }
+            let mut server = RedisServer::start_with(options);
+            let mut con = server.connection();
+            int(&mut con, &["CAMPAIGN.ADD", "kept", "a", "b", "c"]);
+            int(&mut con, &["CAMPAIGN.ADD", "gone", "x"]);
+            int(&mut con, &["DEL", "gone"]);
+            if !keys_left {
+                call(&mut con, &[b"FLUSHALL"]).unwrap();
+                assert_eq!(int(&mut con, &["DBSIZE"]), 0);
+            }
+            if name == "rdb" {
+                call(&mut con, &[b"SAVE"]).unwrap();
+            } else {
+                call(&mut con, &[b"BGREWRITEAOF"]).unwrap();
+                wait_for_aof_rewrite(&mut con);
+                // After the rewrite: lands in the incremental AOF.
+                int(&mut con, &["CAMPAIGN.ADD", "late", "z"]);
+            }
+            let expected = pending(&mut con);
+            assert!(expected >= 4, "{case}");
+            server.kill();
+            server.restart();
+            let mut con = server.connection();
+            assert_eq!(
+                pending(&mut con),
+                expected,
+                "{case}: {:?}",
+                status(&mut con)
+            );
 
-        let database = Postgres::start();
-        use_database(&mut con, &database);
-        flush(&mut con);
-        let mut kept: BTreeSet<String> = ["b".to_string(), "c".to_string()].into();
-        if name == "rdb" {
-            kept.insert("a".into());
+            let database = Postgres::start();
+            use_database(&mut con, &database);
+            flush(&mut con);
+            let abc: BTreeSet<String> = ["a", "b", "c"].map(String::from).into();
+            assert_eq!(rows_of(&database, "kept"), abc, "{case}");
+            assert_eq!(
+                rows_of(&database, "gone"),
+                ["x".to_string()].into(),
+                "{case}"
+            );
+            let late = rows_of(&database, "late");
+            assert_eq!(late.len(), usize::from(name != "rdb"), "{case}");
         }
-        assert_eq!(rows_of(&database, "kept"), kept, "{name}");
+    }
+}
+
+/// The same when Redis starts the rewrite itself (from its cron, outside
+/// any command) with no campaign key left.
+#[test]
+fn automatic_aof_rewrite_keeps_the_journal() {
+    let mut server = RedisServer::start_with(
+        RedisOptions::default()
+            .config("appendonly yes")
+            .config("appendfsync always")
+            .config("aof-use-rdb-preamble no")
+            .config("auto-aof-rewrite-percentage 1")
+            .config("auto-aof-rewrite-min-size 1"),
+    );
+    let mut con = server.connection();
+    int(&mut con, &["CAMPAIGN.ADD", "gone", "x", "y"]);
+    call(&mut con, &[b"FLUSHALL"]).unwrap();
+    wait_for_aof_rewrite(&mut con);
+    let rewrites = |con: &mut redis::Connection| -> i64 {
+        info_field(con, "persistence", "aof_rewrites")
+            .parse()
+            .unwrap()
+    };
+    let before = rewrites(&mut con);
+    // Growth past the last rewrite: Redis rewrites on its own.
+    call(&mut con, &[b"SET", b"filler", &[b'f'; 256]]).unwrap();
+    call(&mut con, &[b"DEL", b"filler"]).unwrap();
+    let rewritten = wait_until(Duration::from_secs(20), || rewrites(&mut con) > before);
+    assert!(rewritten, "no automatic rewrite");
+    wait_for_aof_rewrite(&mut con);
+    assert_eq!(int(&mut con, &["DBSIZE"]), 0);
+    server.kill();
+    server.restart();
+    let mut con = server.connection();
+    assert_eq!(pending(&mut con), 2, "{:?}", status(&mut con));
+}
+
+/// A replica's full sync carries the journal, keys or none.
+#[test]
+fn full_sync_carries_the_journal_with_or_without_keys() {
+    for keys_left in [true, false] {
+        let primary = RedisServer::start();
+        let mut con = primary.connection();
+        int(&mut con, &["CAMPAIGN.ADD", "kept", "a", "b"]);
+        if !keys_left {
+            call(&mut con, &[b"FLUSHALL"]).unwrap();
+        }
+        let replica = start_replica_of(&primary, RedisOptions::default());
+        let mut replica_con = replica.connection();
+        assert_eq!(pending(&mut replica_con), 2, "keys left: {keys_left}");
         assert_eq!(
-            rows_of(&database, "gone"),
-            ["x".to_string()].into(),
-            "{name}"
+            status(&mut replica_con)["journal-next-seq"],
+            status(&mut con)["journal-next-seq"]
         );
     }
+}
+
+/// An AOF rewrite without the preamble, taken when nothing is pending,
+/// still carries the journal's numbering. Without it, replay numbers the
+/// entries written after the rewrite from zero, and a later trim of one
+/// committed entry drops uncommitted ones too. Here `slow` is committed
+/// while the trigger holds `late`'s batch, then the server dies.
+#[test]
+fn aof_rewrite_keeps_the_journal_numbering() {
+    let database = Postgres::start();
+    let mut server = RedisServer::start_with(
+        flushing_to(&database)
+            .module_args(&["flush-batch-size", "1"])
+            .config("appendonly yes")
+            .config("appendfsync always")
+            .config("aof-use-rdb-preamble no"),
+    );
+    let mut con = server.connection();
+    add(&mut con, "before", &members("b", 0..50));
+    flush(&mut con);
+    call(&mut con, &[b"BGREWRITEAOF"]).unwrap();
+    wait_for_aof_rewrite(&mut con);
+
+    database
+        .client()
+        .batch_execute(&format!(
+            "CREATE FUNCTION hold_late() RETURNS trigger AS $$
+             BEGIN IF NEW.member = 'late' THEN PERFORM pg_sleep(600); END IF; RETURN NEW; END
+             $$ LANGUAGE plpgsql;
+             CREATE TRIGGER hold_late BEFORE INSERT ON {TABLE}
+             FOR EACH ROW EXECUTE FUNCTION hold_late();"
+        ))
+        .unwrap();
+    int(&mut con, &["CAMPAIGN.ADD", "after", "first", "late"]);
+    let first_committed = wait_until(Duration::from_secs(20), || {
+        rows_of(&database, "after").contains("first") && pending(&mut con) == 1
+    });
+    assert!(first_committed, "{:?}", status(&mut con));
+    server.kill();
+    // The held transaction outlives its client: end it, then the trigger.
+    database
+        .client()
+        .batch_execute(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE application_name = 'redis-campaign';
+             DROP TRIGGER hold_late ON {TABLE};"
+        ))
+        .unwrap();
+
+    server.restart();
+    let mut con = server.connection();
+    assert_eq!(pending(&mut con), 1, "{:?}", status(&mut con));
+    flush(&mut con);
+    let after: BTreeSet<String> = ["first", "late"].map(String::from).into();
+    assert_eq!(rows_of(&database, "after"), after);
 }
 
 #[test]
