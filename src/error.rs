@@ -28,6 +28,8 @@ pub enum CampaignError {
     FlushTimeout,
     #[error("campaign is being rebuilt and the write could not wait (campaign.write-block-timeout-ms passed, or MULTI/script): nothing was changed")]
     WriteBlocked,
+    #[error("campaign '{campaign}' is not loaded: a write first loads it from the database, which cannot be waited for inside MULTI or a script (or with campaign.write-block-timeout-ms 0): nothing was changed")]
+    NotLoaded { campaign: String },
     #[error("loading campaign '{campaign}' from the database failed: {reason}")]
     LoadFailed { campaign: String, reason: String },
     #[error("{0} cannot wait inside MULTI or a script")]
@@ -49,7 +51,9 @@ impl CampaignError {
         match self {
             CampaignError::WrongType => "WRONGTYPE",
             CampaignError::JournalFull { .. } => "BUSY",
-            CampaignError::FlushTimeout | CampaignError::WriteBlocked => "TIMEOUT",
+            CampaignError::FlushTimeout
+            | CampaignError::WriteBlocked
+            | CampaignError::NotLoaded { .. } => "TIMEOUT",
             CampaignError::WrongArity
             | CampaignError::InvalidMember { .. }
             | CampaignError::InvalidCampaignName(_)

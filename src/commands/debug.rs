@@ -4,7 +4,10 @@
 use redis_module::{Context, RedisString, RedisValue};
 
 use super::CommandResult;
+use std::sync::atomic::Ordering;
+
 use crate::error::CampaignError;
+use crate::redis_glue::panic_guard::PANIC_IN_NEXT_LOAD;
 
 /// `CAMPAIGN.DEBUG PANIC` → panics inside the handler, to prove the guard
 /// turns it into an error reply instead of an aborted server.
@@ -21,6 +24,10 @@ pub fn debug(ctx: &Context, args: &[RedisString]) -> CommandResult {
     let subcommand = args[1].to_string_lossy().to_ascii_uppercase();
     match subcommand.as_str() {
         "PANIC" => panic!("CAMPAIGN.DEBUG PANIC was called"),
+        "PANIC-IN-NEXT-LOAD" => {
+            PANIC_IN_NEXT_LOAD.store(true, Ordering::Relaxed);
+            Ok(RedisValue::SimpleStringStatic("OK"))
+        }
         _ => Err(CampaignError::Syntax(format!(
             "unknown CAMPAIGN.DEBUG subcommand '{}'",
             subcommand.escape_debug()

@@ -8,7 +8,7 @@ use redis_module::{Context, RedisString, RedisValue};
 use super::CommandResult;
 use crate::error::CampaignError;
 use crate::keyspace::journal::JOURNAL;
-use crate::keyspace::write::{self, apply_change, Propagation};
+use crate::keyspace::write::{self, apply_change, IfMissing, Propagation};
 use crate::propagation::{self, JournalCommand, Sync};
 use crate::redis_glue::server_state::is_replayed;
 use crate::write_behind::WRITE_BEHIND;
@@ -24,7 +24,16 @@ pub fn sync(ctx: &Context, args: &[RedisString]) -> CommandResult {
     let reply = match propagation::parse_sync(args)? {
         Sync::Members { key, op, members } => {
             let campaign = String::from_utf8_lossy(key.as_slice());
-            apply_change(ctx, key, &campaign, op, &members, Propagation::StateOnly)?
+            apply_change(
+                ctx,
+                key,
+                &campaign,
+                op,
+                &members,
+                Propagation::StateOnly,
+                IfMissing::Create,
+            )?
+            .count()
         }
         Sync::Replace { key, campaign } => {
             let count = campaign.len();

@@ -5,10 +5,11 @@ use redis_module::{Context, RedisString, RedisValue};
 use super::{campaign_name, parse_members, CommandResult};
 use crate::core::{validate_text, Campaign, Op};
 use crate::error::CampaignError;
-use crate::keyspace::write::{apply_change, Propagation};
+use crate::keyspace::write::{apply_change, Applied, IfMissing, Propagation};
 use crate::keyspace::{answers, read_campaign};
 use crate::rebuild::LOADS;
 use crate::redis_glue::config;
+use crate::redis_glue::server_state::{is_replayed, SERVER};
 
 /// `CAMPAIGN.ADD campaign member [member ...]` → members that were new.
 pub fn add(ctx: &Context, args: &[RedisString]) -> CommandResult {
@@ -32,8 +33,40 @@ fn change_members(ctx: &Context, args: &[RedisString], op: Op) -> CommandResult 
         // A load of this campaign is running: the write waits its turn.
         return Ok(RedisValue::NoReply);
     }
-    let changed = apply_change(ctx, name, campaign, op, &members, Propagation::Verbatim)?;
-    Ok(RedisValue::Integer(changed as i64))
+    // With a database to load from, a missing campaign is loaded first.
+    let if_missing = if SERVER.may_use_database() && !is_replayed(ctx) {
+        IfMissing::Report
+    } else {
+        IfMissing::Create
+    };
+    let applied = apply_change(
+        ctx,
+        name,
+        campaign,
+        op,
+        &members,
+        Propagation::Verbatim,
+        if_missing,
+    )?;
+    match applied {
+        Applied::Changed(count) => Ok(RedisValue::Integer(count as i64)),
+        Applied::Missing if LOADS.load_before_write(ctx, name, campaign, op, &members)? => {
+            Ok(RedisValue::NoReply)
+        }
+        // The database is known not to hold it: created as it is.
+        Applied::Missing => {
+            let applied = apply_change(
+                ctx,
+                name,
+                campaign,
+                op,
+                &members,
+                Propagation::Verbatim,
+                IfMissing::Create,
+            )?;
+            Ok(RedisValue::Integer(applied.count() as i64))
+        }
+    }
 }
 
 /// `CAMPAIGN.HAS campaign member` → 1 or 0. The login hot path answers a

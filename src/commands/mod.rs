@@ -10,16 +10,12 @@ pub mod write_behind;
 
 use redis_module::{Context, RedisString};
 
-use crate::core::validate_text;
+use crate::core::{validate_text, MAX_CAMPAIGN_NAME_BYTES};
 use crate::error::CampaignError;
 use crate::redis_glue::config;
 use crate::redis_glue::server_state::is_replayed;
 
 pub use crate::redis_glue::panic_guard::CommandResult;
-
-/// Longest campaign name accepted by a write: names are stored in the
-/// database's primary key next to the member.
-const MAX_CAMPAIGN_NAME_BYTES: usize = 512;
 
 /// The member length limit for this call. Commands from the primary or the
 /// AOF were accepted once already, so a replica or a restart with a smaller

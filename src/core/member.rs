@@ -16,6 +16,17 @@ pub enum TextError {
     ContainsNul,
 }
 
+/// Longest campaign name accepted by a write: names are stored in the
+/// database's primary key next to the member.
+pub const MAX_CAMPAIGN_NAME_BYTES: usize = 512;
+
+/// Whether `name` could be a campaign in the database (the rules of
+/// `validate_text` with the campaign name limit). Anything else is never
+/// loaded from it.
+pub fn is_storable_campaign_name(name: &[u8]) -> bool {
+    validate_text(name, Some(MAX_CAMPAIGN_NAME_BYTES)).is_ok()
+}
+
 /// Checks `bytes` against the member rules and returns it as `&str`.
 ///
 /// `max_len` is `None` where the length limit must not apply: commands that

@@ -18,5 +18,5 @@ mod uuid_set;
 pub use campaign::Campaign;
 pub use codec::{BlobReader, BlobWriter, DecodeError, RecordReader, RecordWriter};
 pub use journal::{collapse, Collapsed, Entry, Journal, Op};
-pub use member::{validate_text, TextError};
+pub use member::{is_storable_campaign_name, validate_text, TextError, MAX_CAMPAIGN_NAME_BYTES};
 pub use member_set::MemberSet;

@@ -7,7 +7,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use redis_module::native_types::RedisType;
-use redis_module::{logging, raw};
+use redis_module::raw;
 
 use super::background_free;
 use super::journal::JOURNAL;
@@ -16,6 +16,7 @@ use crate::core::member_set::{MemberRef, ENCODING_VERSION};
 use crate::core::{Campaign, DecodeError, Journal, Op, RecordReader, RecordWriter};
 use crate::propagation;
 use crate::redis_glue::ffi::string_bytes;
+use crate::redis_glue::log;
 use crate::redis_glue::panic_guard::run_callback;
 
 /// Version of the journal's aux data, written first so it can evolve.
@@ -89,7 +90,7 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
         match Campaign::decode(&mut RdbReader(rdb), encver) {
             Ok(set) => Box::into_raw(Box::new(set)).cast(),
             Err(error) => {
-                logging::log_warning(format!("campaign: cannot load a campaign: {error}"));
+                log::warning(format!("cannot load a campaign: {error}"));
                 ptr::null_mut()
             }
         }
@@ -191,7 +192,7 @@ extern "C" fn aux_load(rdb: *mut raw::RedisModuleIO, _encver: c_int, when: c_int
                 raw::REDISMODULE_OK as c_int
             }
             Err(error) => {
-                logging::log_warning(format!("campaign: cannot load the journal: {error}"));
+                log::warning(format!("cannot load the journal: {error}"));
                 raw::REDISMODULE_ERR as c_int
             }
         }

@@ -27,8 +27,27 @@ pub enum Propagation {
     StateOnly,
 }
 
+/// What a write does when the campaign key does not exist.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum IfMissing {
+    /// Create the campaign (no database to load it from, or it was loaded).
+    Create,
+    /// Change nothing and say so: the caller loads the campaign first, so
+    /// that Redis never holds part of a campaign the database holds whole.
+    Report,
+}
+
+/// What `apply_change` did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Applied {
+    /// This many members changed.
+    Changed(usize),
+    /// The key was missing and `IfMissing::Report` was asked: nothing done.
+    Missing,
+}
+
 /// Adds or removes `members` (validated by the caller) of the campaign at
-/// key `name`; returns how many changed.
+/// key `name`.
 pub fn apply_change(
     ctx: &Context,
     name: &RedisString,
@@ -36,9 +55,13 @@ pub fn apply_change(
     op: Op,
     members: &[&str],
     propagation: Propagation,
-) -> Result<usize, CampaignError> {
+    if_missing: IfMissing,
+) -> Result<Applied, CampaignError> {
     let key = ctx.open_key_writable(name);
     let existing = write_campaign(&key)?;
+    if existing.is_none() && if_missing == IfMissing::Report {
+        return Ok(Applied::Missing);
+    }
     if propagation != Propagation::StateOnly {
         JOURNAL.check_capacity(ctx)?;
     }
@@ -56,7 +79,7 @@ pub fn apply_change(
         (Op::Remove, None) => Vec::new(),
     };
     if changed.is_empty() {
-        return Ok(0);
+        return Ok(Applied::Changed(0));
     }
     match propagation {
         Propagation::Verbatim => {
@@ -77,7 +100,17 @@ pub fn apply_change(
     if op == Op::Remove {
         delete_if_empty(ctx, &key, name);
     }
-    Ok(changed.len())
+    Ok(Applied::Changed(changed.len()))
+}
+
+impl Applied {
+    /// The members changed; a missing campaign changed none.
+    pub fn count(self) -> usize {
+        match self {
+            Applied::Changed(count) => count,
+            Applied::Missing => 0,
+        }
+    }
 }
 
 /// Puts `campaign` at key `name` in place of whatever campaign is there;

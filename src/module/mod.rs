@@ -12,6 +12,7 @@ use redis_module::{Context, ContextFlags, ModuleOptions, RedisString, Status};
 use crate::keyspace::journal::JOURNAL;
 use crate::redis_glue::config;
 use crate::redis_glue::ffi::call_text;
+use crate::redis_glue::log;
 use crate::redis_glue::panic_guard;
 use crate::redis_glue::server_state::SERVER;
 use crate::{rebuild, write_behind};
@@ -27,11 +28,11 @@ pub fn on_load(ctx: &Context, args: &[RedisString]) -> Status {
         .and_then(|()| command_docs::register(ctx, &command_table::COMMANDS))
         .and_then(|()| events::subscribe(ctx));
     if let Err(problem) = registered {
-        ctx.log_warning(&format!("campaign: refusing to load: {problem}"));
+        log::warning(format!("refusing to load: {problem}"));
         return Status::Err;
     }
-    ctx.log_notice(&format!(
-        "campaign: module {} loaded into {}",
+    log::notice(format!(
+        "module {} loaded into {}",
         env!("CARGO_PKG_VERSION"),
         server_name_and_version(ctx)
     ));

@@ -26,14 +26,16 @@ use redis_module::{
 use self::registry::{HeldWrite, Reader, Registry, Waiter};
 use self::swap::{Plan, Prepared};
 use crate::core::clock::now_ms;
-use crate::core::{BlobWriter, Campaign, MemberSet, Op};
+use crate::core::{is_storable_campaign_name, BlobWriter, Campaign, MemberSet, Op};
 use crate::error::CampaignError;
 use crate::keyspace::journal::JOURNAL;
-use crate::keyspace::write::{apply_change, Propagation};
+use crate::keyspace::write::{apply_change, IfMissing, Propagation};
 use crate::keyspace::{answers, negative, read_campaign, with_campaign, write, KeyId};
 use crate::propagation;
 use crate::redis_glue::config;
 use crate::redis_glue::ffi::{call_text, select_db};
+use crate::redis_glue::log;
+use crate::redis_glue::panic_guard::run_callback;
 use crate::redis_glue::server_state::{is_replayed, SERVER};
 
 /// What a worker hands back for the swap.
@@ -156,7 +158,7 @@ impl Loads {
         let applies = config::READ_THROUGH.get()
             && SERVER.may_use_database()
             && !replayed_or_atomic
-            && std::str::from_utf8(name.as_slice()).is_ok();
+            && is_storable_campaign_name(name.as_slice());
         if !applies || negative::known_missing(&KeyId::of(ctx, name)) {
             return false;
         }
@@ -181,25 +183,86 @@ impl Loads {
         if self.active.load(Ordering::Relaxed) == 0 || is_replayed(ctx) {
             return Ok(false);
         }
-        let key = KeyId::of(ctx, name);
-        let mut registry = self.registry();
-        if !registry.is_loading(&key) {
+        if !self.registry().is_loading(&KeyId::of(ctx, name)) {
             return Ok(false);
         }
-        let timeout = config::WRITE_BLOCK_TIMEOUT_MS.get() as u64;
-        if timeout == 0 || ctx.get_flags().contains(ContextFlags::DENY_BLOCKING) {
-            return Err(CampaignError::WriteBlocked);
+        self.hold(
+            ctx,
+            name,
+            campaign,
+            op,
+            members,
+            CampaignError::WriteBlocked,
+        )?;
+        Ok(true)
+    }
+
+    /// ADD/REM on a missing campaign key, on a primary with a database:
+    /// loads the campaign first and holds the write until then, so Redis
+    /// never holds part of a campaign. False when the database is known
+    /// not to hold it (negative cache, or a name it cannot store): the
+    /// write then creates it.
+    pub fn load_before_write(
+        &self,
+        ctx: &Context,
+        name: &RedisString,
+        campaign: &str,
+        op: Op,
+        members: &[&str],
+    ) -> Result<bool, CampaignError> {
+        let key = KeyId::of(ctx, name);
+        if negative::known_missing(&key) || !is_storable_campaign_name(name.as_slice()) {
+            return Ok(false);
         }
+        let not_loaded = CampaignError::NotLoaded {
+            campaign: campaign.to_owned(),
+        };
+        self.check_can_hold(ctx, not_loaded)?;
+        self.start_load(ctx, name, Waiter::Background);
+        self.hold(
+            ctx,
+            name,
+            campaign,
+            op,
+            members,
+            CampaignError::WriteBlocked,
+        )?;
+        Ok(true)
+    }
+
+    /// A write may wait only outside MULTI/scripts and with a timeout.
+    fn check_can_hold(&self, ctx: &Context, refusal: CampaignError) -> Result<(), CampaignError> {
+        let timeout = config::WRITE_BLOCK_TIMEOUT_MS.get();
+        if timeout == 0 || ctx.get_flags().contains(ContextFlags::DENY_BLOCKING) {
+            return Err(refusal);
+        }
+        Ok(())
+    }
+
+    /// Blocks the client and queues its write behind the running load.
+    fn hold(
+        &self,
+        ctx: &Context,
+        name: &RedisString,
+        campaign: &str,
+        op: Op,
+        members: &[&str],
+        refusal: CampaignError,
+    ) -> Result<(), CampaignError> {
+        self.check_can_hold(ctx, refusal)?;
         let held = HeldWrite {
             op,
             campaign: campaign.to_owned(),
             members: members.iter().map(|member| member.to_string()).collect(),
             client: ctx.block_client(),
-            deadline_ms: now_ms() + timeout,
+            deadline_ms: now_ms() + config::WRITE_BLOCK_TIMEOUT_MS.get() as u64,
         };
-        // Checked above under the same lock: the load is there.
-        let _ = registry.hold(&key, held);
-        Ok(true)
+        // Only called with the load of `name` registered (the GIL is held).
+        if let Err(held) = self.registry().hold(&KeyId::of(ctx, name), held) {
+            ThreadSafeContext::with_blocked_client(held.client)
+                .reply(Err(CampaignError::WriteBlocked.into_redis_error()));
+        }
+        Ok(())
     }
 
     pub fn is_loading(&self, ctx: &Context, name: &RedisString) -> bool {
@@ -221,12 +284,15 @@ impl Loads {
     pub fn finish(&self, ctx: &Context, job: &LoadJob, outcome: Result<Loaded, String>) {
         select_db(ctx, job.key.db);
         let name = ctx.create_string(job.key.name.clone());
-        let result = outcome
-            .map_err(|error| CampaignError::LoadFailed {
-                campaign: job.campaign.clone(),
-                reason: error,
-            })
-            .and_then(|loaded| self.swap(ctx, job, &name, loaded));
+        // Whatever happens in the swap, every waiter below gets its answer.
+        let result = run_callback("load swap", Err(internal_error(job)), || {
+            outcome
+                .map_err(|error| CampaignError::LoadFailed {
+                    campaign: job.campaign.clone(),
+                    reason: error,
+                })
+                .and_then(|loaded| self.swap(ctx, job, &name, loaded))
+        });
         let load = {
             let mut registry = self.registry();
             let load = registry.finish(&job.key);
@@ -243,11 +309,9 @@ impl Loads {
             }
             Err(error) => {
                 self.stats.loads_failed.fetch_add(1, Ordering::Relaxed);
-                ctx.log_warning(&format!("campaign: {error}"));
-                let reply = format!("{} {error}", error.code());
+                log::warning(error.to_string());
                 for client in load.rebuild_callers {
-                    ThreadSafeContext::with_blocked_client(client)
-                        .reply(Err(RedisError::String(reply.clone())));
+                    ThreadSafeContext::with_blocked_client(client).reply(Err(reply_error(error)));
                 }
             }
         }
@@ -263,18 +327,28 @@ impl Loads {
                 )));
             }
         });
+        // Held writes apply in order to the loaded set, or to the old one
+        // when the load failed; with no set at all they fail rather than
+        // create part of a campaign.
+        let loaded_or_present = result.is_ok() || with_campaign(ctx, &name, |set| set.is_some());
         for held in load.held {
-            let members: Vec<&str> = held.members.iter().map(String::as_str).collect();
-            let reply = apply_change(
-                ctx,
-                &name,
-                &held.campaign,
-                held.op,
-                &members,
-                Propagation::Explicit,
-            )
-            .map(|changed| RedisValue::Integer(changed as i64))
-            .map_err(CampaignError::into_redis_error);
+            let reply = match &result {
+                Err(error) if !loaded_or_present => Err(reply_error(error)),
+                _ => run_callback("held write", Err(internal_error(job)), || {
+                    let members: Vec<&str> = held.members.iter().map(String::as_str).collect();
+                    apply_change(
+                        ctx,
+                        &name,
+                        &held.campaign,
+                        held.op,
+                        &members,
+                        Propagation::Explicit,
+                        IfMissing::Create,
+                    )
+                })
+                .map(|applied| RedisValue::Integer(applied.count() as i64))
+                .map_err(|error| reply_error(&error)),
+            };
             ThreadSafeContext::with_blocked_client(held.client).reply(reply);
         }
     }
@@ -324,6 +398,17 @@ impl Loads {
         ctx.notify_keyspace_event(NotifyEvent::MODULE, "campaign.rebuild", name);
         Ok(count)
     }
+}
+
+fn internal_error(job: &LoadJob) -> CampaignError {
+    CampaignError::Internal {
+        command: format!("the load of '{}'", job.campaign.escape_debug()),
+        detail: "a panic".into(),
+    }
+}
+
+fn reply_error(error: &CampaignError) -> RedisError {
+    RedisError::String(format!("{} {error}", error.code()))
 }
 
 /// True when a change would reach anyone: the AOF, a replica, or the

@@ -12,11 +12,12 @@ use redis_module::{DetachedFromClient, KeysCursor, ThreadSafeContext};
 use super::registry::Waiter;
 use super::LOADS;
 use crate::core::checksum::as_sql_bigint;
-use crate::core::Campaign;
+use crate::core::{validate_text, Campaign, MAX_CAMPAIGN_NAME_BYTES};
 use crate::keyspace::journal::JOURNAL;
 use crate::keyspace::{with_campaign, CAMPAIGN_TYPE};
 use crate::redis_glue::config;
 use crate::redis_glue::ffi::select_db;
+use crate::redis_glue::log;
 use crate::redis_glue::panic_guard::spawn_supervised;
 use crate::redis_glue::server_state::SERVER;
 use crate::sink::connection::Database;
@@ -56,9 +57,7 @@ impl Reconciler {
             if due && SERVER.may_use_database() {
                 last_round = Instant::now();
                 if let Err(error) = self.round() {
-                    redis_module::logging::log_warning(format!(
-                        "campaign: periodic verify skipped: {error}"
-                    ));
+                    log::warning(format!("periodic verify skipped: {error}"));
                 }
             }
         }
@@ -93,8 +92,8 @@ impl Reconciler {
                 continue;
             }
             LOADS.stats.drift_found.fetch_add(1, Ordering::Relaxed);
-            ctx.log_warning(&format!(
-                "campaign: '{}' drifted from the database (cache {} members, database {}): rebuilding",
+            log::warning(format!(
+                "'{}' drifted from the database (cache {} members, database {}): rebuilding",
                 figures.campaign.escape_debug(),
                 figures.members,
                 db_members
@@ -108,9 +107,12 @@ impl Reconciler {
 }
 
 /// Campaigns of db 0 with their member count and checksum, listed a few
-/// scan rounds per GIL hold so the server keeps serving.
+/// scan rounds per GIL hold so the server keeps serving. A key whose name
+/// the database cannot hold (renamed to one with a NUL byte) is skipped
+/// and logged: it can be neither verified nor rebuilt.
 fn list_campaigns(redis: &ThreadSafeContext<DetachedFromClient>) -> Vec<CacheFigures> {
     let found = RefCell::new(Vec::new());
+    let skipped = RefCell::new(Vec::new());
     let cursor = KeysCursor::new();
     let collect = |_: &redis_module::Context,
                    name: &redis_module::RedisString,
@@ -119,12 +121,17 @@ fn list_campaigns(redis: &ThreadSafeContext<DetachedFromClient>) -> Vec<CacheFig
         let Ok(Some(set)) = key.get_value::<Campaign>(&CAMPAIGN_TYPE) else {
             return;
         };
-        if let Ok(campaign) = std::str::from_utf8(name.as_slice()) {
-            found.borrow_mut().push(CacheFigures {
+        match validate_text(name.as_slice(), Some(MAX_CAMPAIGN_NAME_BYTES)) {
+            Ok(campaign) => found.borrow_mut().push(CacheFigures {
                 campaign: campaign.to_owned(),
                 members: set.len(),
                 checksum: set.checksum(),
-            });
+            }),
+            Err(_) => skipped.borrow_mut().push(
+                String::from_utf8_lossy(name.as_slice())
+                    .escape_debug()
+                    .to_string(),
+            ),
         }
     };
     let mut more = true;
@@ -137,6 +144,14 @@ fn list_campaigns(redis: &ThreadSafeContext<DetachedFromClient>) -> Vec<CacheFig
                 break;
             }
         }
+    }
+    let skipped = skipped.into_inner();
+    if !skipped.is_empty() {
+        log::warning(format!(
+            "periodic verify skips {} campaign keys whose names the database cannot hold: {}",
+            skipped.len(),
+            skipped.join(", ")
+        ));
     }
     found.into_inner()
 }

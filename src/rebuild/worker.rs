@@ -18,7 +18,8 @@ use crate::core::cluster::key_slot;
 use crate::core::Campaign;
 use crate::error::CampaignError;
 use crate::redis_glue::ffi::{lock_to_propagate, select_db};
-use crate::redis_glue::panic_guard::run_callback;
+use crate::redis_glue::log;
+use crate::redis_glue::panic_guard::{run_callback, PANIC_IN_NEXT_LOAD};
 use crate::sink::connection::Database;
 use crate::sink::Source;
 use crate::write_behind::WRITE_BEHIND;
@@ -45,9 +46,7 @@ pub fn start() {
                     }
                 });
             if let Err(error) = spawned {
-                redis_module::logging::log_warning(format!(
-                    "campaign: cannot start a load worker: {error}"
-                ));
+                log::warning(format!("cannot start a load worker: {error}"));
             }
         }
     });
@@ -79,12 +78,15 @@ fn run(database: &mut Database, job: Job) {
 /// Loads the job's campaign from `source` and prepares how the swap will
 /// reach replicas and the AOF.
 pub fn load(source: &mut impl Source, job: &LoadJob) -> Result<Loaded, String> {
+    if PANIC_IN_NEXT_LOAD.swap(false, Ordering::Relaxed) {
+        panic!("CAMPAIGN.DEBUG PANIC-IN-NEXT-LOAD");
+    }
     let loaded = source
         .load_members(&job.campaign)
         .map_err(|error| error.to_string())?;
     if loaded.skipped > 0 {
-        redis_module::logging::log_warning(format!(
-            "campaign: {} rows of campaign '{}' are not valid members and were skipped",
+        log::warning(format!(
+            "{} rows of campaign '{}' are not valid members and were skipped",
             loaded.skipped,
             job.campaign.escape_debug()
         ));
@@ -144,7 +146,7 @@ fn prefill(database: &mut Database, slots: Option<Vec<bool>>) {
     let campaigns = match database.campaigns() {
         Ok(campaigns) => campaigns,
         Err(error) => {
-            redis_module::logging::log_warning(format!("campaign: prefill failed: {error}"));
+            log::warning(format!("prefill failed: {error}"));
             return;
         }
     };
@@ -170,8 +172,8 @@ fn prefill(database: &mut Database, slots: Option<Vec<bool>>) {
         }
     }
     LOADS.stats.prefilled.fetch_add(started, Ordering::Relaxed);
-    redis_module::logging::log_notice(format!(
-        "campaign: prefill is loading {started} campaigns from the database"
+    log::notice(format!(
+        "prefill is loading {started} campaigns from the database"
     ));
 }
 

@@ -4,5 +4,6 @@
 
 pub mod config;
 pub mod ffi;
+pub mod log;
 pub mod panic_guard;
 pub mod server_state;

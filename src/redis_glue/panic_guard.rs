@@ -4,15 +4,20 @@
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::AtomicBool;
 use std::sync::Once;
 use std::time::Duration;
 
-use redis_module::{logging, Context, RedisResult, RedisString, RedisValue};
+use redis_module::{Context, RedisResult, RedisString, RedisValue};
 
 use crate::error::CampaignError;
 
 pub type CommandResult = Result<RedisValue, CampaignError>;
 pub type CommandHandler = fn(&Context, &[RedisString]) -> CommandResult;
+
+/// Set by `CAMPAIGN.DEBUG PANIC-IN-NEXT-LOAD` (tests only): the next load
+/// on a worker thread panics, to prove its waiters are still answered.
+pub static PANIC_IN_NEXT_LOAD: AtomicBool = AtomicBool::new(false);
 
 /// Sends panic messages to the Redis log: a daemonized server has no stderr.
 pub fn install_panic_hook() {
@@ -20,8 +25,8 @@ pub fn install_panic_hook() {
     INSTALL.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
             let thread = std::thread::current();
-            logging::log_warning(format!(
-                "campaign: panic in thread '{}': {info}",
+            super::log::warning(format!(
+                "panic in thread '{}': {info}",
                 thread.name().unwrap_or("unnamed")
             ));
         }));
@@ -50,8 +55,8 @@ pub fn run_command(ctx: &Context, args: Vec<RedisString>, handler: CommandHandle
 /// is returned to Redis instead.
 pub fn run_callback<T>(callback: &str, fallback: T, body: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| {
-        logging::log_warning(format!(
-            "campaign: {callback} failed: {}",
+        super::log::warning(format!(
+            "{callback} failed: {}",
             panic_message(payload.as_ref())
         ));
         fallback
@@ -68,7 +73,7 @@ pub fn spawn_supervised(name: &'static str, restart_delay: Duration, body: fn())
             std::thread::sleep(restart_delay);
         });
     if let Err(error) = spawned {
-        logging::log_warning(format!("campaign: cannot start thread {name}: {error}"));
+        super::log::warning(format!("cannot start thread {name}: {error}"));
     }
 }
 

@@ -19,6 +19,7 @@ use crate::core::{collapse, Entry};
 use crate::keyspace::journal::JOURNAL;
 use crate::redis_glue::config;
 use crate::redis_glue::ffi::lock_to_propagate;
+use crate::redis_glue::log;
 use crate::redis_glue::panic_guard::spawn_supervised;
 use crate::redis_glue::server_state::SERVER;
 use crate::sink::connection::Database;
@@ -206,9 +207,8 @@ impl JournalAccess for RedisJournal {
     }
 
     fn report_failure(&self, message: &str, entries: usize, retry_in: Duration) {
-        let ctx = self.redis.lock();
-        ctx.log_warning(&format!(
-            "campaign: flushing {entries} journal entries failed, retrying in {} ms: {message}",
+        log::warning(format!(
+            "flushing {entries} journal entries failed, retrying in {} ms: {message}",
             retry_in.as_millis()
         ));
     }

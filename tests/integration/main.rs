@@ -8,6 +8,7 @@ mod configuration;
 mod database_harness;
 mod encoding;
 mod errors;
+mod hardening;
 mod membership;
 mod pauses;
 mod persistence;

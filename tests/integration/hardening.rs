@@ -1,0 +1,186 @@
+//! Drills of the hardening issue: a cache that is never partial, inputs
+//! that cannot wedge a load, keys the reconciler cannot repair.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::harness::campaign::{flush, flushing_to, pending, rows_of, status, write_around};
+use crate::harness::redis_server::{call, error, int};
+use crate::harness::{wait_until, Postgres, RedisServer};
+
+fn set_of(members: &[&str]) -> BTreeSet<String> {
+    members.iter().map(|m| m.to_string()).collect()
+}
+
+/// A campaign key that disappeared (DEL, expiry) is loaded again by the
+/// next write before it applies: the removal reaches the database and the
+/// cache is whole.
+#[test]
+fn a_write_to_a_vanished_campaign_loads_it_first() {
+    let database = Postgres::start();
+    let server = RedisServer::start_with(flushing_to(&database));
+    let mut con = server.connection();
+    for (campaign, vanish) in [("deleted", "DEL"), ("expired", "PEXPIRE")] {
+        int(&mut con, &["CAMPAIGN.ADD", campaign, "a", "b"]);
+        flush(&mut con);
+        if vanish == "DEL" {
+            int(&mut con, &["DEL", campaign]);
+        } else {
+            int(&mut con, &["PEXPIRE", campaign, "1"]);
+            assert!(wait_until(Duration::from_secs(10), || int(
+                &mut con,
+                &["EXISTS", campaign]
+            ) == 0));
+        }
+        assert_eq!(
+            int(&mut con, &["CAMPAIGN.ADD", campaign, "x"]),
+            1,
+            "{campaign}"
+        );
+        assert_eq!(
+            int(&mut con, &["CAMPAIGN.REM", campaign, "b"]),
+            1,
+            "{campaign}"
+        );
+        assert_eq!(
+            int(&mut con, &["CAMPAIGN.HAS", campaign, "a"]),
+            1,
+            "{campaign}"
+        );
+        assert_eq!(int(&mut con, &["CAMPAIGN.CARD", campaign]), 2, "{campaign}");
+        flush(&mut con);
+        assert_eq!(
+            rows_of(&database, campaign),
+            set_of(&["a", "x"]),
+            "{campaign}"
+        );
+    }
+}
+
+/// A campaign the database does not know is created by the write.
+#[test]
+fn a_write_to_a_campaign_the_database_does_not_know_creates_it() {
+    let database = Postgres::start();
+    let server = RedisServer::start_with(flushing_to(&database));
+    let mut con = server.connection();
+    assert_eq!(int(&mut con, &["CAMPAIGN.ADD", "brand-new", "x", "y"]), 2);
+    assert_eq!(int(&mut con, &["CAMPAIGN.ADD", "brand-new", "z"]), 1);
+    flush(&mut con);
+    assert_eq!(rows_of(&database, "brand-new"), set_of(&["x", "y", "z"]));
+}
+
+/// Inside MULTI a write to a missing campaign cannot wait for its load:
+/// refused at once, nothing changed.
+#[test]
+fn a_write_to_a_missing_campaign_inside_multi_is_refused() {
+    let database = Postgres::start();
+    let server = RedisServer::start_with(flushing_to(&database));
+    let mut con = server.connection();
+    int(&mut con, &["CAMPAIGN.ADD", "held", "a"]);
+    flush(&mut con);
+    int(&mut con, &["DEL", "held"]);
+    call(&mut con, &[b"MULTI"]).unwrap();
+    call(&mut con, &[b"CAMPAIGN.ADD", b"held", b"x"]).unwrap();
+    let text = format!("{:?}", call(&mut con, &[b"EXEC"]));
+    assert!(text.contains("is not loaded"), "{text}");
+    assert_eq!(int(&mut con, &["EXISTS", "held"]), 0);
+    assert_eq!(pending(&mut con), 0);
+}
+
+/// With the database down, a write to a missing campaign fails rather than
+/// create part of it; one to a loaded campaign still goes on.
+#[test]
+fn a_write_to_a_missing_campaign_fails_while_the_database_is_down() {
+    let mut database = Postgres::start_owned();
+    let server = RedisServer::start_with(flushing_to(&database));
+    let mut con = server.connection();
+    int(&mut con, &["CAMPAIGN.ADD", "present", "a"]);
+    int(&mut con, &["CAMPAIGN.ADD", "absent", "a"]);
+    flush(&mut con);
+    int(&mut con, &["DEL", "absent"]);
+    database.stop();
+    let text = error(&mut con, &["CAMPAIGN.REM", "absent", "a"]);
+    assert!(text.starts_with("ERR loading campaign 'absent'"), "{text}");
+    assert_eq!(int(&mut con, &["EXISTS", "absent"]), 0);
+    assert_eq!(int(&mut con, &["CAMPAIGN.ADD", "present", "b"]), 1);
+    assert_eq!(status(&mut con)["rebuilding"], "0");
+    database.start_again();
+    assert_eq!(int(&mut con, &["CAMPAIGN.REM", "absent", "a"]), 1);
+    flush(&mut con);
+    assert!(rows_of(&database, "absent").is_empty());
+    assert_eq!(rows_of(&database, "present"), set_of(&["a", "b"]));
+}
+
+/// HAS/MHAS of a name the database cannot hold answer at once, without a
+/// load (it once left the caller blocked for good).
+#[test]
+fn reads_of_an_impossible_campaign_name_answer_at_once() {
+    let database = Postgres::start();
+    let server = RedisServer::start_with(flushing_to(&database));
+    let mut con = server.connection();
+    for _ in 0..20 {
+        let has = call(&mut con, &[b"CAMPAIGN.HAS", b"a\x00b", b"m"]).unwrap();
+        assert_eq!(has, redis::Value::Int(0));
+        let mhas = call(&mut con, &[b"CAMPAIGN.MHAS", b"a\x00b", b"m", b"n"]).unwrap();
+        assert_eq!(mhas, redis::Value::Array(vec![redis::Value::Int(0); 2]));
+    }
+    let figures = status(&mut con);
+    assert_eq!(figures["rebuilding"], "0");
+    assert_eq!(figures["loads-done"], "0");
+}
+
+/// A panic on a load worker answers every waiter with an error and leaves
+/// the figures as they were.
+#[test]
+fn a_panic_in_a_load_releases_its_waiters() {
+    let database = Postgres::start();
+    let server = RedisServer::start_with(flushing_to(&database));
+    let mut con = server.connection();
+    int(&mut con, &["CAMPAIGN.ADD", "victim", "a"]);
+    flush(&mut con);
+    call(&mut con, &[b"CAMPAIGN.DEBUG", b"PANIC-IN-NEXT-LOAD"]).unwrap();
+    let text = error(&mut con, &["CAMPAIGN.REBUILD", "victim"]);
+    assert!(
+        text.starts_with("ERR loading campaign 'victim'") && text.contains("internal error"),
+        "{text}"
+    );
+    let figures = status(&mut con);
+    assert_eq!(
+        (
+            figures["rebuilding"].as_str(),
+            figures["loads-failed"].as_str()
+        ),
+        ("0", "1")
+    );
+    // The next load works, and the campaign is intact.
+    assert_eq!(int(&mut con, &["CAMPAIGN.REBUILD", "victim"]), 1);
+    assert!(server.log().contains("PANIC-IN-NEXT-LOAD"));
+}
+
+/// A key renamed to a name with a NUL byte is skipped by the periodic
+/// verify, which still repairs every other drifted campaign.
+#[test]
+fn reconcile_skips_a_key_it_cannot_verify_and_repairs_the_rest() {
+    let database = Postgres::start();
+    let server =
+        RedisServer::start_with(flushing_to(&database).module_args(&["verify-interval-s", "1"]));
+    let mut con = server.connection();
+    let campaigns: Vec<String> = (0..20).map(|c| format!("drift-{c}")).collect();
+    for campaign in &campaigns {
+        int(&mut con, &["CAMPAIGN.ADD", campaign, "a"]);
+    }
+    int(&mut con, &["CAMPAIGN.ADD", "victim", "v"]);
+    flush(&mut con);
+    call(&mut con, &[b"RENAME", b"victim", b"evil\x00name"]).unwrap();
+    for campaign in &campaigns {
+        write_around(&database, campaign, &["around".to_string()]);
+    }
+    let repaired = wait_until(Duration::from_secs(60), || {
+        campaigns
+            .iter()
+            .all(|campaign| int(&mut con, &["CAMPAIGN.CARD", campaign]) == 2)
+    });
+    assert!(repaired, "{:?}", status(&mut con));
+    assert!(server.log().contains("cannot hold"), "the skip is logged");
+    assert_eq!(int(&mut con, &["CAMPAIGN.CARD", "evil\0name"]), 1);
+}
