@@ -94,7 +94,12 @@ fn redis_error(error: &redis::RedisError) -> Response {
 }
 
 fn json(status: StatusCode, body: String) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], body + "\n").into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body + "\n",
+    )
+        .into_response()
 }
 
 fn json_error(status: StatusCode, message: &str) -> Response {
