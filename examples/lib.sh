@@ -17,11 +17,12 @@ EXAMPLES_RUN="$REPO_ROOT/.run/examples"
 EXAMPLE_PIDS=()
 
 # example_init NAME REDIS_PORT PG_PORT: names the example and its servers'
-# ports (CAMPAIGN_REDIS_PORT / CAMPAIGN_PG_PORT in the environment win).
+# ports: CAMPAIGN_REDIS_PORT / CAMPAIGN_PG_PORT from the environment, else the
+# first free port from the given ones.
 example_init() {
     EXAMPLE_NAME="$1"
-    REDIS_PORT="${CAMPAIGN_REDIS_PORT:-$2}"
-    PG_PORT="${CAMPAIGN_PG_PORT:-$3}"
+    REDIS_PORT="${CAMPAIGN_REDIS_PORT:-$(free_port_from "$2")}"
+    PG_PORT="${CAMPAIGN_PG_PORT:-$(free_port_from "$3")}"
     RUN_DIR="$EXAMPLES_RUN/$EXAMPLE_NAME"
     export CAMPAIGN_RUN_DIR="$RUN_DIR" CAMPAIGN_REDIS_PORT="$REDIS_PORT" CAMPAIGN_PG_PORT="$PG_PORT"
     mkdir -p "$EXAMPLES_RUN"

@@ -13,7 +13,7 @@
 #                                     (or JEDIS_CLASSPATH names the jars)
 # redis-rs is run by examples/login-service.
 #
-#   CAMPAIGN_REDIS_PORT (default 16393), CAMPAIGN_PG_PORT (default 15435)
+#   CAMPAIGN_REDIS_PORT (default: first free from 16393), CAMPAIGN_PG_PORT (default: first free from 15435)
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=../lib.sh

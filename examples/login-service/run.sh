@@ -5,7 +5,7 @@
 # asks CAMPAIGN.HAS through redis-rs), checks its answers with curl, and stops
 # everything.
 #
-#   CAMPAIGN_REDIS_PORT (default 16391), CAMPAIGN_PG_PORT (default 15433),
+#   CAMPAIGN_REDIS_PORT (default: first free from 16391), CAMPAIGN_PG_PORT (default: first free from 15433),
 #   LOGIN_HTTP_PORT (default: the first free port from 18080)
 #
 # The build goes to .run/examples/login-service-target (about 3 minutes cold

@@ -5,7 +5,7 @@
 # (test_consumer.py: consumers killed between ADD and XACK, restarted, and
 # checked against the stream and PostgreSQL's rows), and stops the servers.
 #
-#   CAMPAIGN_REDIS_PORT (default 16392), CAMPAIGN_PG_PORT (default 15434)
+#   CAMPAIGN_REDIS_PORT (default: first free from 16392), CAMPAIGN_PG_PORT (default: first free from 15434)
 #
 # To run the consumer by hand against scripts/start.sh's servers:
 #   python3 examples/queue-consumer/consumer.py --redis-url redis://127.0.0.1:6390/0 --consumer worker-1
