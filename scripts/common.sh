@@ -4,7 +4,9 @@
 
 # Absolute path of the repository root (the parent of scripts/).
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-RUN_DIR="$REPO_ROOT/.run"
+# Where start.sh/stop.sh keep the servers' data, logs and pid files.
+# CAMPAIGN_RUN_DIR gives another one (the examples run their own servers).
+RUN_DIR="${CAMPAIGN_RUN_DIR:-$REPO_ROOT/.run}"
 MODULE_SO="$REPO_ROOT/target/release/libredis_campaign.so"
 
 log() { printf '==> %s\n' "$*"; }

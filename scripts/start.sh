@@ -4,6 +4,8 @@
 #
 #   CAMPAIGN_PG_PORT     PostgreSQL port (default 55432)
 #   CAMPAIGN_REDIS_PORT  redis-server port (default 6390)
+#   CAMPAIGN_RUN_DIR     where data, logs and pid files go (default ./.run);
+#                        scripts/stop.sh needs the same value
 #
 # Stop both with scripts/stop.sh. Re-running this script while they are
 # running leaves them running.
@@ -39,7 +41,7 @@ PG_BIN="$(pg_bin_dir)"
 # /root, say), keep the cluster in /var/tmp and link it from .run/postgres.
 if [ ! -e "$RUN_DIR/postgres" ]; then
     if [ "$IS_ROOT" -eq 1 ] && ! runuser -u postgres -- test -x "$RUN_DIR"; then
-        outside="/var/tmp/redis-campaign-$(printf '%s' "$REPO_ROOT" | cksum | cut -d' ' -f1)"
+        outside="/var/tmp/redis-campaign-$(printf '%s' "$RUN_DIR" | cksum | cut -d' ' -f1)"
         log "postgres cannot enter $RUN_DIR; keeping the cluster in $outside"
         mkdir -p "$outside"
         ln -s "$outside" "$RUN_DIR/postgres"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stop the redis-server and PostgreSQL started by scripts/start.sh.
-# Whatever is already down is skipped. Data under ./.run/ is kept; delete
-# .run/ to start from scratch.
+# Whatever is already down is skipped. Data under ./.run/ (or
+# $CAMPAIGN_RUN_DIR) is kept; delete it to start from scratch.
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=common.sh
