@@ -10,6 +10,7 @@ pub mod journal;
 pub mod member;
 pub mod member_set;
 mod number_set;
+mod probe_table;
 mod sorted_set;
 mod string_set;
 mod uuid_set;
