@@ -84,8 +84,21 @@ impl<S: Slot> Default for ProbeTable<S> {
 }
 
 impl<S: Slot> ProbeTable<S> {
+    /// A table of `entries`, sorted by hash, over at least `homes` home
+    /// slots (more if they would be too full).
+    pub fn from_sorted(entries: &[S], homes: usize) -> Self {
+        let mut table = ProbeTable::default();
+        table.lay_out(entries, homes.max(homes_for(entries.len())));
+        table
+    }
+
     pub fn len(&self) -> usize {
         self.count
+    }
+
+    /// Number of home slots.
+    pub fn homes(&self) -> usize {
+        self.homes
     }
 
     #[inline]
@@ -415,7 +428,7 @@ mod tests {
     }
 
     #[test]
-    fn reserve_makes_room() {
+    fn reserve_and_from_sorted() {
         let mut table = ProbeTable::default();
         table.reserve(1000);
         let reserved = table.heap_bytes();
@@ -423,7 +436,14 @@ mod tests {
             table.insert(entry((id % 256) as u8, id));
         }
         assert_eq!(table.heap_bytes(), reserved, "no growth after reserve");
-        table.check_layout();
+        let mut entries: Vec<Test> = table.iter().collect();
+        entries.sort();
+        let rebuilt = ProbeTable::from_sorted(&entries, 0);
+        rebuilt.check_layout();
+        assert!(rebuilt.iter().eq(table.iter()));
+        let roomy = ProbeTable::from_sorted(&entries, 5000);
+        roomy.check_layout();
+        assert!(roomy.slots().len() >= 5000);
     }
 
     proptest! {
