@@ -108,7 +108,10 @@ impl<S: Slot> ProbeTable<S> {
 
     /// The slot of the entry of `hash` for which `matches` is true, if any.
     /// `matches` is asked only about entries of that hash.
-    #[inline]
+    ///
+    /// Always inlined: it is the membership hot path, and a call here keeps
+    /// the CPU from overlapping the cache misses of consecutive lookups.
+    #[inline(always)]
     pub fn find(&self, hash: S::Hash, mut matches: impl FnMut(S) -> bool) -> Option<usize> {
         if self.homes == 0 {
             return None;

@@ -126,6 +126,8 @@ impl<const LIMIT: usize> StringSet<LIMIT> {
         })
     }
 
+    /// Always inlined, like `ProbeTable::find` (the membership hot path).
+    #[inline(always)]
     pub fn contains(&self, member: &str) -> bool {
         self.find(member.as_bytes()).is_some()
             || (!self.overflow.is_empty() && self.overflow.contains(member))
