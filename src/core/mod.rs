@@ -7,6 +7,7 @@ pub mod checksum;
 pub mod cluster;
 pub mod codec;
 pub mod journal;
+mod leb128;
 pub mod member;
 pub mod member_set;
 mod number_set;

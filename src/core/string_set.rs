@@ -21,6 +21,7 @@ use std::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashSet};
 
+use super::leb128;
 use super::probe_table::{ProbeTable, Slot};
 
 /// Garbage is compacted once it is half the arena and at least this much.
@@ -72,35 +73,10 @@ impl Slot for Entry {
 /// The member stored at `offset`.
 #[inline]
 fn entry_at(arena: &[u8], offset: usize) -> &[u8] {
-    let (len, header) = read_len(&arena[offset..]);
+    // The arena holds only what `insert` wrote: the length is whole.
+    let (len, header) = leb128::read(&arena[offset..]).unwrap_or_default();
     let start = offset + header;
     &arena[start..start + len]
-}
-
-/// Decodes a LEB128 length; returns it and the bytes it took.
-#[inline]
-fn read_len(bytes: &[u8]) -> (usize, usize) {
-    let mut len = 0_usize;
-    for (at, &byte) in bytes.iter().enumerate() {
-        len |= usize::from(byte & 0x7f) << (7 * at);
-        if byte & 0x80 == 0 {
-            return (len, at + 1);
-        }
-    }
-    (len, bytes.len())
-}
-
-fn write_len(arena: &mut Vec<u8>, mut len: usize) {
-    while len >= 0x80 {
-        arena.push((len as u8) | 0x80);
-        len >>= 7;
-    }
-    arena.push(len as u8);
-}
-
-fn len_header_size(len: usize) -> usize {
-    let bits = usize::BITS - len.leading_zeros();
-    (bits.max(1) as usize).div_ceil(7)
 }
 
 #[inline]
@@ -141,7 +117,7 @@ impl<const LIMIT: usize> StringSet<LIMIT> {
         if self.find(bytes).is_some() {
             return false;
         }
-        let needed = len_header_size(bytes.len()) + bytes.len();
+        let needed = leb128::encoded_len(bytes.len()) + bytes.len();
         if self.arena.len() + needed > LIMIT {
             if self.garbage > 0 {
                 self.compact();
@@ -157,7 +133,7 @@ impl<const LIMIT: usize> StringSet<LIMIT> {
             arena.reserve_exact(needed.max(arena.len() / 4).max(64));
         }
         let offset = arena.len();
-        write_len(arena, bytes.len());
+        leb128::write(arena, bytes.len());
         arena.extend_from_slice(bytes);
         let entry = Entry::new(self.hash(bytes), offset);
         if self.table.try_insert(entry).is_err() {
@@ -177,7 +153,7 @@ impl<const LIMIT: usize> StringSet<LIMIT> {
         let offset = self.table.get(at).offset();
         self.table.remove_at(at);
 
-        let end = offset + len_header_size(bytes.len()) + bytes.len();
+        let end = offset + leb128::encoded_len(bytes.len()) + bytes.len();
         if end == self.arena.len() {
             self.arena.truncate(offset);
         } else {
@@ -199,7 +175,7 @@ impl<const LIMIT: usize> StringSet<LIMIT> {
         for entry in self.table.iter_mut() {
             let bytes = entry_at(&self.arena, entry.offset());
             *entry = Entry::new(entry.hash(), arena.len());
-            write_len(&mut arena, bytes.len());
+            leb128::write(&mut arena, bytes.len());
             arena.extend_from_slice(bytes);
         }
         self.arena = arena;
@@ -268,26 +244,6 @@ mod tests {
         for entry in set.table.iter() {
             let bytes = entry_at(&set.arena, entry.offset());
             assert_eq!(set.hash(bytes), entry.hash(), "hash matches the member");
-        }
-    }
-
-    #[test]
-    fn lengths_round_trip() {
-        for len in [
-            0,
-            1,
-            127,
-            128,
-            300,
-            16_383,
-            16_384,
-            1 << 21,
-            u32::MAX as usize,
-        ] {
-            let mut arena = Vec::new();
-            write_len(&mut arena, len);
-            assert_eq!(arena.len(), len_header_size(len), "{len}");
-            assert_eq!(read_len(&arena), (len, arena.len()), "{len}");
         }
     }
 
