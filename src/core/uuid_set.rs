@@ -18,6 +18,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 
 use super::probe_table::{ProbeTable, Slot};
+use super::sorted_set::Duplicate;
 
 /// Odd multipliers of the mix, and their inverses modulo 2^128.
 const MIX_1: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835;
@@ -94,10 +95,6 @@ impl Default for UuidSet {
         }
     }
 }
-
-/// Stored values that are not a set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Duplicate;
 
 impl UuidSet {
     /// A set of `values`, in any order; refuses duplicates.
