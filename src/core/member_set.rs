@@ -23,6 +23,7 @@ use roaring::RoaringBitmap;
 
 use super::canonical::{classify, format_number, format_uuid, Kind, NUMBER_MAX_LEN, UUID_LEN};
 use super::codec::{DecodeError, RecordReader, RecordWriter};
+use super::leb128;
 use super::member::validate_text;
 use super::number_set::{Corrupt, NumberSet};
 use super::string_set::StringSet;
@@ -225,7 +226,7 @@ impl MemberSet {
 
         writer.write_unsigned(self.strings.len() as u64);
         write_packed(writer, &mut chunk, self.strings.iter(), |text, out| {
-            write_leb128(out, text.len());
+            leb128::write(out, text.len());
             out.extend_from_slice(text.as_bytes());
         });
     }
@@ -313,7 +314,7 @@ impl MemberSet {
             .reserve(string_count.min(MAX_PREALLOCATED_MEMBERS) as usize, 0);
         let mut failure = None;
         read_packed(reader, string_count, |bytes| {
-            let (len, header) = read_leb128(bytes)?;
+            let (len, header) = leb128::read(bytes)?;
             let text = bytes.get(header..header.checked_add(len)?)?;
             match validate_text(text, None) {
                 // A canonical id or UUID here would be odd but harmless:
@@ -378,26 +379,6 @@ fn read_packed<R: RecordReader>(
         })??;
     }
     Ok(())
-}
-
-fn write_leb128(out: &mut Vec<u8>, mut value: usize) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-/// A LEB128 value and the bytes it took; `None` if cut off or too long.
-fn read_leb128(bytes: &[u8]) -> Option<(usize, usize)> {
-    let mut value = 0_usize;
-    for (at, &byte) in bytes.iter().enumerate().take(5) {
-        value |= usize::from(byte & 0x7f) << (7 * at);
-        if byte & 0x80 == 0 {
-            return Some((value, at + 1));
-        }
-    }
-    None
 }
 
 /// Set equality.

@@ -1,35 +1,24 @@
 //! A set of UUIDs (u128 values), tuned for one cache miss per lookup.
 //!
 //! Each UUID is kept as its "stored form": a keyed bijective mix, uniform
-//! over u128 whatever the UUIDs look like (v4, v7, sequential). `slots`
-//! is an ordered linear-probing table: the stored form `y` belongs at its
-//! home slot `y * homes / 2^128` (monotone in `y`) or after it, stored
-//! forms increase along the array, and no empty slot lies between an entry
-//! and its home. So a lookup starts at the home slot and scans forward
+//! over u128 whatever the UUIDs look like (v4, v7, sequential). The stored
+//! forms are the entries of an ordered linear-probing table (`ProbeTable`,
+//! 0 for an empty slot): the stored form `y` is its own hash, its home slot
+//! is `y * homes / 2^128` (monotone in `y`), and stored forms increase
+//! along the array. So a lookup starts at the home slot and scans forward
 //! until it meets the value, a larger one or an empty slot: about three
 //! slots (48 bytes) at the highest load, 7/8. Growing by a quarter keeps
 //! the load between 0.7 and 0.875: 18 to 23 bytes per UUID.
 //!
 //! The mix is keyed per set with random bits, so UUIDs cannot be chosen to
-//! pile up on one home slot; a run that still grows past `MAX_RUN` slots
-//! makes the set pick a new key.
+//! pile up on one home slot; a run that still grows past the table's
+//! longest makes the set pick a new key.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 
-/// Most entries per `homes` slots before the table grows.
-const MAX_LOAD: (usize, usize) = (7, 8);
-/// Load right after growing.
-const GROWN_LOAD: (usize, usize) = (7, 10);
-/// Empty slots kept after the last entry: a few, and more for a large
-/// table, where runs near the end are longer.
-fn tail(homes: usize) -> usize {
-    4 + homes / 256
-}
-/// An insert that has to move further than this from the home slot picks a
-/// new key (random keys make this practically never happen).
-const MAX_RUN: usize = 1024;
-const MIN_HOMES: usize = 4;
+use super::probe_table::{ProbeTable, Slot};
+use super::sorted_set::Duplicate;
 
 /// Odd multipliers of the mix, and their inverses modulo 2^128.
 const MIX_1: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835;
@@ -73,15 +62,25 @@ fn random_key() -> u128 {
     (u128::from(state.hash_one(1_u8)) << 64) | u128::from(state.hash_one(2_u8))
 }
 
+/// A stored form is its own hash.
+impl Slot for u128 {
+    type Hash = u128;
+
+    #[inline]
+    fn hash(self) -> u128 {
+        self
+    }
+
+    #[inline]
+    fn home(stored: u128, homes: usize) -> usize {
+        (((stored >> 64) * homes as u128) >> 64) as usize
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct UuidSet {
-    /// Stored forms, 0 for an empty slot (see the module comment).
-    slots: Box<[u128]>,
-    /// Number of home slots; `slots` is longer by the entries that sit
-    /// past the last home slot plus `tail(homes)`, and always ends empty.
-    homes: usize,
-    /// Entries in `slots`.
-    count: usize,
+    /// Stored forms (see the module comment).
+    table: ProbeTable<u128>,
     /// The UUID whose stored form is 0 (that is `key`) is a member.
     has_key: bool,
     key: u128,
@@ -90,18 +89,12 @@ pub(crate) struct UuidSet {
 impl Default for UuidSet {
     fn default() -> Self {
         UuidSet {
-            slots: Box::new([]),
-            homes: 0,
-            count: 0,
+            table: ProbeTable::default(),
             has_key: false,
             key: random_key(),
         }
     }
 }
-
-/// Stored values that are not a set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Duplicate;
 
 impl UuidSet {
     /// A set of `values`, in any order; refuses duplicates.
@@ -117,7 +110,7 @@ impl UuidSet {
     }
 
     pub fn len(&self) -> usize {
-        self.count + usize::from(self.has_key)
+        self.table.len() + usize::from(self.has_key)
     }
 
     #[inline]
@@ -130,21 +123,11 @@ impl UuidSet {
         unmix(stored) ^ self.key
     }
 
+    /// The slot of `stored` (not 0), if present.
     #[inline]
-    fn home(&self, stored: u128) -> usize {
-        (((stored >> 64) * self.homes as u128) >> 64) as usize
-    }
-
-    /// Where `stored` is, or where it would go: the first slot from its
-    /// home that is empty or holds a stored form not below it.
-    #[inline]
-    fn probe(&self, stored: u128) -> usize {
-        let mut at = self.home(stored);
-        // The last slot is always empty, so this stops inside `slots`.
-        while self.slots[at] != 0 && self.slots[at] < stored {
-            at += 1;
-        }
-        at
+    fn find(&self, stored: u128) -> Option<usize> {
+        // Stored forms are distinct: the first of the hash is the one.
+        self.table.find(stored, |_| true)
     }
 
     #[inline]
@@ -153,42 +136,25 @@ impl UuidSet {
         if stored == 0 {
             return self.has_key;
         }
-        self.homes != 0 && self.slots[self.probe(stored)] == stored
+        self.find(stored).is_some()
     }
 
     pub fn insert(&mut self, uuid: u128) -> bool {
-        self.insert_keyed(uuid, true)
-    }
-
-    fn insert_keyed(&mut self, uuid: u128, may_rekey: bool) -> bool {
         let stored = self.store(uuid);
         if stored == 0 {
             return !std::mem::replace(&mut self.has_key, true);
         }
-        if self.homes != 0 && self.slots[self.probe(stored)] == stored {
+        if self.find(stored).is_some() {
             return false;
         }
-        if (self.count + 1) * MAX_LOAD.1 > self.homes * MAX_LOAD.0 {
-            self.resize(homes_for(self.count + 1));
-        }
-        let at = self.probe(stored);
-        let Some(free) = self.slots[at..self.slots.len() - 1]
-            .iter()
-            .position(|&slot| slot == 0)
-            .map(|offset| at + offset)
-        else {
-            // No room before the final empty slot: more tail, then again.
-            self.resize(self.homes);
-            return self.insert_keyed(uuid, may_rekey);
-        };
-        if may_rekey && free - self.home(stored) > MAX_RUN {
+        if self.table.try_insert(stored).is_err() {
             // Once per insert: a new key cannot keep making runs this long.
             self.rekey();
-            return self.insert_keyed(uuid, false);
+            match self.store(uuid) {
+                0 => self.has_key = true,
+                stored => self.table.insert(stored),
+            }
         }
-        self.slots.copy_within(at..free, at + 1);
-        self.slots[at] = stored;
-        self.count += 1;
         true
     }
 
@@ -197,64 +163,35 @@ impl UuidSet {
         if stored == 0 {
             return std::mem::replace(&mut self.has_key, false);
         }
-        if self.homes == 0 {
+        let Some(at) = self.find(stored) else {
             return false;
-        }
-        let at = self.probe(stored);
-        if self.slots[at] != stored {
-            return false;
-        }
-        // Pull back the entries after it that are not at their home slot.
-        let mut next = at + 1;
-        while self.slots[next] != 0 && self.home(self.slots[next]) < next {
-            next += 1;
-        }
-        self.slots.copy_within(at + 1..next, at);
-        self.slots[next - 1] = 0;
-        self.count -= 1;
-        if self.count == 0 {
-            let (has_key, key) = (self.has_key, self.key);
-            *self = UuidSet {
-                has_key,
-                key,
-                ..UuidSet::default()
-            };
-        } else if self.count * MAX_LOAD.1 * 4 < self.homes * MAX_LOAD.0 && self.homes > MIN_HOMES {
-            // Under a quarter of the highest load: give memory back.
-            self.resize(homes_for(self.count));
-        }
+        };
+        self.table.remove_at(at);
         true
     }
 
     /// Every UUID, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = u128> + '_ {
-        self.slots
+        self.table
             .iter()
-            .filter(|&&stored| stored != 0)
-            .map(|&stored| self.unstore(stored))
+            .map(|stored| self.unstore(stored))
             .chain(self.has_key.then_some(self.key))
     }
 
     pub fn heap_bytes(&self) -> usize {
-        std::mem::size_of_val(&*self.slots)
-    }
-
-    /// Same key, `homes` home slots: the stored order does not change, so
-    /// the entries are placed again in one pass.
-    fn resize(&mut self, homes: usize) {
-        let stored: Vec<u128> = self.slots.iter().copied().filter(|&s| s != 0).collect();
-        self.place(&stored, homes);
+        self.table.heap_bytes()
     }
 
     /// A new random key: every stored form changes.
     fn rekey(&mut self) {
         let mut uuids: Vec<u128> = self.iter().collect();
         uuids.sort_unstable();
-        let homes = self.homes;
+        let homes = self.table.homes();
         self.rebuild(uuids, random_key(), homes);
     }
 
-    /// Fills the set with distinct `uuids` under `key`.
+    /// Fills the set with distinct `uuids` under `key`, over at least
+    /// `homes` home slots.
     fn rebuild(&mut self, uuids: Vec<u128>, key: u128, homes: usize) {
         self.key = key;
         self.has_key = false;
@@ -266,39 +203,8 @@ impl UuidSet {
             }
         }
         stored.sort_unstable();
-        let homes = homes.max(homes_for(stored.len()));
-        self.place(&stored, homes);
+        self.table = ProbeTable::from_sorted(&stored, homes);
     }
-
-    /// Lays out sorted, distinct, non-zero stored forms over `homes` home
-    /// slots.
-    fn place(&mut self, stored: &[u128], homes: usize) {
-        self.homes = homes;
-        self.count = stored.len();
-        if stored.is_empty() && homes == 0 {
-            self.slots = Box::new([]);
-            return;
-        }
-        let mut slots = Vec::with_capacity(homes + tail(homes));
-        for &form in stored {
-            let home = self.home(form);
-            if slots.len() < home {
-                slots.resize(home, 0);
-            }
-            slots.push(form);
-        }
-        let len = slots.len().max(homes) + tail(homes);
-        slots.resize(len, 0);
-        self.slots = slots.into_boxed_slice();
-    }
-}
-
-/// Home slots for `count` entries right after growing.
-fn homes_for(count: usize) -> usize {
-    if count == 0 {
-        return 0;
-    }
-    (count * GROWN_LOAD.1 / GROWN_LOAD.0).max(MIN_HOMES)
 }
 
 impl PartialEq for UuidSet {
@@ -316,21 +222,12 @@ mod tests {
     use std::collections::BTreeSet;
 
     fn check_layout(set: &UuidSet) {
-        assert_eq!(*set.slots.last().unwrap_or(&0), 0, "ends empty");
-        let mut previous = 0;
-        let mut count = 0;
-        for (at, &stored) in set.slots.iter().enumerate() {
-            if stored == 0 {
-                continue;
-            }
-            count += 1;
-            assert!(stored > previous, "increasing");
-            previous = stored;
-            let home = set.home(stored);
-            assert!(home <= at, "at or after its home");
-            assert!(set.slots[home..at].iter().all(|&s| s != 0), "no gap");
-        }
-        assert_eq!(count, set.count);
+        set.table.check_layout();
+        let stored: Vec<u128> = set.table.iter().collect();
+        assert!(
+            stored.windows(2).all(|pair| pair[0] < pair[1]),
+            "increasing"
+        );
     }
 
     #[test]
