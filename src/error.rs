@@ -38,8 +38,6 @@ pub enum CampaignError {
     DatabaseUnconfigured,
     #[error("{0} is internal: it is only accepted from the primary or the AOF")]
     InternalCommand(&'static str),
-    #[error("{0}")]
-    Disabled(String),
     /// A caught panic or another bug; the details are in the Redis log.
     #[error("internal error in {command}: {detail} (see the Redis log)")]
     Internal { command: String, detail: String },
@@ -59,7 +57,6 @@ impl CampaignError {
             | CampaignError::InvalidCampaignName(_)
             | CampaignError::Syntax(_)
             | CampaignError::CannotBlock(_)
-            | CampaignError::Disabled(_)
             | CampaignError::InternalCommand(_)
             | CampaignError::LoadFailed { .. }
             | CampaignError::DatabaseUnconfigured

@@ -1,5 +1,6 @@
 //! CAMPAIGN.DEBUG: fault injection for the test suite. Like Redis's own DEBUG
-//! command it only works when the server runs with `enable-debug-command`.
+//! command it exists only when the server runs with `enable-debug-command`
+//! (`yes` or `local`): otherwise it is not registered at all.
 
 use redis_module::{Context, RedisString, RedisValue};
 
@@ -11,15 +12,9 @@ use crate::redis_glue::panic_guard::PANIC_IN_NEXT_LOAD;
 
 /// `CAMPAIGN.DEBUG PANIC` → panics inside the handler, to prove the guard
 /// turns it into an error reply instead of an aborted server.
-pub fn debug(ctx: &Context, args: &[RedisString]) -> CommandResult {
+pub fn debug(_ctx: &Context, args: &[RedisString]) -> CommandResult {
     if args.len() != 2 {
         return Err(CampaignError::WrongArity);
-    }
-    if !debug_commands_enabled(ctx) {
-        return Err(CampaignError::Disabled(
-            "CAMPAIGN.DEBUG is disabled: start redis-server with enable-debug-command yes or local"
-                .into(),
-        ));
     }
     let subcommand = args[1].to_string_lossy().to_ascii_uppercase();
     match subcommand.as_str() {
@@ -35,7 +30,9 @@ pub fn debug(ctx: &Context, args: &[RedisString]) -> CommandResult {
     }
 }
 
-fn debug_commands_enabled(ctx: &Context) -> bool {
+/// Whether CAMPAIGN.DEBUG is registered: `enable-debug-command` is not `no`
+/// (read once, at load; Redis does not let it change at run time).
+pub fn registered(ctx: &Context) -> bool {
     match ctx.call("CONFIG", &["GET", "enable-debug-command"]) {
         Ok(RedisValue::Array(reply)) => matches!(
             reply.get(1),

@@ -90,7 +90,7 @@ pub fn register(ctx: &Context, commands: &[CommandSpec]) -> Result<(), String> {
         sizeof_keyspec: std::mem::size_of::<raw::RedisModuleCommandKeySpec>(),
         sizeof_arg: std::mem::size_of::<raw::RedisModuleCommandArg>(),
     };
-    for spec in commands {
+    for spec in commands.iter().filter(|spec| spec.registered(ctx)) {
         let doc = &spec.doc;
         let mut strings = CStrings::default();
         let mut key_specs = key_specs(doc);

@@ -35,6 +35,12 @@ pub struct CommandSpec {
     pub flags: &'static str,
     /// Legacy key positions: first, last, step (0, 0, 0: no key).
     pub keys: (c_int, c_int, c_int),
+    /// ACL categories, on servers that let modules declare them (Redis
+    /// 7.2+, Valkey); the module's own `campaign` category is added where
+    /// the server can create one (Redis 7.4+).
+    pub acl: &'static str,
+    /// Registered only when this holds at load (`None`: always).
+    pub only_if: Option<fn(&Context) -> bool>,
     pub doc: CommandDoc,
 }
 
@@ -51,6 +57,8 @@ pub static COMMANDS: [CommandSpec; COMMAND_COUNT] = [
         fast_path: None,
         flags: "write deny-oom",
         keys: ONE_KEY,
+        acl: "write fast",
+        only_if: None,
         doc: CommandDoc {
             summary: "Adds members to a campaign; replies with the number that were new.",
             complexity: "O(N) where N is the number of members given.",
@@ -65,6 +73,8 @@ pub static COMMANDS: [CommandSpec; COMMAND_COUNT] = [
         fast_path: None,
         flags: "write",
         keys: ONE_KEY,
+        acl: "write fast",
+        only_if: None,
         doc: CommandDoc {
             summary: "Removes members from a campaign; removing the last one deletes the key.",
             complexity: "O(N) where N is the number of members given.",
@@ -79,6 +89,8 @@ pub static COMMANDS: [CommandSpec; COMMAND_COUNT] = [
         fast_path: Some(fast_has::has_in_place),
         flags: "readonly fast",
         keys: ONE_KEY,
+        acl: "read fast",
+        only_if: None,
         doc: CommandDoc {
             summary: "Answers 1 if the member is in the campaign, else 0.",
             complexity: "O(1)",
@@ -93,6 +105,8 @@ pub static COMMANDS: [CommandSpec; COMMAND_COUNT] = [
         fast_path: None,
         flags: "readonly",
         keys: ONE_KEY,
+        acl: "read fast",
+        only_if: None,
         doc: CommandDoc {
             summary: "Answers 1 or 0 for each member, in the order given.",
             complexity: "O(N) where N is the number of members given.",
@@ -107,6 +121,8 @@ pub static COMMANDS: [CommandSpec; COMMAND_COUNT] = [
         fast_path: None,
         flags: "readonly fast",
         keys: ONE_KEY,
+        acl: "read fast",
+        only_if: None,
         doc: CommandDoc {
             summary: "Returns the number of members in a campaign.",
             complexity: "O(1)",
@@ -121,6 +137,8 @@ pub static COMMANDS: [CommandSpec; COMMAND_COUNT] = [
         fast_path: None,
         flags: "",
         keys: NO_KEY,
+        acl: "slow blocking",
+        only_if: None,
         doc: CommandDoc {
             summary: "Waits until every journal entry that exists now is committed in PostgreSQL.",
             complexity: "O(N) where N is the number of pending entries, done in the background.",
@@ -135,6 +153,8 @@ pub static COMMANDS: [CommandSpec; COMMAND_COUNT] = [
         fast_path: None,
         flags: "readonly",
         keys: NO_KEY,
+        acl: "read fast",
+        only_if: None,
         doc: CommandDoc {
             summary: "Reports the database connection, the journal and the flusher's figures.",
             complexity: "O(1)",
@@ -149,6 +169,8 @@ pub static COMMANDS: [CommandSpec; COMMAND_COUNT] = [
         fast_path: None,
         flags: "write",
         keys: NO_KEY,
+        acl: "admin dangerous",
+        only_if: None,
         doc: CommandDoc {
             summary: "Internal: journal trims and entries, from the primary or the AOF only.",
             complexity: "O(N) where N is the number of entries trimmed or loaded.",
@@ -167,6 +189,8 @@ pub static COMMANDS: [CommandSpec; COMMAND_COUNT] = [
         fast_path: None,
         flags: "write deny-oom",
         keys: ONE_KEY,
+        acl: "admin dangerous",
+        only_if: None,
         doc: CommandDoc {
             summary: "Internal: set content without journaling, from the primary or the AOF only.",
             complexity: "O(N) where N is the number of members given or encoded.",
@@ -185,6 +209,8 @@ pub static COMMANDS: [CommandSpec; COMMAND_COUNT] = [
         fast_path: None,
         flags: "write",
         keys: ONE_KEY,
+        acl: "write slow blocking",
+        only_if: None,
         doc: CommandDoc {
             summary: "Replaces the campaign with the database's rows; writes to it wait meanwhile.",
             complexity: "O(N) where N is the number of rows, done off the main thread.",
@@ -199,6 +225,8 @@ pub static COMMANDS: [CommandSpec; COMMAND_COUNT] = [
         fast_path: None,
         flags: "readonly",
         keys: ONE_KEY,
+        acl: "read slow blocking",
+        only_if: None,
         doc: CommandDoc {
             summary: "Compares the campaign's count and checksum with the database's.",
             complexity: "O(1) in Redis; O(N) rows in the database.",
@@ -213,6 +241,8 @@ pub static COMMANDS: [CommandSpec; COMMAND_COUNT] = [
         fast_path: None,
         flags: "admin",
         keys: NO_KEY,
+        acl: "admin dangerous",
+        only_if: Some(debug::registered),
         doc: CommandDoc {
             summary: "Fault injection for tests; needs enable-debug-command.",
             complexity: "O(1)",
@@ -264,11 +294,25 @@ const DISPATCH: [RawCommand; COMMAND_COUNT] = [
     dispatch::<11>,
 ];
 
-/// Registers every command of the table.
+/// The module's own ACL category, where the server can add one.
+const MODULE_ACL_CATEGORY: &str = "campaign";
+
+impl CommandSpec {
+    pub fn registered(&self, ctx: &Context) -> bool {
+        self.only_if.is_none_or(|holds| holds(ctx))
+    }
+}
+
+/// Registers every command of the table (that applies on this server),
+/// with its ACL categories where the server supports them.
 pub fn register(ctx: &Context) -> Result<(), String> {
     let create = api!(RedisModule_CreateCommand)
         .ok_or_else(|| "RedisModule_CreateCommand is missing".to_string())?;
+    let module_category = add_module_acl_category(ctx)?;
     for (spec, entry_point) in COMMANDS.iter().zip(DISPATCH) {
+        if !spec.registered(ctx) {
+            continue;
+        }
         let name = CString::new(spec.name).expect("command names hold no NUL");
         let flags = CString::new(spec.flags).expect("command flags hold no NUL");
         let (first, last, step) = spec.keys;
@@ -288,6 +332,52 @@ pub fn register(ctx: &Context) -> Result<(), String> {
         if status != raw::REDISMODULE_OK as c_int {
             return Err(format!("cannot register {}", spec.name));
         }
+        let categories = match module_category {
+            Some(category) => format!("{} {category}", spec.acl),
+            None => spec.acl.to_owned(),
+        };
+        set_acl_categories(ctx, &name, &categories)?;
+    }
+    Ok(())
+}
+
+/// Adds the `campaign` ACL category (Redis 7.4+); `None` where the server
+/// cannot.
+fn add_module_acl_category(ctx: &Context) -> Result<Option<&'static str>, String> {
+    let Some(add_category) = api!(RedisModule_AddACLCategory) else {
+        return Ok(None);
+    };
+    let name = CString::new(MODULE_ACL_CATEGORY).expect("no NUL");
+    // SAFETY: called from OnLoad with its live context.
+    if unsafe { add_category(ctx.ctx, name.as_ptr()) } != raw::REDISMODULE_OK as c_int {
+        return Err(format!("cannot add the ACL category {MODULE_ACL_CATEGORY}"));
+    }
+    Ok(Some(MODULE_ACL_CATEGORY))
+}
+
+/// Declares the command's ACL categories (Redis 7.2+, Valkey); on older
+/// servers module commands belong to no category (see the README).
+fn set_acl_categories(ctx: &Context, name: &CString, categories: &str) -> Result<(), String> {
+    let (Some(get_command), Some(set_categories)) = (
+        api!(RedisModule_GetCommand),
+        api!(RedisModule_SetCommandACLCategories),
+    ) else {
+        return Ok(());
+    };
+    let categories = CString::new(categories).expect("no NUL");
+    // SAFETY: a live context and a command registered just before; Redis
+    // copies the category list.
+    let status = unsafe {
+        let command = get_command(ctx.ctx, name.as_ptr());
+        if command.is_null() {
+            return Err(format!("command {name:?} is not registered"));
+        }
+        set_categories(command, categories.as_ptr())
+    };
+    if status != raw::REDISMODULE_OK as c_int {
+        return Err(format!(
+            "the server refused ACL categories '{categories:?}' for {name:?}"
+        ));
     }
     Ok(())
 }

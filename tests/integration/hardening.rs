@@ -184,3 +184,73 @@ fn reconcile_skips_a_key_it_cannot_verify_and_repairs_the_rest() {
     assert!(server.log().contains("cannot hold"), "the skip is logged");
     assert_eq!(int(&mut con, &["CAMPAIGN.CARD", "evil\0name"]), 1);
 }
+
+/// Runs `args` as `user` on a fresh connection; the error text, if any.
+fn as_user(server: &RedisServer, user: &str, args: &[&str]) -> Result<(), String> {
+    let mut con = server.connection();
+    call(&mut con, &[b"AUTH", user.as_bytes(), b"pw"]).unwrap();
+    let args: Vec<&[u8]> = args.iter().map(|arg| arg.as_bytes()).collect();
+    call(&mut con, &args).map(|_| ())
+}
+
+/// ACL categories: where the server lets modules declare them (Redis 7.2+,
+/// Valkey), `+@read` users read, `+@write` users write, and `-@dangerous`
+/// keeps CAMPAIGN.DEBUG out. Redis 7.0 has no such API: there module
+/// commands belong to no category, as the README says.
+#[test]
+fn acl_categories_where_the_server_supports_them() {
+    let server = RedisServer::start();
+    let mut con = server.connection();
+    int(&mut con, &["CAMPAIGN.ADD", "c", "a"]);
+    for (user, rules) in [
+        ("reader", "+@read"),
+        ("writer", "+@write"),
+        ("operator", "+@all -@admin -@dangerous"),
+    ] {
+        let mut words = vec!["ACL", "SETUSER", user, "on", ">pw", "~*"];
+        words.extend(rules.split(' '));
+        call(
+            &mut con,
+            &words.iter().map(|w| w.as_bytes()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+    }
+    let info: redis::Value = redis::cmd("COMMAND")
+        .arg("INFO")
+        .arg("campaign.has")
+        .query(&mut con)
+        .unwrap();
+    let declared = format!("{info:?}").contains("@read");
+    let has = ["CAMPAIGN.HAS", "c", "a"];
+    let add = ["CAMPAIGN.ADD", "c", "b"];
+    if declared {
+        assert!(as_user(&server, "reader", &has).is_ok());
+        let refused = as_user(&server, "reader", &add).unwrap_err();
+        assert!(refused.starts_with("NOPERM"), "{refused}");
+        assert!(as_user(&server, "writer", &add).is_ok());
+        let refused = as_user(&server, "operator", &["CAMPAIGN.DEBUG", "PANIC"]).unwrap_err();
+        assert!(refused.starts_with("NOPERM"), "{refused}");
+        let categories: Vec<String> = redis::cmd("ACL").arg("CAT").query(&mut con).unwrap();
+        if categories.iter().any(|category| category == "campaign") {
+            call(
+                &mut con,
+                &[
+                    b"ACL",
+                    b"SETUSER",
+                    b"app",
+                    b"on",
+                    b">pw",
+                    b"~*",
+                    b"+@campaign",
+                ],
+            )
+            .unwrap();
+            assert!(as_user(&server, "app", &has).is_ok());
+        }
+    } else {
+        // Redis 7.0: only per-command rules reach module commands.
+        let refused = as_user(&server, "reader", &has).unwrap_err();
+        assert!(refused.starts_with("NOPERM"), "{refused}");
+    }
+    assert!(as_user(&server, "operator", &has).is_ok());
+}

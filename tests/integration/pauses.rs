@@ -24,12 +24,13 @@ fn pending_while_the_database_is_down(
     database: &mut Postgres,
     campaign: &str,
 ) -> BTreeSet<String> {
-    // One flush first: the module creates the table on its first connection.
-    int(con, &["CAMPAIGN.ADD", "warm-up", "w"]);
+    // Loaded (and the table created) while the database is up: the writes
+    // below need no load.
+    let added = members("p", 0..MEMBERS);
+    add(con, campaign, &added[..1]);
     flush(con);
     database.stop();
-    let added = members("p", 0..MEMBERS);
-    assert_eq!(add(con, campaign, &added), MEMBERS as i64);
+    assert_eq!(add(con, campaign, &added[1..]), MEMBERS as i64 - 1);
     let failing = wait_until(Duration::from_secs(20), || {
         status(con)["flush-errors"] != "0"
     });
@@ -71,7 +72,7 @@ fn client_pause_write_defers_the_trim() {
     assert!(server.is_alive(), "{}", server.log());
     assert_eq!(
         pending(&mut con),
-        MEMBERS as i64,
+        MEMBERS as i64 - 1,
         "the trim waits for the pause to end"
     );
 
