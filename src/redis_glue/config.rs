@@ -281,20 +281,38 @@ fn validate_database_url(url: &str) -> Result<(), String> {
         })
 }
 
-/// `name` or `schema.name`, each an unquoted PostgreSQL identifier, so the
-/// table name can be spliced into SQL without quoting rules.
+/// `name` or `schema.name`, each a plain PostgreSQL identifier (it is
+/// always quoted in SQL, after folding to lower case as PostgreSQL does for
+/// unquoted names, so reserved words such as `user` work too), outside the
+/// schemas whose tables do not persist.
 fn validate_table_name(table: &str) -> Result<(), String> {
     let parts: Vec<&str> = table.split('.').collect();
     let valid = parts.len() <= 2 && parts.iter().all(|part| is_plain_identifier(part));
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
+    if !valid {
+        return Err(format!(
             "campaign.table must be an identifier or schema.identifier \
              (letters, digits, _ and $, not starting with a digit or $, at most 63 bytes), got '{}'",
             table.escape_debug()
-        ))
+        ));
     }
+    if parts.len() == 2 && !is_persistent_schema(parts[0]) {
+        return Err(format!(
+            "campaign.table cannot be in schema '{}': its rows would not persist \
+             or belong to the system",
+            parts[0]
+        ));
+    }
+    Ok(())
+}
+
+/// Schemas whose tables do not outlive a session (`pg_temp*`) or belong to
+/// PostgreSQL itself. Names are compared as PostgreSQL folds unquoted ones.
+fn is_persistent_schema(schema: &str) -> bool {
+    let schema = schema.to_ascii_lowercase();
+    let system = ["pg_catalog", "information_schema"];
+    !(schema.starts_with("pg_temp")
+        || schema.starts_with("pg_toast")
+        || system.contains(&schema.as_str()))
 }
 
 fn is_plain_identifier(part: &str) -> bool {
@@ -339,7 +357,15 @@ mod tests {
         for good in ["campaign_members", "app.members", "_t1", "t$1", "Members"] {
             assert!(validate_table_name(good).is_ok(), "{good}");
         }
+        for good in ["user", "select", "public.user", "app.order"] {
+            assert!(validate_table_name(good).is_ok(), "{good}");
+        }
         for bad in [
+            "pg_temp.x",
+            "PG_TEMP_3.x",
+            "pg_toast.x",
+            "pg_catalog.members",
+            "information_schema.members",
             "",
             "1table",
             "a.b.c",

@@ -30,6 +30,7 @@ impl PostgresSink {
     /// Connects, creates the table if it is missing, and prepares the
     /// session. `table` must already be a validated identifier.
     pub fn connect(url: &str, table: &str) -> Result<Self, SinkError> {
+        let table = quoted_table(table);
         let mut config =
             Config::from_str(url).map_err(|error| SinkError::Connect(error_chain(&error)))?;
         if config.get_connect_timeout().is_none() {
@@ -58,10 +59,7 @@ impl PostgresSink {
                  ) ON COMMIT DELETE ROWS;"
             ))
             .map_err(statement_error)?;
-        Ok(PostgresSink {
-            client,
-            table: table.to_owned(),
-        })
+        Ok(PostgresSink { client, table })
     }
 
     pub fn is_closed(&self) -> bool {
@@ -345,6 +343,17 @@ mod tests {
     }
 }
 
+/// `name` or `schema.name` (validated plain identifiers) quoted for SQL,
+/// folded to lower case first as PostgreSQL folds unquoted names, so
+/// `Members` keeps naming the table `members` and `user` is no keyword.
+pub fn quoted_table(table: &str) -> String {
+    table
+        .split('.')
+        .map(|part| format!("\"{}\"", part.to_ascii_lowercase()))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 /// Removes the password of `url` from `text` (error messages, log lines).
 pub fn redact_password(text: &str, url: &str) -> String {
     let password = Config::from_str(url).ok().and_then(|config| {
@@ -360,7 +369,13 @@ pub fn redact_password(text: &str, url: &str) -> String {
 
 #[cfg(test)]
 mod redact_tests {
-    use super::redact_password;
+    use super::{quoted_table, redact_password};
+
+    #[test]
+    fn table_names_are_quoted_as_folded() {
+        assert_eq!(quoted_table("user"), "\"user\"");
+        assert_eq!(quoted_table("App.Members"), "\"app\".\"members\"");
+    }
 
     #[test]
     fn password_is_replaced() {

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 
 use redis::Connection;
 
-use crate::harness::redis_server::{call, error, module_path};
-use crate::harness::{RedisOptions, RedisServer};
+use crate::harness::campaign::{flush, flushing_to, status};
+use crate::harness::redis_server::{call, error, int, module_path};
+use crate::harness::{Postgres, RedisOptions, RedisServer};
 
 const DEFAULTS: [(&str, &str); 11] = [
     ("campaign.database-url", ""),
@@ -235,4 +236,35 @@ fn bad_settings_at_load_refuse_to_load() {
     .unwrap_err();
     assert!(text.starts_with("ERR"), "{text}");
     assert!(error(&mut con, &["CAMPAIGN.CARD", "x"]).contains("unknown command"));
+}
+
+/// Table names are quoted in SQL (reserved words work) and schemas whose
+/// tables do not persist are refused.
+#[test]
+fn table_names_are_quoted_and_temporary_schemas_refused() {
+    let database = Postgres::start();
+    let server = RedisServer::start_with(flushing_to(&database));
+    let mut con = server.connection();
+    for bad in ["pg_temp.x", "PG_TEMP_3.x", "pg_catalog.members"] {
+        let refused = call(
+            &mut con,
+            &[b"CONFIG", b"SET", b"campaign.table", bad.as_bytes()],
+        );
+        assert!(refused.is_err(), "{bad}");
+    }
+    for (table, campaign) in [("user", "in-user"), ("select", "in-select")] {
+        call(
+            &mut con,
+            &[b"CONFIG", b"SET", b"campaign.table", table.as_bytes()],
+        )
+        .unwrap();
+        int(&mut con, &["CAMPAIGN.ADD", campaign, "m"]);
+        flush(&mut con);
+        assert_eq!(status(&mut con)["flush-errors"], "0", "{table}");
+        let rows = database
+            .client()
+            .query(&format!("SELECT member FROM \"{table}\""), &[])
+            .unwrap();
+        assert_eq!(rows.len(), 1, "{table}");
+    }
 }
