@@ -162,6 +162,10 @@ pub static VERIFY_INTERVAL_S: NumberSetting =
     NumberSetting::new("verify-interval-s", 0, 0, 604_800);
 pub static WRITE_BLOCK_TIMEOUT_MS: NumberSetting =
     NumberSetting::new("write-block-timeout-ms", 30_000, 0, 3_600_000);
+/// Deadline of every database round trip (a flush batch, a load, a
+/// digest): past it the connection is abandoned and the work retried.
+pub static DB_TIMEOUT_MS: NumberSetting =
+    NumberSetting::new("db-timeout-ms", 10_000, 100, 3_600_000);
 /// PostgreSQL refuses b-tree index entries above about 2700 bytes, and every
 /// member is part of the primary key, so the limit stays well below that.
 pub static MAX_MEMBER_BYTES: NumberSetting = NumberSetting::new("max-member-bytes", 256, 1, 2_048);
@@ -190,6 +194,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting::Number(&VERIFY_INTERVAL_S),
     Setting::Number(&WRITE_BLOCK_TIMEOUT_MS),
     Setting::Number(&MAX_MEMBER_BYTES),
+    Setting::Number(&DB_TIMEOUT_MS),
 ];
 
 impl Setting {

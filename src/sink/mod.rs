@@ -21,6 +21,8 @@ pub enum SinkError {
     Statement(String),
     #[error("no database configured (campaign.database-url is empty)")]
     Unconfigured,
+    #[error("no answer from the database within campaign.db-timeout-ms ({} ms): connection abandoned", .0.as_millis())]
+    Timeout(std::time::Duration),
 }
 
 impl SinkError {
@@ -30,7 +32,7 @@ impl SinkError {
         match self {
             SinkError::Connect(text) => SinkError::Connect(redact(&text, url)),
             SinkError::Statement(text) => SinkError::Statement(redact(&text, url)),
-            SinkError::Unconfigured => SinkError::Unconfigured,
+            other @ (SinkError::Unconfigured | SinkError::Timeout(_)) => other,
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::harness::campaign::{flush, flushing_to, status};
 use crate::harness::redis_server::{call, error, int, module_path};
 use crate::harness::{Postgres, RedisOptions, RedisServer};
 
-const DEFAULTS: [(&str, &str); 11] = [
+const DEFAULTS: [(&str, &str); 12] = [
     ("campaign.database-url", ""),
     ("campaign.table", "campaign_members"),
     ("campaign.flush-interval-ms", "100"),
@@ -21,6 +21,7 @@ const DEFAULTS: [(&str, &str); 11] = [
     ("campaign.verify-interval-s", "0"),
     ("campaign.write-block-timeout-ms", "30000"),
     ("campaign.max-member-bytes", "256"),
+    ("campaign.db-timeout-ms", "10000"),
 ];
 
 fn settings(con: &mut Connection) -> HashMap<String, String> {
@@ -73,6 +74,7 @@ fn config_set_accepts_valid_values_and_refuses_the_rest() {
         ("verify-interval-s", "60"),
         ("write-block-timeout-ms", "1000"),
         ("max-member-bytes", "64"),
+        ("db-timeout-ms", "2500"),
     ];
     for (name, value) in valid {
         set(&mut con, name, value).unwrap_or_else(|e| panic!("{name} {value}: {e}"));
@@ -96,6 +98,7 @@ fn config_set_accepts_valid_values_and_refuses_the_rest() {
         ("max-member-bytes", "100000", "between"),
         ("max-member-bytes", "ten", ""),
         ("read-through", "maybe", ""),
+        ("db-timeout-ms", "10", "between"),
     ];
     for (name, value, hint) in invalid {
         let before = get(&mut con, name);

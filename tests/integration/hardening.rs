@@ -254,3 +254,63 @@ fn acl_categories_where_the_server_supports_them() {
     }
     assert!(as_user(&server, "operator", &has).is_ok());
 }
+
+/// A database that accepts connections and never answers: every round trip
+/// gives up after db-timeout-ms, the error shows, writes to loaded
+/// campaigns go on, REBUILD fails instead of hanging, and all drains once a
+/// live database is configured again.
+#[test]
+fn a_hung_database_is_abandoned_after_the_deadline() {
+    let database = Postgres::start();
+    let server =
+        RedisServer::start_with(flushing_to(&database).module_args(&["db-timeout-ms", "1000"]));
+    let mut con = server.connection();
+    int(&mut con, &["CAMPAIGN.ADD", "c", "a"]);
+    flush(&mut con);
+
+    // Accepts, reads nothing, answers nothing, holds every connection.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    let hung = format!("host=127.0.0.1 port={port} user=x dbname=x connect_timeout=30");
+    call(
+        &mut con,
+        &[b"CONFIG", b"SET", b"campaign.database-url", hung.as_bytes()],
+    )
+    .unwrap();
+    assert_eq!(int(&mut con, &["CAMPAIGN.ADD", "c", "b"]), 1);
+    let noticed = wait_until(Duration::from_secs(20), || {
+        let figures = status(&mut con);
+        figures["database"] == "disconnected"
+            && figures["flush-errors"] != "0"
+            && figures["last-error"].contains("db-timeout-ms")
+    });
+    assert!(noticed, "{:?}", status(&mut con));
+    assert_eq!(pending(&mut con), 1);
+
+    let started = std::time::Instant::now();
+    let text = error(&mut con, &["CAMPAIGN.REBUILD", "c"]);
+    assert!(text.starts_with("ERR loading campaign 'c'"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(30), "REBUILD hung");
+    assert_eq!(status(&mut con)["rebuilding"], "0");
+    assert_eq!(int(&mut con, &["CAMPAIGN.HAS", "c", "a"]), 1);
+
+    call(
+        &mut con,
+        &[
+            b"CONFIG",
+            b"SET",
+            b"campaign.database-url",
+            database.url().as_bytes(),
+        ],
+    )
+    .unwrap();
+    flush(&mut con);
+    assert_eq!(rows_of(&database, "c"), set_of(&["a", "b"]));
+    assert_eq!(status(&mut con)["database"], "connected");
+}
