@@ -112,7 +112,7 @@ extern "C" fn aof_rewrite(
         // SAFETY: Redis passes the live IO handle and key of this call.
         unsafe { emit_journal_once(aof) };
         // SAFETY: as above; the key outlives this callback.
-        let key = unsafe { string_bytes(key) };
+        let key = unsafe { string_bytes(&key) };
         with_value(value, |campaign| {
             // Members come formatted on the fly (ids and UUIDs are stored
             // as numbers), so they go out a command's worth at a time.

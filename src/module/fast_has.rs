@@ -30,7 +30,7 @@ pub unsafe fn has_in_place(
     // SAFETY: Redis passes `argc` (3) live arguments.
     let args = unsafe { std::slice::from_raw_parts(argv, 3) };
     // SAFETY: the argument outlives this call.
-    let member = unsafe { string_bytes(args[2]) };
+    let member = unsafe { string_bytes(&args[2]) };
     if validate_text(member, Some(config::max_member_bytes())).is_err() {
         return None;
     }

@@ -35,22 +35,22 @@ pub fn select_db(ctx: &Context, db: i32) {
     }
 }
 
-/// The bytes of a raw Redis string, borrowed for as long as the string
-/// itself: the caller names the lifetime of the argument vector it owns.
+/// The bytes of a raw Redis string, borrowed for as long as the reference
+/// to the pointer: the caller's argument vector, or a callback parameter.
 ///
 /// # Safety
-/// `string` must be a live Redis string that outlives `'argv`.
-pub unsafe fn string_bytes<'argv>(string: *mut raw::RedisModuleString) -> &'argv [u8] {
+/// `*string` must be a live Redis string for as long as that reference.
+pub unsafe fn string_bytes(string: &*mut raw::RedisModuleString) -> &[u8] {
     let Some(pointer_of) = api!(RedisModule_StringPtrLen) else {
         return &[];
     };
     let mut length = 0;
-    // SAFETY: the caller guarantees `string` is live.
-    let pointer: *const c_char = unsafe { pointer_of(string, &mut length) };
+    // SAFETY: the caller guarantees `*string` is live.
+    let pointer: *const c_char = unsafe { pointer_of(*string, &mut length) };
     if pointer.is_null() {
         return &[];
     }
-    // SAFETY: Redis returns a pointer to `length` bytes owned by `string`.
+    // SAFETY: Redis returns a pointer to `length` bytes owned by the string.
     unsafe { std::slice::from_raw_parts(pointer.cast(), length) }
 }
 
