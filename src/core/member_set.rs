@@ -94,6 +94,15 @@ impl<'a> MemberRef<'a> {
     fn text(text: &'a str) -> Self {
         MemberRef(Repr::Text(text))
     }
+
+    /// The member a classified value stands for.
+    pub(crate) fn from_kind(kind: Kind<'a>) -> Self {
+        match kind {
+            Kind::Number(id) => MemberRef::number(id),
+            Kind::Uuid(uuid) => MemberRef::uuid(uuid),
+            Kind::Text(text) => MemberRef::text(text),
+        }
+    }
 }
 
 impl std::ops::Deref for MemberRef<'_> {

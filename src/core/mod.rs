@@ -8,6 +8,7 @@ pub mod clock;
 pub mod cluster;
 pub mod codec;
 pub mod journal;
+mod journal_chunk;
 pub mod member;
 pub mod member_set;
 mod number_set;
@@ -17,6 +18,6 @@ mod uuid_set;
 
 pub use campaign::Campaign;
 pub use codec::{BlobReader, BlobWriter, DecodeError, RecordReader, RecordWriter};
-pub use journal::{collapse, Collapsed, Entry, Journal, Op};
+pub use journal::{collapse, Batch, Collapsed, Entry, EntryRef, Journal, Op};
 pub use member::{validate_text, TextError};
 pub use member_set::MemberSet;

@@ -174,8 +174,11 @@ impl Sink for PostgresSink {
             }
         }
         if !batch.removes.is_empty() {
-            let (campaigns, members): (Vec<&str>, Vec<&str>) =
-                batch.removes.iter().copied().unzip();
+            let (campaigns, members): (Vec<&str>, Vec<&str>) = batch
+                .removes
+                .iter()
+                .map(|(campaign, member)| (*campaign, member.as_str()))
+                .unzip();
             transaction
                 .execute(
                     &format!(
@@ -271,12 +274,12 @@ fn unescape_copy_field<'a>(field: &'a [u8], scratch: &'a mut Vec<u8>) -> &'a [u8
 
 /// Rows in COPY's text format. Members hold no NUL (validated on entry);
 /// backslash, tab, newline and carriage return are escaped.
-fn copy_text(rows: &[(&str, &str)]) -> String {
+fn copy_text(rows: &[(&str, impl AsRef<str>)]) -> String {
     let mut out = String::with_capacity(rows.len() * 32);
     for (campaign, member) in rows {
         push_copy_field(&mut out, campaign);
         out.push('\t');
-        push_copy_field(&mut out, member);
+        push_copy_field(&mut out, member.as_ref());
         out.push('\n');
     }
     out
