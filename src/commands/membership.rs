@@ -2,7 +2,9 @@
 
 use redis_module::{Context, RedisString, RedisValue};
 
-use super::{campaign_name, parse_members, CommandResult};
+use super::{
+    campaign_name_within, member_length_limit, parse_members, parse_members_within, CommandResult,
+};
 use crate::core::{validate_text, Campaign, Op};
 use crate::error::CampaignError;
 use crate::keyspace::write::{apply_change, Propagation};
@@ -26,8 +28,10 @@ fn change_members(ctx: &Context, args: &[RedisString], op: Op) -> CommandResult 
         return Err(CampaignError::WrongArity);
     }
     let name = &args[1];
-    let campaign = campaign_name(ctx, name)?;
-    let members = parse_members(ctx, args, 2)?;
+    // The context flags are read once per call.
+    let limit = member_length_limit(ctx);
+    let campaign = campaign_name_within(name, limit)?;
+    let members = parse_members_within(args, 2, limit)?;
     if LOADS.hold_write(ctx, name, campaign, op, &members)? {
         // A load of this campaign is running: the write waits its turn.
         return Ok(RedisValue::NoReply);

@@ -2,12 +2,18 @@
 //! `Context` does not expose. Each checks that the function exists (older
 //! servers lack some) and keeps the unsafe part in one line.
 
+use std::ffi::CStr;
 use std::os::raw::c_char;
 use std::ptr;
 
 use std::time::Duration;
 
-use redis_module::{raw, Context, ContextGuard, DetachedFromClient, RedisValue, ThreadSafeContext};
+use redis_module::{
+    raw, Context, ContextGuard, DetachedFromClient, NotifyEvent, RedisString, RedisValue,
+    ThreadSafeContext,
+};
+
+use crate::core::clock::now_ms;
 
 /// Reads one function of Redis's module API table (`None` when the server
 /// lacks it).
@@ -20,6 +26,26 @@ macro_rules! api {
     };
 }
 pub(crate) use api;
+
+/// Unix ms as Redis cached it for the command being run (no system call);
+/// the wall clock where the server lacks the call.
+pub fn cached_now_ms() -> u64 {
+    // SAFETY: a plain read of server state; it takes no arguments.
+    let cached = api!(RedisModule_CachedMicroseconds).map_or(0, |cached| unsafe { cached() });
+    if cached > 0 {
+        cached as u64 / 1_000
+    } else {
+        now_ms()
+    }
+}
+
+/// Fires a keyspace event; unlike the crate's wrapper it allocates nothing.
+pub fn notify_keyspace_event(ctx: &Context, class: NotifyEvent, event: &CStr, key: &RedisString) {
+    if let Some(notify) = api!(RedisModule_NotifyKeyspaceEvent) {
+        // SAFETY: a live context and key; Redis copies what it keeps.
+        unsafe { notify(ctx.ctx, class.bits(), event.as_ptr(), key.inner) };
+    }
+}
 
 /// The database the context has selected.
 pub fn selected_db(ctx: &Context) -> i32 {
