@@ -32,7 +32,8 @@ use super::journal::Op;
 use super::member::validate_text;
 
 /// A chunk is sealed once its bytes would pass this (a single larger
-/// entry gets a chunk of its own).
+/// entry gets a chunk of its own). The chunk being filled grows its buffer
+/// by doubling up to this size, so a short journal holds little.
 pub(crate) const CHUNK_BYTES: usize = 64 * 1024;
 
 /// Every this many entries of a chunk, one is fresh (see the module doc).
@@ -243,12 +244,6 @@ impl Chunk {
             + self.counts.capacity() * 4
     }
 
-    /// Makes room for `bytes` of entries in an empty chunk.
-    pub fn reserve(&mut self, bytes: usize) {
-        self.bytes
-            .reserve_exact(bytes.saturating_sub(self.bytes.len()));
-    }
-
     /// Index of a new name for the entries that follow.
     pub fn add_name(&mut self, name: Arc<str>) -> u32 {
         self.names.push(name);
@@ -278,20 +273,6 @@ impl Chunk {
         self.checkpoints.shrink_to_fit();
         self.names.shrink_to_fit();
         self.counts.shrink_to_fit();
-    }
-
-    /// Empties the chunk, keeping its byte buffer for reuse.
-    pub fn clear(&mut self) {
-        self.bytes.clear();
-        self.checkpoints.clear();
-        self.names.clear();
-        self.counts.clear();
-        if self.names.capacity() > 1024 {
-            self.names.shrink_to_fit();
-            self.counts.shrink_to_fit();
-        }
-        self.len = 0;
-        self.state = State::default();
     }
 
     /// A copy of the entries so far, without spare capacity or counts:

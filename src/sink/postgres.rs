@@ -18,6 +18,8 @@ use crate::core::{validate_text, Collapsed};
 
 /// Without a connect timeout a dead host hangs the flusher for minutes.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest COPY message sent (see `copy_rows`).
+const COPY_PIECE_BYTES: usize = 64 * 1024;
 /// A statement that runs longer than this is treated as a failure and retried.
 const STATEMENT_TIMEOUT_MS: u32 = 120_000;
 
@@ -200,8 +202,15 @@ fn copy_rows(
     rows: &str,
 ) -> Result<(), postgres::Error> {
     let mut writer = transaction.copy_in(&format!("COPY {table} (campaign, member) FROM STDIN"))?;
-    // A write error surfaces again, with the server's reason, in `finish`.
-    let _ = writer.write_all(rows.as_bytes());
+    // Sent a piece at a time: the connection's buffers grow to the largest
+    // message and keep that size, so one message of a whole 1M-row batch
+    // would stay allocated (counted in used_memory) for good.
+    for piece in rows.as_bytes().chunks(COPY_PIECE_BYTES) {
+        // A write error surfaces again, with the server's reason, in `finish`.
+        if writer.write_all(piece).is_err() {
+            break;
+        }
+    }
     writer.finish().map(|_| ())
 }
 
