@@ -2,8 +2,11 @@
 
 use redis_module::{Context, RedisString, RedisValue};
 
+use std::sync::atomic::Ordering;
+
 use super::{
     campaign_name_within, member_length_limit, parse_members, parse_members_within, CommandResult,
+    MAX_CAMPAIGN_NAME_BYTES,
 };
 use crate::core::{validate_text, Campaign, Op};
 use crate::error::CampaignError;
@@ -38,6 +41,26 @@ fn change_members(ctx: &Context, args: &[RedisString], op: Op) -> CommandResult 
     }
     let changed = apply_change(ctx, name, campaign, op, &members, Propagation::Verbatim)?;
     Ok(RedisValue::Integer(changed as i64))
+}
+
+/// A one-member ADD or REM (a queue consumer adding one user per message),
+/// from arguments read in place (`module::fast_write`); `None` leaves the
+/// call to the ordinary handler: a load is running (the write may have to
+/// wait), or the name or member breaks a rule (the ordinary handler knows
+/// whether the limits apply and words the error).
+pub fn change_one(
+    ctx: &Context,
+    name: &RedisString,
+    member: &RedisString,
+    op: Op,
+) -> Option<CommandResult> {
+    if LOADS.active.load(Ordering::Relaxed) > 0 {
+        return None;
+    }
+    let campaign = validate_text(name.as_slice(), Some(MAX_CAMPAIGN_NAME_BYTES)).ok()?;
+    let member = validate_text(member.as_slice(), Some(config::max_member_bytes())).ok()?;
+    let changed = apply_change(ctx, name, campaign, op, &[member], Propagation::Verbatim);
+    Some(changed.map(|count| RedisValue::Integer(count as i64)))
 }
 
 /// `CAMPAIGN.HAS campaign member` → 1 or 0. The login hot path answers a

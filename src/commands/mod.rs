@@ -19,7 +19,7 @@ pub use crate::redis_glue::panic_guard::CommandResult;
 
 /// Longest campaign name accepted by a write: names are stored in the
 /// database's primary key next to the member.
-const MAX_CAMPAIGN_NAME_BYTES: usize = 512;
+pub(crate) const MAX_CAMPAIGN_NAME_BYTES: usize = 512;
 
 /// The member length limit for this call. Commands from the primary or the
 /// AOF were accepted once already, so a replica or a restart with a smaller

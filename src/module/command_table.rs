@@ -15,7 +15,7 @@ use crate::redis_glue::ffi::api;
 use redis_module::{raw, Context};
 
 use super::command_docs::{arg, many, optional, ArgKind, CommandDoc, CAMPAIGN_AND_MEMBERS};
-use super::fast_has;
+use super::{fast_has, fast_write};
 use crate::commands::{debug, internal, membership, rebuild, write_behind};
 use crate::redis_glue::panic_guard::{run_command, CommandHandler};
 
@@ -48,7 +48,7 @@ pub static COMMANDS: [CommandSpec; COMMAND_COUNT] = [
     CommandSpec {
         name: "campaign.add",
         handler: membership::add,
-        fast_path: None,
+        fast_path: Some(fast_write::add_in_place),
         flags: "write deny-oom",
         keys: ONE_KEY,
         doc: CommandDoc {
@@ -62,7 +62,7 @@ pub static COMMANDS: [CommandSpec; COMMAND_COUNT] = [
     CommandSpec {
         name: "campaign.rem",
         handler: membership::rem,
-        fast_path: None,
+        fast_path: Some(fast_write::rem_in_place),
         flags: "write",
         keys: ONE_KEY,
         doc: CommandDoc {
