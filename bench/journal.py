@@ -2,8 +2,7 @@
 costs the server, beside the set's own figures, in one run.
 
 For 1,000,000 8-digit numeric ids and 1,000,000 UUIDs (v4, lowercase), each
-at flush-batch-size 10000 and 1000000, on a fresh redis-server with no
-database configured:
+at flush-batch-size 10000 and 1000000, on a fresh redis-server:
 
 0. connect the flusher and let it flush one batch (10,000 members of
    another campaign, FLUSH, DEL), then empty `campaign.database-url` so
@@ -20,8 +19,8 @@ database configured:
 
 Then one-member CAMPAIGN.ADD against SADD with redis-benchmark -P 16, side
 by side on one server (no database), in pairs that alternate which runs
-first; members are
-13-digit canonical ids ("1" before redis-benchmark's 12-digit random).
+first; members are 13-digit canonical ids ("1" before redis-benchmark's
+12-digit random).
 
     python3 bench/journal.py [--members 1000000] [--rounds 5]
 """
@@ -243,7 +242,19 @@ def main():
         out.write("# Journal benchmark\n\n`bench/run.sh journal` "
                   "(`python3 bench/journal.py --members %d --rounds %d`)\n\n" % (
                       total, options.rounds))
-        out.write(table + "\n\n" + machine() + "\n")
+        out.write(table + "\n\n" + machine() + "\n\n## Method\n\n" + method() + "\n")
+
+
+def method():
+    """The docstring above, from its second paragraph, as Markdown text."""
+    text = __doc__.split("\n\n", 1)[1].rsplit("\n\n", 1)[0]
+    return text + (
+        "\n\nBytes per member of the set are what DEL gives back; bytes per "
+        "pending entry are the growth of `used_memory` over the baseline "
+        "less the set. \"After FLUSH\" is `used_memory` over the baseline "
+        "with the set still there and the journal drained, divided by the "
+        "set alone. The RDB budget is the goal: 1.5 times the set's own RDB "
+        "plus 16 bytes per pending entry.")
 
 
 if __name__ == "__main__":
