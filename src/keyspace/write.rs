@@ -46,15 +46,12 @@ pub fn apply_change(
         JOURNAL.check_capacity(ctx)?;
     }
     // One member (a queue consumer's ADD) needs no list of its own.
-    let single: [&str; 1];
     let changed: Cow<[&str]> = match (op, existing) {
         (Op::Add, Some(set)) if members.len() == 1 => {
-            single = [members[0]];
-            Cow::Borrowed(if set.insert(single[0]) { &single } else { &[] })
+            Cow::Borrowed(if set.insert(members[0]) { members } else { &[] })
         }
         (Op::Remove, Some(set)) if members.len() == 1 => {
-            single = [members[0]];
-            Cow::Borrowed(if set.remove(single[0]) { &single } else { &[] })
+            Cow::Borrowed(if set.remove(members[0]) { members } else { &[] })
         }
         (Op::Add, Some(set)) => members.iter().copied().filter(|m| set.insert(m)).collect(),
         (Op::Add, None) => {

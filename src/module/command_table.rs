@@ -236,7 +236,8 @@ extern "C" fn dispatch<const INDEX: usize>(
     if let Some(fast_path) = spec.fast_path {
         // SAFETY: Redis passes this call's live context and `argc` arguments.
         let answered = catch_unwind(AssertUnwindSafe(|| unsafe { fast_path(ctx, argv, argc) }));
-        // A panic falls through to the guarded handler, which answers.
+        // A panic falls through to the guarded handler, which answers
+        // (the write fast paths answer their own: a write must not run twice).
         if let Ok(Some(status)) = answered {
             return status;
         }
