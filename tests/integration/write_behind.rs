@@ -509,19 +509,20 @@ fn aof_rewrite_keeps_the_journal_numbering() {
     });
     assert!(first_committed, "{:?}", status(&mut con));
     server.kill();
-    // The held transaction outlives its client: end it, then the trigger.
-    database
-        .client()
-        .batch_execute(&format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-             WHERE application_name = 'redis-campaign';
-             DROP TRIGGER hold_late ON {TABLE};"
-        ))
-        .unwrap();
+    // The held transaction outlives its client: end it. The trigger stays
+    // until the restarted server's journal is checked, so its flusher
+    // (flush-batch-size 1: due at once) cannot commit "late" before that.
+    let end_held = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                    WHERE application_name = 'redis-campaign';";
+    database.client().batch_execute(end_held).unwrap();
 
     server.restart();
     let mut con = server.connection();
     assert_eq!(pending(&mut con), 1, "{:?}", status(&mut con));
+    database
+        .client()
+        .batch_execute(&format!("{end_held} DROP TRIGGER hold_late ON {TABLE};"))
+        .unwrap();
     flush(&mut con);
     let after: BTreeSet<String> = ["first", "late"].map(String::from).into();
     assert_eq!(rows_of(&database, "after"), after);
