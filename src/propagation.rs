@@ -18,7 +18,7 @@ use crate::redis_glue::ffi::api;
 use redis_module::{raw, Context, RedisString};
 
 use crate::core::member_set::ENCODING_VERSION;
-use crate::core::{validate_text, BlobReader, Campaign, Entry, Journal, Op};
+use crate::core::{validate_text, BlobReader, Campaign, Entry, EntryRef, Journal, Op};
 use crate::error::CampaignError;
 use crate::redis_glue::ffi::with_redis_strings;
 
@@ -117,24 +117,33 @@ pub fn journal_trim(through: u64) -> WireCommand<'static> {
 /// `MEMBERS_PER_SYNC` entries; an empty journal still gives one `LOAD
 /// next-seq`, which carries its numbering.
 pub fn journal_snapshot(journal: &Journal) -> Vec<WireCommand<'_>> {
-    let entries: Vec<(u64, &Entry)> = journal.iter().collect();
-    if entries.is_empty() {
+    if journal.is_empty() {
         return vec![journal_load(journal.next_seq(), std::iter::empty())];
     }
-    entries
-        .chunks(MEMBERS_PER_SYNC)
-        .map(|chunk| journal_load(chunk[0].0, chunk.iter().map(|(_, entry)| *entry)))
-        .collect()
+    let mut entries = journal.iter().peekable();
+    let mut commands = Vec::new();
+    while let Some(&(first, _)) = entries.peek() {
+        let chunk = entries.by_ref().take(MEMBERS_PER_SYNC).map(|(_, e)| e);
+        commands.push(journal_load(first, chunk));
+    }
+    commands
 }
 
 /// `CAMPAIGN.JOURNAL LOAD first [op campaign member]...` for consecutive
 /// entries starting at sequence number `first`.
-pub fn journal_load<'a>(first: u64, entries: impl Iterator<Item = &'a Entry>) -> WireCommand<'a> {
+pub fn journal_load<'a>(
+    first: u64,
+    entries: impl Iterator<Item = EntryRef<'a>>,
+) -> WireCommand<'a> {
     let mut args = vec![word("LOAD"), number(first)];
     for entry in entries {
         args.push(word(entry.op.word()));
         args.push(Cow::Borrowed(entry.campaign.as_bytes()));
-        args.push(Cow::Borrowed(entry.member.as_bytes()));
+        // Ids and UUIDs are stored in binary: formatted here.
+        args.push(match entry.member_text() {
+            Cow::Borrowed(text) => Cow::Borrowed(text.as_bytes()),
+            Cow::Owned(text) => Cow::Owned(text.into_bytes()),
+        });
     }
     WireCommand {
         command: JOURNAL_COMMAND,

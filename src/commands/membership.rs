@@ -2,7 +2,12 @@
 
 use redis_module::{Context, RedisString, RedisValue};
 
-use super::{campaign_name, parse_members, CommandResult};
+use std::sync::atomic::Ordering;
+
+use super::{
+    campaign_name_within, member_length_limit, parse_members, parse_members_within, CommandResult,
+    MAX_CAMPAIGN_NAME_BYTES,
+};
 use crate::core::{validate_text, Campaign, Op};
 use crate::error::CampaignError;
 use crate::keyspace::write::{apply_change, Applied, IfMissing, Propagation};
@@ -27,18 +32,15 @@ fn change_members(ctx: &Context, args: &[RedisString], op: Op) -> CommandResult 
         return Err(CampaignError::WrongArity);
     }
     let name = &args[1];
-    let campaign = campaign_name(ctx, name)?;
-    let members = parse_members(ctx, args, 2)?;
+    // The context flags are read once per call.
+    let limit = member_length_limit(ctx);
+    let campaign = campaign_name_within(name, limit)?;
+    let members = parse_members_within(args, 2, limit)?;
     if LOADS.hold_write(ctx, name, campaign, op, &members)? {
         // A load of this campaign is running: the write waits its turn.
         return Ok(RedisValue::NoReply);
     }
-    // With a database to load from, a missing campaign is loaded first.
-    let if_missing = if SERVER.may_use_database() && !is_replayed(ctx) {
-        IfMissing::Report
-    } else {
-        IfMissing::Create
-    };
+    let if_missing = if_missing(ctx);
     let applied = apply_change(
         ctx,
         name,
@@ -66,6 +68,51 @@ fn change_members(ctx: &Context, args: &[RedisString], op: Op) -> CommandResult 
             )?;
             Ok(RedisValue::Integer(applied.count() as i64))
         }
+    }
+}
+
+/// A one-member ADD or REM (a queue consumer adding one user per message),
+/// from arguments read in place (`module::fast_write`); `None` leaves the
+/// call to the ordinary handler: a load is running (the write may have to
+/// wait), or the name or member breaks a rule (the ordinary handler knows
+/// whether the limits apply and words the error).
+pub fn change_one(
+    ctx: &Context,
+    name: &RedisString,
+    member: &RedisString,
+    op: Op,
+) -> Option<CommandResult> {
+    if LOADS.active.load(Ordering::Relaxed) > 0 {
+        return None;
+    }
+    let campaign = validate_text(name.as_slice(), Some(MAX_CAMPAIGN_NAME_BYTES)).ok()?;
+    let member = validate_text(member.as_slice(), Some(config::max_member_bytes())).ok()?;
+    // A missing campaign is loaded first: the ordinary handler does that.
+    let if_missing = if_missing(ctx);
+    let applied = apply_change(
+        ctx,
+        name,
+        campaign,
+        op,
+        &[member],
+        Propagation::Verbatim,
+        if_missing,
+    );
+    match applied {
+        Ok(Applied::Missing) => None,
+        Ok(Applied::Changed(count)) => Some(Ok(RedisValue::Integer(count as i64))),
+        Err(error) => Some(Err(error)),
+    }
+}
+
+/// With a database to load from, a client's write to a missing campaign
+/// loads it first; otherwise (no database, a replica, AOF replay) the
+/// write creates it.
+fn if_missing(ctx: &Context) -> IfMissing {
+    if SERVER.may_use_database() && !is_replayed(ctx) {
+        IfMissing::Report
+    } else {
+        IfMissing::Create
     }
 }
 

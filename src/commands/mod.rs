@@ -35,7 +35,15 @@ fn parse_members<'a>(
     args: &'a [RedisString],
     first: usize,
 ) -> Result<Vec<&'a str>, CampaignError> {
-    let limit = member_length_limit(ctx);
+    parse_members_within(args, first, member_length_limit(ctx))
+}
+
+/// `parse_members` with the member length limit already known.
+fn parse_members_within(
+    args: &[RedisString],
+    first: usize,
+    limit: Option<usize>,
+) -> Result<Vec<&str>, CampaignError> {
     args.iter()
         .enumerate()
         .skip(first)
@@ -49,6 +57,15 @@ fn parse_members<'a>(
 /// The campaign name of a write, as text: it is journaled and ends up in
 /// the database's primary key, so it follows the member rules.
 fn campaign_name<'a>(ctx: &Context, name: &'a RedisString) -> Result<&'a str, CampaignError> {
-    let limit = member_length_limit(ctx).map(|_| MAX_CAMPAIGN_NAME_BYTES);
+    campaign_name_within(name, member_length_limit(ctx))
+}
+
+/// `campaign_name` with the member length limit already known (`None`:
+/// no limit applies to this call).
+fn campaign_name_within(
+    name: &RedisString,
+    member_limit: Option<usize>,
+) -> Result<&str, CampaignError> {
+    let limit = member_limit.map(|_| MAX_CAMPAIGN_NAME_BYTES);
     validate_text(name.as_slice(), limit).map_err(CampaignError::InvalidCampaignName)
 }

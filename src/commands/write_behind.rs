@@ -85,6 +85,8 @@ pub fn status_figures() -> Vec<(&'static str, Figure)> {
         ("prefilled", count(&loads.prefilled)),
         ("role", Figure::Text(SERVER.role_name().into())),
         ("journal-next-seq", count(&journal.next_seq)),
+        ("longest-lock-hold-us", count(&stats.longest_lock_hold_us)),
+        ("longest-batch-take-us", count(&stats.longest_batch_take_us)),
         ("background-frees", count(&BACKGROUND_FREES)),
     ]
 }

@@ -4,7 +4,7 @@
 //! "18446744073709551616" and uppercase UUIDs stay strings.
 
 /// A member sorted by the container that keeps it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Kind<'a> {
     /// Digits only, no leading zero (except "0" itself), fits in a u64.
     Number(u64),

@@ -92,8 +92,18 @@ impl MemberRef<'_> {
 }
 
 impl<'a> MemberRef<'a> {
-    fn text(text: &'a str) -> Self {
+    /// A member given as text (kept as it is).
+    pub fn text(text: &'a str) -> Self {
         MemberRef(Repr::Text(text))
+    }
+
+    /// The member a classified value stands for.
+    pub(crate) fn from_kind(kind: Kind<'a>) -> Self {
+        match kind {
+            Kind::Number(id) => MemberRef::number(id),
+            Kind::Uuid(uuid) => MemberRef::uuid(uuid),
+            Kind::Text(text) => MemberRef::text(text),
+        }
     }
 }
 

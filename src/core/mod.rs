@@ -8,6 +8,7 @@ pub mod clock;
 pub mod cluster;
 pub mod codec;
 pub mod journal;
+mod journal_chunk;
 mod leb128;
 pub mod member;
 pub mod member_set;
@@ -19,6 +20,6 @@ mod uuid_set;
 
 pub use campaign::Campaign;
 pub use codec::{BlobReader, BlobWriter, DecodeError, RecordReader, RecordWriter};
-pub use journal::{collapse, Collapsed, Entry, Journal, Op};
+pub use journal::{collapse, Batch, Collapsed, Entry, EntryRef, Journal, Op};
 pub use member::{is_storable_campaign_name, validate_text, TextError, MAX_CAMPAIGN_NAME_BYTES};
 pub use member_set::MemberSet;

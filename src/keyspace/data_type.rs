@@ -12,6 +12,7 @@ use redis_module::raw;
 use super::background_free;
 use super::journal::JOURNAL;
 use crate::core::clock::now_ms;
+use crate::core::journal;
 use crate::core::member_set::{MemberRef, ENCODING_VERSION};
 use crate::core::{Campaign, DecodeError, Journal, Op, RecordReader, RecordWriter};
 use crate::propagation;
@@ -19,8 +20,9 @@ use crate::redis_glue::ffi::string_bytes;
 use crate::redis_glue::log;
 use crate::redis_glue::panic_guard::run_callback;
 
-/// Version of the journal's aux data, written first so it can evolve.
-const JOURNAL_FORMAT: u64 = 1;
+/// Version of the journal's aux data, written first so it can evolve:
+/// 2 = packed records (`Journal::encode`); 1 (the first release) still loads.
+const JOURNAL_FORMAT: u64 = journal::FORMAT;
 
 pub static CAMPAIGN_TYPE: RedisType = RedisType::new(
     // Redis requires exactly nine characters.
@@ -180,12 +182,9 @@ extern "C" fn aux_load(rdb: *mut raw::RedisModuleIO, _encver: c_int, when: c_int
     }
     run_callback("aux_load", raw::REDISMODULE_ERR as c_int, || {
         let mut reader = RdbReader(rdb);
-        let loaded = reader.read_unsigned().and_then(|format| {
-            if format != JOURNAL_FORMAT {
-                return Err(DecodeError::UnknownVersion(format as i32));
-            }
-            Journal::decode(&mut reader, now_ms())
-        });
+        let loaded = reader
+            .read_unsigned()
+            .and_then(|format| Journal::decode(&mut reader, format, now_ms()));
         match loaded {
             Ok(journal) => {
                 JOURNAL.replace(journal);

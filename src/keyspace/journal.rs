@@ -19,6 +19,7 @@ use crate::core::{Entry, Journal, Op};
 use crate::error::CampaignError;
 use crate::propagation;
 use crate::redis_glue::config;
+use crate::redis_glue::ffi::cached_now_ms;
 use crate::redis_glue::server_state::is_replayed;
 
 pub struct SharedJournal {
@@ -79,7 +80,8 @@ impl SharedJournal {
     /// Refuses a client's write when the journal is full: back-pressure,
     /// not loss.
     pub fn check_capacity(&self, ctx: &Context) -> Result<(), CampaignError> {
-        let pending = self.lock(ctx).len();
+        // The published figure: no lock on the write path.
+        let pending = self.figures.pending.load(Ordering::Relaxed) as usize;
         let limit = config::MAX_PENDING.get() as usize;
         if pending >= limit && !is_replayed(ctx) {
             return Err(CampaignError::JournalFull { pending });
@@ -94,7 +96,7 @@ impl SharedJournal {
         }
         let mut journal = self.lock(ctx);
         let was_empty = journal.is_empty();
-        journal.append(op, campaign, members.iter().copied(), now_ms());
+        journal.append(op, campaign, members.iter().copied(), cached_now_ms());
         let batch = config::FLUSH_BATCH_SIZE.get().max(1) as usize;
         let crossed_batch = journal.len() / batch > (journal.len() - members.len()) / batch;
         self.publish(&journal);

@@ -3,6 +3,8 @@
 //! through `apply_change` with parsed input, so journaling, propagation,
 //! keyspace events and "the last removal deletes the key" live here once.
 
+use std::borrow::Cow;
+
 use redis_module::key::RedisKeyWritable;
 use redis_module::{Context, NotifyEvent, RedisString};
 
@@ -12,6 +14,7 @@ use super::{write_campaign, KeyId, CAMPAIGN_TYPE};
 use crate::core::{Campaign, Op};
 use crate::error::CampaignError;
 use crate::propagation;
+use crate::redis_glue::ffi::notify_keyspace_event;
 
 /// How a change reaches replicas, the AOF and the journal.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -65,7 +68,14 @@ pub fn apply_change(
     if propagation != Propagation::StateOnly {
         JOURNAL.check_capacity(ctx)?;
     }
-    let changed: Vec<&str> = match (op, existing) {
+    // One member (a queue consumer's ADD) needs no list of its own.
+    let changed: Cow<[&str]> = match (op, existing) {
+        (Op::Add, Some(set)) if members.len() == 1 => {
+            Cow::Borrowed(if set.insert(members[0]) { members } else { &[] })
+        }
+        (Op::Remove, Some(set)) if members.len() == 1 => {
+            Cow::Borrowed(if set.remove(members[0]) { members } else { &[] })
+        }
         (Op::Add, Some(set)) => members.iter().copied().filter(|m| set.insert(m)).collect(),
         (Op::Add, None) => {
             let mut set = Campaign::new();
@@ -76,7 +86,7 @@ pub fn apply_change(
             added
         }
         (Op::Remove, Some(set)) => members.iter().copied().filter(|m| set.remove(m)).collect(),
-        (Op::Remove, None) => Vec::new(),
+        (Op::Remove, None) => Cow::Borrowed(&[]),
     };
     if changed.is_empty() {
         return Ok(Applied::Changed(0));
@@ -93,10 +103,10 @@ pub fn apply_change(
         Propagation::StateOnly => {}
     }
     let event = match op {
-        Op::Add => "campaign.add",
-        Op::Remove => "campaign.rem",
+        Op::Add => c"campaign.add",
+        Op::Remove => c"campaign.rem",
     };
-    ctx.notify_keyspace_event(NotifyEvent::MODULE, event, name);
+    notify_keyspace_event(ctx, NotifyEvent::MODULE, event, name);
     if op == Op::Remove {
         delete_if_empty(ctx, &key, name);
     }

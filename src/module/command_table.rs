@@ -15,7 +15,7 @@ use crate::redis_glue::ffi::api;
 use redis_module::{raw, Context};
 
 use super::command_docs::{arg, many, optional, ArgKind, CommandDoc, CAMPAIGN_AND_MEMBERS};
-use super::fast_has;
+use super::{fast_has, fast_write};
 use crate::commands::{debug, internal, membership, rebuild, write_behind};
 use crate::redis_glue::panic_guard::{run_command, CommandHandler};
 
@@ -54,7 +54,7 @@ pub static COMMANDS: [CommandSpec; COMMAND_COUNT] = [
     CommandSpec {
         name: "campaign.add",
         handler: membership::add,
-        fast_path: None,
+        fast_path: Some(fast_write::add_in_place),
         flags: "write deny-oom",
         keys: ONE_KEY,
         acl: "write fast",
@@ -70,7 +70,7 @@ pub static COMMANDS: [CommandSpec; COMMAND_COUNT] = [
     CommandSpec {
         name: "campaign.rem",
         handler: membership::rem,
-        fast_path: None,
+        fast_path: Some(fast_write::rem_in_place),
         flags: "write",
         keys: ONE_KEY,
         acl: "write fast",
@@ -266,7 +266,8 @@ extern "C" fn dispatch<const INDEX: usize>(
     if let Some(fast_path) = spec.fast_path {
         // SAFETY: Redis passes this call's live context and `argc` arguments.
         let answered = catch_unwind(AssertUnwindSafe(|| unsafe { fast_path(ctx, argv, argc) }));
-        // A panic falls through to the guarded handler, which answers.
+        // A panic falls through to the guarded handler, which answers
+        // (the write fast paths answer their own: a write must not run twice).
         if let Ok(Some(status)) = answered {
             return status;
         }

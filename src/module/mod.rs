@@ -6,6 +6,7 @@ pub mod command_docs;
 pub mod command_table;
 pub mod events;
 pub mod fast_has;
+pub mod fast_write;
 
 use redis_module::{Context, ContextFlags, ModuleOptions, RedisString, Status};
 

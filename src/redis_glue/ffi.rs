@@ -2,12 +2,18 @@
 //! `Context` does not expose. Each checks that the function exists (older
 //! servers lack some) and keeps the unsafe part in one line.
 
+use std::ffi::CStr;
 use std::os::raw::c_char;
 use std::ptr;
 
 use std::time::Duration;
 
-use redis_module::{raw, Context, ContextGuard, DetachedFromClient, RedisValue, ThreadSafeContext};
+use redis_module::{
+    raw, Context, ContextGuard, DetachedFromClient, NotifyEvent, RedisString, RedisValue,
+    ThreadSafeContext,
+};
+
+use crate::core::clock::now_ms;
 
 /// Reads one function of Redis's module API table (`None` when the server
 /// lacks it).
@@ -20,6 +26,35 @@ macro_rules! api {
     };
 }
 pub(crate) use api;
+
+/// Unix ms for the write path, from the kernel's coarse clock (a few ms of
+/// resolution): reading the precise clock costs as much as a tenth of a
+/// one-member ADD on a virtual machine. (Not the time Redis caches per
+/// command: while an AOF loads, Valkey runs the commands without updating
+/// it, so replayed entries would seem to have waited since start-up.)
+pub fn cached_now_ms() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `now` is a valid timespec for the call to fill.
+        let read = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut now) };
+        if read == 0 && now.tv_sec > 0 {
+            return now.tv_sec as u64 * 1_000 + now.tv_nsec as u64 / 1_000_000;
+        }
+    }
+    now_ms()
+}
+
+/// Fires a keyspace event; unlike the crate's wrapper it allocates nothing.
+pub fn notify_keyspace_event(ctx: &Context, class: NotifyEvent, event: &CStr, key: &RedisString) {
+    if let Some(notify) = api!(RedisModule_NotifyKeyspaceEvent) {
+        // SAFETY: a live context and key; Redis copies what it keeps.
+        unsafe { notify(ctx.ctx, class.bits(), event.as_ptr(), key.inner) };
+    }
+}
 
 /// The database the context has selected.
 pub fn selected_db(ctx: &Context) -> i32 {

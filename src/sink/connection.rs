@@ -18,6 +18,7 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
 use super::postgres::PostgresSink;
 use super::{LoadedMembers, Sink, SinkError, Source};
+use crate::core::member_set::MemberRef;
 use crate::core::Collapsed;
 use crate::redis_glue::config;
 
@@ -127,10 +128,10 @@ struct OwnedBatch {
 
 impl OwnedBatch {
     fn of(batch: &Collapsed<'_>) -> Self {
-        let own = |pairs: &[(&str, &str)]| {
+        let own = |pairs: &[(&str, MemberRef<'_>)]| {
             pairs
                 .iter()
-                .map(|(campaign, member)| (campaign.to_string(), member.to_string()))
+                .map(|(campaign, member)| (campaign.to_string(), member.as_str().to_owned()))
                 .collect()
         };
         OwnedBatch {
@@ -147,10 +148,10 @@ impl OwnedBatch {
     }
 }
 
-fn borrowed(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
+fn borrowed(pairs: &[(String, String)]) -> Vec<(&str, MemberRef<'_>)> {
     pairs
         .iter()
-        .map(|(campaign, member)| (campaign.as_str(), member.as_str()))
+        .map(|(campaign, member)| (campaign.as_str(), MemberRef::text(member)))
         .collect()
 }
 

@@ -18,6 +18,8 @@ use crate::core::{validate_text, Collapsed};
 
 /// Without a connect timeout a dead host hangs the flusher for minutes.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest COPY message sent (see `copy_rows`).
+const COPY_PIECE_BYTES: usize = 64 * 1024;
 /// A statement that runs longer than this is treated as a failure and retried.
 const STATEMENT_TIMEOUT_MS: u32 = 120_000;
 
@@ -172,8 +174,11 @@ impl Sink for PostgresSink {
             }
         }
         if !batch.removes.is_empty() {
-            let (campaigns, members): (Vec<&str>, Vec<&str>) =
-                batch.removes.iter().copied().unzip();
+            let (campaigns, members): (Vec<&str>, Vec<&str>) = batch
+                .removes
+                .iter()
+                .map(|(campaign, member)| (*campaign, member.as_str()))
+                .unzip();
             transaction
                 .execute(
                     &format!(
@@ -195,8 +200,15 @@ fn copy_rows(
     rows: &str,
 ) -> Result<(), postgres::Error> {
     let mut writer = transaction.copy_in(&format!("COPY {table} (campaign, member) FROM STDIN"))?;
-    // A write error surfaces again, with the server's reason, in `finish`.
-    let _ = writer.write_all(rows.as_bytes());
+    // Sent a piece at a time: the connection's buffers grow to the largest
+    // message and keep that size, so one message of a whole 1M-row batch
+    // would stay allocated (counted in used_memory) for good.
+    for piece in rows.as_bytes().chunks(COPY_PIECE_BYTES) {
+        // A write error surfaces again, with the server's reason, in `finish`.
+        if writer.write_all(piece).is_err() {
+            break;
+        }
+    }
     writer.finish().map(|_| ())
 }
 
@@ -269,12 +281,12 @@ fn unescape_copy_field<'a>(field: &'a [u8], scratch: &'a mut Vec<u8>) -> &'a [u8
 
 /// Rows in COPY's text format. Members hold no NUL (validated on entry);
 /// backslash, tab, newline and carriage return are escaped.
-fn copy_text(rows: &[(&str, &str)]) -> String {
+fn copy_text(rows: &[(&str, impl AsRef<str>)]) -> String {
     let mut out = String::with_capacity(rows.len() * 32);
     for (campaign, member) in rows {
         push_copy_field(&mut out, campaign);
         out.push('\t');
-        push_copy_field(&mut out, member);
+        push_copy_field(&mut out, member.as_ref());
         out.push('\n');
     }
     out

@@ -1,6 +1,9 @@
 //! The background flusher: one thread that moves journal batches into the
-//! sink. It holds the Redis GIL only to copy a batch out and to trim it
-//! after the commit, never while PostgreSQL works.
+//! sink. It holds the Redis GIL only to take a batch out (sharing the
+//! journal's sealed chunks: O(chunks), plus a copy of the one chunk being
+//! filled) and to trim it after the commit, never while the batch is read
+//! and collapsed or PostgreSQL works. How long each hold lasted is in
+//! STATUS (`longest-lock-hold-us`, `longest-batch-take-us`).
 //!
 //! `Flusher` is generic over the sink and reaches the journal through
 //! `JournalAccess`, so its batching and retry rules are unit-tested with an
@@ -15,7 +18,7 @@ use redis_module::{DetachedFromClient, ThreadSafeContext};
 
 use super::WRITE_BEHIND;
 use crate::core::clock::now_ms;
-use crate::core::{collapse, Entry};
+use crate::core::Batch;
 use crate::keyspace::journal::JOURNAL;
 use crate::redis_glue::config;
 use crate::redis_glue::ffi::lock_to_propagate;
@@ -48,15 +51,9 @@ pub fn backoff(failures: u32, jitter: f64) -> Duration {
     ceiling.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
 }
 
-/// A copy of the oldest journal entries.
-pub struct Batch {
-    pub through: u64,
-    pub entries: Vec<Entry>,
-}
-
 /// How the flusher reaches the journal.
 pub trait JournalAccess {
-    /// Copies out the oldest `limit` entries, if any.
+    /// Takes out the oldest `limit` entries, if any.
     fn take_batch(&self, limit: usize) -> Option<Batch>;
     /// The database committed entries through `through`: trim them.
     fn commit(&self, through: u64);
@@ -94,13 +91,13 @@ impl<S: Sink> Flusher<S> {
         let Some(batch) = journal.take_batch(limit) else {
             return Attempt::NothingPending;
         };
-        match self.sink.apply(&collapse(&batch.entries)) {
+        match self.sink.apply(&batch.collapse()) {
             Ok(()) => {
                 self.failures = 0;
                 self.retry_at = None;
                 journal.commit(batch.through);
                 Attempt::Committed {
-                    entries: batch.entries.len(),
+                    entries: batch.len(),
                 }
             }
             Err(error) => {
@@ -108,7 +105,7 @@ impl<S: Sink> Flusher<S> {
                 let delay = backoff(self.failures, fastrand::f64());
                 self.retry_at = Some(Instant::now() + delay);
                 let message = error.to_string();
-                journal.report_failure(&message, batch.entries.len(), delay);
+                journal.report_failure(&message, batch.len(), delay);
                 WRITE_BEHIND.record_error(message);
                 Attempt::Failed
             }
@@ -188,22 +185,26 @@ impl Default for RedisJournal {
 impl JournalAccess for RedisJournal {
     fn take_batch(&self, limit: usize) -> Option<Batch> {
         let ctx = self.redis.lock();
-        let journal = JOURNAL.lock(&ctx);
-        let (through, entries) = journal.front(limit)?;
-        Some(Batch {
-            through,
-            entries: entries.cloned().collect(),
-        })
+        let held = Instant::now();
+        let batch = JOURNAL.lock(&ctx).take_batch(limit);
+        let took = held.elapsed();
+        drop(ctx);
+        WRITE_BEHIND.stats.record_lock_hold(took, true);
+        batch
     }
 
     fn commit(&self, through: u64) {
         // The trim is propagated: never while clients are paused.
         let ctx = lock_to_propagate(&self.redis);
+        let held = Instant::now();
         // A node demoted meanwhile leaves the trim to its new primary.
         if SERVER.is_primary() {
             let trimmed = WRITE_BEHIND.commit_through(&ctx, through, true);
             WRITE_BEHIND.record_commit(trimmed);
         }
+        let took = held.elapsed();
+        drop(ctx);
+        WRITE_BEHIND.stats.record_lock_hold(took, false);
     }
 
     fn report_failure(&self, message: &str, entries: usize, retry_in: Duration) {
@@ -247,12 +248,7 @@ mod tests {
 
     impl JournalAccess for MemoryJournal {
         fn take_batch(&self, limit: usize) -> Option<Batch> {
-            let journal = self.journal.borrow();
-            let (through, entries) = journal.front(limit)?;
-            Some(Batch {
-                through,
-                entries: entries.cloned().collect(),
-            })
+            self.journal.borrow().take_batch(limit)
         }
 
         fn commit(&self, through: u64) {
