@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use super::canonical::{classify, Kind};
 use super::journal::Op;
+use super::leb128;
 use super::member::validate_text;
 
 /// A chunk is sealed once its bytes would pass this (a single larger
@@ -75,32 +76,6 @@ pub(crate) fn max_packed_len(member: &Kind<'_>) -> usize {
         }
 }
 
-pub(crate) fn write_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push(value as u8 | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-/// Reads a LEB128 value at `*at`; `None` if cut off or longer than a u64.
-pub(crate) fn read_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
-    let mut value = 0_u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *bytes.get(*at)?;
-        *at += 1;
-        let bits = u64::from(byte & 0x7f);
-        if shift == 63 && bits > 1 {
-            return None;
-        }
-        value |= bits << shift;
-        if byte & 0x80 == 0 {
-            return Some(value);
-        }
-    }
-    None
-}
-
 fn zigzag(delta: u64) -> u64 {
     let signed = delta as i64;
     ((signed << 1) ^ (signed >> 63)) as u64
@@ -133,18 +108,18 @@ pub(crate) fn pack(out: &mut Vec<u8>, state: &mut State, fresh: bool, entry: Pac
     }
     out.push(tag);
     if new_campaign {
-        write_varint(out, u64::from(entry.campaign));
+        leb128::write_u64(out, u64::from(entry.campaign));
         state.campaign = Some(entry.campaign);
     }
     if let Some(version) = entry.version {
-        write_varint(out, zigzag(version.wrapping_sub(state.version)));
+        leb128::write_u64(out, zigzag(version.wrapping_sub(state.version)));
         state.version = version;
     }
     match entry.member {
-        Kind::Number(id) => write_varint(out, id),
+        Kind::Number(id) => leb128::write_u64(out, id),
         Kind::Uuid(uuid) => out.extend_from_slice(&uuid.to_be_bytes()),
         Kind::Text(text) => {
-            write_varint(out, text.len() as u64);
+            leb128::write_u64(out, text.len() as u64);
             out.extend_from_slice(text.as_bytes());
         }
     }
@@ -174,19 +149,19 @@ pub(crate) fn unpack<'a>(
         Op::Remove
     };
     if tag & HAS_CAMPAIGN != 0 {
-        state.campaign = Some(u32::try_from(read_varint(bytes, at)?).ok()?);
+        state.campaign = Some(u32::try_from(leb128::read_u64(bytes, at)?).ok()?);
     }
     let campaign = state.campaign?;
     let version = if tag & HAS_VERSION != 0 {
         state.version = state
             .version
-            .wrapping_add(unzigzag(read_varint(bytes, at)?));
+            .wrapping_add(unzigzag(leb128::read_u64(bytes, at)?));
         Some(state.version)
     } else {
         None
     };
     let member = match tag & KIND_MASK {
-        KIND_NUMBER => Kind::Number(read_varint(bytes, at)?),
+        KIND_NUMBER => Kind::Number(leb128::read_u64(bytes, at)?),
         KIND_UUID => {
             let end = at.checked_add(16)?;
             let raw: [u8; 16] = bytes.get(*at..end)?.try_into().ok()?;
@@ -194,7 +169,7 @@ pub(crate) fn unpack<'a>(
             Kind::Uuid(u128::from_be_bytes(raw))
         }
         KIND_TEXT => {
-            let len = usize::try_from(read_varint(bytes, at)?).ok()?;
+            let len = usize::try_from(leb128::read_u64(bytes, at)?).ok()?;
             let end = at.checked_add(len)?;
             let text = validate_text(bytes.get(*at..end)?, None).ok()?;
             *at = end;

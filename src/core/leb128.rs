@@ -1,6 +1,8 @@
 //! Unsigned LEB128: seven bits a byte, low bits first, the high bit set on
 //! every byte but the last. The length prefix of a member in the string
-//! arena (`StringSet`) and in the encoding of strings (`MemberSet::encode`).
+//! arena (`StringSet`) and in the encoding of strings (`MemberSet::encode`)
+//! (`write`/`read`, lengths below 2^32), and the 64-bit values of journal
+//! chunks (`write_u64`/`read_u64`).
 
 /// Longest value read: five bytes, 35 bits (any length below 2^32).
 const MAX_BYTES: usize = 5;
@@ -29,6 +31,33 @@ pub(crate) fn read(bytes: &[u8]) -> Option<(usize, usize)> {
         value |= usize::from(byte & 0x7f) << (7 * at);
         if byte & 0x80 == 0 {
             return Some((value, at + 1));
+        }
+    }
+    None
+}
+
+/// Appends a 64-bit `value` (journal chunks: ids, indexes, deltas).
+pub(crate) fn write_u64(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Reads a LEB128 value at `*at`; `None` if cut off or longer than a u64.
+pub(crate) fn read_u64(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut value = 0_u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *bytes.get(*at)?;
+        *at += 1;
+        let bits = u64::from(byte & 0x7f);
+        if shift == 63 && bits > 1 {
+            return None;
+        }
+        value |= bits << shift;
+        if byte & 0x80 == 0 {
+            return Some(value);
         }
     }
     None

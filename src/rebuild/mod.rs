@@ -186,14 +186,8 @@ impl Loads {
         if !self.registry().is_loading(&KeyId::of(ctx, name)) {
             return Ok(false);
         }
-        self.hold(
-            ctx,
-            name,
-            campaign,
-            op,
-            members,
-            CampaignError::WriteBlocked,
-        )?;
+        check_can_hold(ctx, CampaignError::WriteBlocked)?;
+        self.hold(ctx, name, campaign, op, members);
         Ok(true)
     }
 
@@ -217,39 +211,15 @@ impl Loads {
         let not_loaded = CampaignError::NotLoaded {
             campaign: campaign.to_owned(),
         };
-        self.check_can_hold(ctx, not_loaded)?;
+        check_can_hold(ctx, not_loaded)?;
         self.start_load(ctx, name, Waiter::Background);
-        self.hold(
-            ctx,
-            name,
-            campaign,
-            op,
-            members,
-            CampaignError::WriteBlocked,
-        )?;
+        self.hold(ctx, name, campaign, op, members);
         Ok(true)
     }
 
-    /// A write may wait only outside MULTI/scripts and with a timeout.
-    fn check_can_hold(&self, ctx: &Context, refusal: CampaignError) -> Result<(), CampaignError> {
-        let timeout = config::WRITE_BLOCK_TIMEOUT_MS.get();
-        if timeout == 0 || ctx.get_flags().contains(ContextFlags::DENY_BLOCKING) {
-            return Err(refusal);
-        }
-        Ok(())
-    }
-
-    /// Blocks the client and queues its write behind the running load.
-    fn hold(
-        &self,
-        ctx: &Context,
-        name: &RedisString,
-        campaign: &str,
-        op: Op,
-        members: &[&str],
-        refusal: CampaignError,
-    ) -> Result<(), CampaignError> {
-        self.check_can_hold(ctx, refusal)?;
+    /// Blocks the client and queues its write behind the running load (the
+    /// caller checked that it may wait).
+    fn hold(&self, ctx: &Context, name: &RedisString, campaign: &str, op: Op, members: &[&str]) {
         let held = HeldWrite {
             op,
             campaign: campaign.to_owned(),
@@ -262,7 +232,6 @@ impl Loads {
             ThreadSafeContext::with_blocked_client(held.client)
                 .reply(Err(CampaignError::WriteBlocked.into_redis_error()));
         }
-        Ok(())
     }
 
     pub fn is_loading(&self, ctx: &Context, name: &RedisString) -> bool {
@@ -398,6 +367,15 @@ impl Loads {
         ctx.notify_keyspace_event(NotifyEvent::MODULE, "campaign.rebuild", name);
         Ok(count)
     }
+}
+
+/// A write may wait only outside MULTI/scripts and with a timeout.
+fn check_can_hold(ctx: &Context, refusal: CampaignError) -> Result<(), CampaignError> {
+    let timeout = config::WRITE_BLOCK_TIMEOUT_MS.get();
+    if timeout == 0 || ctx.get_flags().contains(ContextFlags::DENY_BLOCKING) {
+        return Err(refusal);
+    }
+    Ok(())
 }
 
 fn internal_error(job: &LoadJob) -> CampaignError {
