@@ -7,17 +7,27 @@ use redis_module::{Context, RedisString, RedisValue};
 use super::CommandResult;
 use std::sync::atomic::Ordering;
 
+use crate::core::Campaign;
 use crate::error::CampaignError;
+use crate::keyspace::write;
 use crate::redis_glue::panic_guard::PANIC_IN_NEXT_LOAD;
 
 /// `CAMPAIGN.DEBUG PANIC` → panics inside the handler, to prove the guard
 /// turns it into an error reply instead of an aborted server.
-pub fn debug(_ctx: &Context, args: &[RedisString]) -> CommandResult {
-    if args.len() != 2 {
+/// `CAMPAIGN.DEBUG PANIC-IN-NEXT-LOAD` → the next load on a worker panics.
+/// `CAMPAIGN.DEBUG EMPTY key` → puts an empty campaign at `key` (which no
+/// command can make), so a test can DUMP it and check RESTORE refuses it.
+pub fn debug(ctx: &Context, args: &[RedisString]) -> CommandResult {
+    if args.len() < 2 {
         return Err(CampaignError::WrongArity);
     }
     let subcommand = args[1].to_string_lossy().to_ascii_uppercase();
     match subcommand.as_str() {
+        "EMPTY" if args.len() == 3 => {
+            write::replace(ctx, &args[2], Campaign::new())?;
+            Ok(RedisValue::SimpleStringStatic("OK"))
+        }
+        _ if args.len() != 2 => Err(CampaignError::WrongArity),
         "PANIC" => panic!("CAMPAIGN.DEBUG PANIC was called"),
         "PANIC-IN-NEXT-LOAD" => {
             PANIC_IN_NEXT_LOAD.store(true, Ordering::Relaxed);

@@ -19,6 +19,7 @@ use crate::propagation;
 use crate::redis_glue::ffi::string_bytes;
 use crate::redis_glue::log;
 use crate::redis_glue::panic_guard::run_callback;
+use crate::redis_glue::server_state::SERVER;
 
 /// Version of the journal's aux data, written first so it can evolve:
 /// 2 = packed records (`Journal::encode`); 1 (the first release) still loads.
@@ -90,7 +91,20 @@ fn with_value<T>(value: *const c_void, body: impl FnOnce(&Campaign) -> T) -> T {
 extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
     run_callback("rdb_load", ptr::null_mut(), || {
         match Campaign::decode(&mut RdbReader(rdb), encver) {
-            Ok(set) => Box::into_raw(Box::new(set)).cast(),
+            // An empty campaign cannot exist (the last REM deletes the key,
+            // read-through would skip it): RESTORE of one is refused. While
+            // loading a dataset it is kept, with a warning, so an RDB made
+            // by an older version still starts.
+            Ok(set) if set.is_empty() && !SERVER.is_loading() => {
+                log::warning("refused a campaign payload with no members (RESTORE)");
+                ptr::null_mut()
+            }
+            Ok(set) => {
+                if set.is_empty() {
+                    log::warning("loaded a campaign with no members");
+                }
+                Box::into_raw(Box::new(set)).cast()
+            }
             Err(error) => {
                 log::warning(format!("cannot load a campaign: {error}"));
                 ptr::null_mut()

@@ -246,9 +246,12 @@ pub static COMMANDS: [CommandSpec; COMMAND_COUNT] = [
         doc: CommandDoc {
             summary: "Fault injection for tests; needs enable-debug-command.",
             complexity: "O(1)",
-            arity: 2,
+            arity: -2,
             key_flags: None,
-            args: &[arg("subcommand", ArgKind::Text)],
+            args: &[
+                arg("subcommand", ArgKind::Text),
+                optional("key", ArgKind::Text),
+            ],
         },
     },
 ];

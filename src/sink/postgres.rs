@@ -45,6 +45,18 @@ impl PostgresSink {
         let mut client = config
             .connect(NoTls)
             .map_err(|error| SinkError::Connect(error_chain(&error)))?;
+        // Members are UTF-8 text: in another encoding one member could make
+        // every later batch fail, so such a database is refused up front.
+        let encoding: String = client
+            .query_one("SHOW server_encoding", &[])
+            .map_err(statement_error)?
+            .get(0);
+        if encoding != "UTF8" {
+            return Err(SinkError::Connect(format!(
+                "the database's encoding is {encoding}, not UTF8: campaign members are \
+                 UTF-8 text; use a database created with ENCODING 'UTF8' (journal kept)"
+            )));
+        }
         client
             .batch_execute(&format!(
                 "SET statement_timeout = {STATEMENT_TIMEOUT_MS};

@@ -314,3 +314,77 @@ fn a_hung_database_is_abandoned_after_the_deadline() {
     assert_eq!(rows_of(&database, "c"), set_of(&["a", "b"]));
     assert_eq!(status(&mut con)["database"], "connected");
 }
+
+/// RESTORE of a payload with no members is refused: an empty campaign
+/// cannot exist (the payload is made by DUMPing one CAMPAIGN.DEBUG EMPTY
+/// put in place, as no command can).
+#[test]
+fn restore_of_an_empty_campaign_is_refused() {
+    let server = RedisServer::start();
+    let mut con = server.connection();
+    call(&mut con, &[b"CAMPAIGN.DEBUG", b"EMPTY", b"hollow"]).unwrap();
+    let payload: Vec<u8> = redis::cmd("DUMP").arg("hollow").query(&mut con).unwrap();
+    int(&mut con, &["DEL", "hollow"]);
+    let refused = call(&mut con, &[b"RESTORE", b"hollow", b"0", &payload]);
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(int(&mut con, &["EXISTS", "hollow"]), 0);
+    // A payload with members still restores.
+    int(&mut con, &["CAMPAIGN.ADD", "full", "a"]);
+    let payload: Vec<u8> = redis::cmd("DUMP").arg("full").query(&mut con).unwrap();
+    call(&mut con, &[b"RESTORE", b"copy", b"0", &payload]).unwrap();
+    assert_eq!(int(&mut con, &["CAMPAIGN.CARD", "copy"]), 1);
+}
+
+/// A database whose encoding is not UTF8 is refused at connect with a clear
+/// error; the journal is kept and drains to a UTF8 database.
+#[test]
+fn a_database_not_in_utf8_is_refused_and_the_journal_kept() {
+    let database = Postgres::start();
+    let server = RedisServer::start();
+    let name = format!("latin1_{}", server.port);
+    database
+        .client()
+        .batch_execute(&format!(
+            "CREATE DATABASE {name} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+        ))
+        .unwrap();
+    let latin1: String = database
+        .url()
+        .split(' ')
+        .map(|word| match word.strip_prefix("dbname=") {
+            Some(_) => format!("dbname={name}"),
+            None => word.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(latin1.contains(&name), "{latin1}");
+    let mut con = server.connection();
+    int(&mut con, &["CAMPAIGN.ADD", "rocket", "🚀", "plain"]);
+    call(
+        &mut con,
+        &[
+            b"CONFIG",
+            b"SET",
+            b"campaign.database-url",
+            latin1.as_bytes(),
+        ],
+    )
+    .unwrap();
+    let refused = wait_until(Duration::from_secs(20), || {
+        status(&mut con)["last-error"].contains("not UTF8")
+    });
+    assert!(refused, "{:?}", status(&mut con));
+    assert_eq!(pending(&mut con), 2);
+    call(
+        &mut con,
+        &[
+            b"CONFIG",
+            b"SET",
+            b"campaign.database-url",
+            database.url().as_bytes(),
+        ],
+    )
+    .unwrap();
+    flush(&mut con);
+    assert_eq!(rows_of(&database, "rocket"), set_of(&["🚀", "plain"]));
+}
