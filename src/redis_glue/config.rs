@@ -63,6 +63,9 @@ pub struct StringSetting {
     name: &'static str,
     /// `None` until Redis first sets it; reads then fall back to the default.
     value: Mutex<Option<String>>,
+    /// Whether the value is non-empty, readable on hot paths without the
+    /// lock or a copy.
+    non_empty: AtomicBool,
     default: &'static str,
     validate: fn(&str) -> Result<(), String>,
     /// Redacted from SLOWLOG and MONITOR (it may hold a password).
@@ -79,10 +82,16 @@ impl StringSetting {
         Self {
             name,
             value: Mutex::new(None),
+            non_empty: AtomicBool::new(!default.is_empty()),
             default,
             validate,
             sensitive,
         }
+    }
+
+    /// The value is not empty (cheap: no lock, no copy).
+    pub fn is_set(&self) -> bool {
+        self.non_empty.load(Ordering::Relaxed)
     }
 
     pub fn get(&self) -> String {
@@ -109,6 +118,7 @@ impl ConfigurationValue<RedisString> for StringSetting {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         *stored = Some(text.to_owned());
+        self.non_empty.store(!text.is_empty(), Ordering::Relaxed);
         Ok(())
     }
 }

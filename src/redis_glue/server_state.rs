@@ -35,7 +35,7 @@ impl ServerState {
 
     /// `campaign.database-url` is set.
     pub fn database_configured(&self) -> bool {
-        !config::DATABASE_URL.get().is_empty()
+        config::DATABASE_URL.is_set()
     }
 
     /// May this node use the database now: a primary, not loading, with a
