@@ -40,34 +40,24 @@ fn change_members(ctx: &Context, args: &[RedisString], op: Op) -> CommandResult 
         // A load of this campaign is running: the write waits its turn.
         return Ok(RedisValue::NoReply);
     }
-    let if_missing = if_missing(ctx);
-    let applied = apply_change(
-        ctx,
-        name,
-        campaign,
-        op,
-        &members,
-        Propagation::Verbatim,
-        if_missing,
-    )?;
-    match applied {
+    let apply = |if_missing| {
+        apply_change(
+            ctx,
+            name,
+            campaign,
+            op,
+            &members,
+            Propagation::Verbatim,
+            if_missing,
+        )
+    };
+    match apply(if_missing(ctx))? {
         Applied::Changed(count) => Ok(RedisValue::Integer(count as i64)),
         Applied::Missing if LOADS.load_before_write(ctx, name, campaign, op, &members)? => {
             Ok(RedisValue::NoReply)
         }
         // The database is known not to hold it: created as it is.
-        Applied::Missing => {
-            let applied = apply_change(
-                ctx,
-                name,
-                campaign,
-                op,
-                &members,
-                Propagation::Verbatim,
-                IfMissing::Create,
-            )?;
-            Ok(RedisValue::Integer(applied.count() as i64))
-        }
+        Applied::Missing => Ok(RedisValue::Integer(apply(IfMissing::Create)?.count() as i64)),
     }
 }
 

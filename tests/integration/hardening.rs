@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::harness::campaign::{flush, flushing_to, pending, rows_of, status, write_around};
+use crate::harness::campaign::{
+    flush, flushing_to, pending, rows_of, status, use_database, write_around,
+};
 use crate::harness::redis_server::{call, error, int};
 use crate::harness::{wait_until, Postgres, RedisServer};
 
@@ -300,16 +302,7 @@ fn a_hung_database_is_abandoned_after_the_deadline() {
     assert_eq!(status(&mut con)["rebuilding"], "0");
     assert_eq!(int(&mut con, &["CAMPAIGN.HAS", "c", "a"]), 1);
 
-    call(
-        &mut con,
-        &[
-            b"CONFIG",
-            b"SET",
-            b"campaign.database-url",
-            database.url().as_bytes(),
-        ],
-    )
-    .unwrap();
+    use_database(&mut con, &database);
     flush(&mut con);
     assert_eq!(rows_of(&database, "c"), set_of(&["a", "b"]));
     assert_eq!(status(&mut con)["database"], "connected");
@@ -375,16 +368,7 @@ fn a_database_not_in_utf8_is_refused_and_the_journal_kept() {
     });
     assert!(refused, "{:?}", status(&mut con));
     assert_eq!(pending(&mut con), 2);
-    call(
-        &mut con,
-        &[
-            b"CONFIG",
-            b"SET",
-            b"campaign.database-url",
-            database.url().as_bytes(),
-        ],
-    )
-    .unwrap();
+    use_database(&mut con, &database);
     flush(&mut con);
     assert_eq!(rows_of(&database, "rocket"), set_of(&["🚀", "plain"]));
 }
