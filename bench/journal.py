@@ -35,21 +35,10 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from servers import REPO, Postgres, RedisServer, arguments  # noqa: E402
+from servers import REPO, Postgres, RedisServer, arguments, settled_used_memory  # noqa: E402
 
 CAMPAIGN = "c"
 PER_CALL = 10_000
-
-
-def settle(redis):
-    """used_memory once it stops moving (a DEL may free in the background)."""
-    previous = -1
-    while True:
-        used = int(redis.info("memory")["used_memory"])
-        if used == previous:
-            return used
-        previous = used
-        time.sleep(0.3)
 
 
 def members(kind, total):
@@ -84,11 +73,11 @@ def journal_round(postgres, kind, values, batch_size):
         redis.call("CAMPAIGN.FLUSH", "60000")
         redis.call("DEL", "warm-up")
         redis.call("CONFIG", "SET", "campaign.database-url", "")
-        base = settle(redis)
+        base = settled_used_memory(redis)
         bulk_add(redis, values)
         total = len(values)
         assert int(redis.status()["pending"]) == total
-        loaded = settle(redis)
+        loaded = settled_used_memory(redis)
         rdb_pending = save(server, redis)
         redis.call("CONFIG", "SET", "campaign.database-url", postgres.url)
         started = time.perf_counter()
@@ -96,10 +85,10 @@ def journal_round(postgres, kind, values, batch_size):
         flush_s = time.perf_counter() - started
         assert waited == total, waited
         status = redis.status()
-        flushed = settle(redis)
+        flushed = settled_used_memory(redis)
         rdb_set = save(server, redis)
         redis.call("DEL", CAMPAIGN)
-        emptied = settle(redis)
+        emptied = settled_used_memory(redis)
     finally:
         server.stop()
     stored = int(postgres.psql(

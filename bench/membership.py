@@ -40,7 +40,15 @@ import time
 
 sys.dont_write_bytecode = True  # no bench/__pycache__ in the work tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from servers import MODULE, REPO, Postgres, Redis, RedisServer, pg_bin  # noqa: E402
+from servers import (  # noqa: E402
+    MODULE,
+    REPO,
+    Postgres,
+    Redis,
+    RedisServer,
+    pg_bin,
+    settled_used_memory,
+)
 
 BATCH = 10_000
 ROUNDS = 3
@@ -114,20 +122,6 @@ HAS_DATASETS = [
 
 def log(*parts):
     print(*parts, file=sys.stderr, flush=True)
-
-
-def used_memory(redis):
-    return int(redis.info("memory")["used_memory"])
-
-
-def settled_memory(redis):
-    previous = -1
-    while True:
-        used = used_memory(redis)
-        if used == previous:
-            return used
-        previous = used
-        time.sleep(0.25)
 
 
 def command_usec(redis, command):
@@ -217,15 +211,15 @@ def memory_and_bulk_add(members_per_kind, rounds):
                 for side in ["native", "module"]:
                     key = "campaign" if side == "module" else "native"
                     command = "CAMPAIGN.ADD" if side == "module" else "SADD"
-                    settled_memory(redis)
+                    settled_used_memory(redis)
                     redis.call("CONFIG", "RESETSTAT")
                     times[side].append(send_all(redis, encoded[side]))
                     server_s[side].append(command_usec(redis, command)[1] / 1e6)
-                    loaded = settled_memory(redis)
+                    loaded = settled_used_memory(redis)
                     if side == "module":
                         usage.append(redis.call("MEMORY", "USAGE", key))
                     assert redis.call("DEL", key) == 1
-                    released[side].append(loaded - settled_memory(redis))
+                    released[side].append(loaded - settled_used_memory(redis))
             finally:
                 server.stop()
         row = {

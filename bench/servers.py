@@ -105,6 +105,17 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def settled_used_memory(redis):
+    """used_memory once it stops moving (a DEL may free in the background)."""
+    previous = -1
+    while True:
+        used = int(redis.info("memory")["used_memory"])
+        if used == previous:
+            return used
+        previous = used
+        time.sleep(0.3)
+
+
 def pg_bin():
     bins = sorted(
         glob.glob("/usr/lib/postgresql/*/bin"),

@@ -11,7 +11,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from servers import Postgres, RedisServer, arguments  # noqa: E402
+from servers import Postgres, RedisServer, arguments, settled_used_memory  # noqa: E402
 
 CAMPAIGNS = 100
 TABLE = "campaign_members"
@@ -32,16 +32,6 @@ def load_journal(redis, total):
             commands.append(["CAMPAIGN.ADD", campaign] + members[start:start + 10_000])
     for start in range(0, len(commands), 10):
         redis.pipeline(commands[start:start + 10])
-
-
-def wait_memory_settles(redis):
-    previous = -1
-    while True:
-        used = int(redis.info("memory")["used_memory"])
-        if used == previous:
-            return used
-        previous = used
-        time.sleep(0.2)
 
 
 def copy_text(total):
@@ -74,11 +64,11 @@ def main():
             server = RedisServer()
             try:
                 redis = server.client()
-                baseline = wait_memory_settles(redis)
+                baseline = settled_used_memory(redis)
                 load_journal(redis, total)
                 assert redis.status()["pending"] == total
                 redis.call("FLUSHALL")  # the sets go; the journal stays
-                journal_bytes.append(wait_memory_settles(redis) - baseline)
+                journal_bytes.append(settled_used_memory(redis) - baseline)
                 started = time.perf_counter()
                 redis.call("CONFIG", "SET", "campaign.database-url", postgres.url)
                 waited = redis.call("CAMPAIGN.FLUSH", "600000")
