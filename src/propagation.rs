@@ -2,14 +2,19 @@
 //! the module sends to replicas and the AOF besides the clients' own
 //! commands, and what an AOF rewrite writes.
 //!
+//! - `CAMPAIGN.SYNC key CHANGE ADD|REM first-version member ...`: a client's
+//!   write, as the members that changed and their versions (first-version,
+//!   the next, ...): applied and journaled with exactly those versions.
 //! - `CAMPAIGN.SYNC key ADD|REM member ...`: set content, never journaled
 //!   (a rebuild's diff, an AOF rewrite of a key).
 //! - `CAMPAIGN.SYNC key REPLACE encoding-version blob`: a whole set.
+//! - `CAMPAIGN.SYNC key VERSION v`: the campaign's newest version (after a
+//!   rebuilt set, in an AOF rewrite).
 //! - `CAMPAIGN.JOURNAL TRIM seq`: entries through `seq` are committed.
-//! - `CAMPAIGN.JOURNAL LOAD first-seq [ADD|REM campaign member] ...`: journal
-//!   entries and their numbering, written when an AOF rewrite without the
-//!   RDB preamble starts (applied idempotently).
-//! - `CAMPAIGN.ADD|REM key member ...`: a held write applied after a rebuild.
+//! - `CAMPAIGN.JOURNAL ENTRIES first-seq [ADD|REM campaign member version]
+//!   ...`: journal entries and their numbering, written when an AOF rewrite
+//!   without the RDB preamble starts (applied idempotently). `LOAD`, the
+//!   same without versions, is what older versions wrote; it still loads.
 //! - `DEL key`: a rebuild found the campaign gone from the database.
 
 use std::borrow::Cow;
@@ -92,6 +97,40 @@ pub fn sync_members<'a>(
     })
 }
 
+/// `CAMPAIGN.SYNC key CHANGE ADD|REM first-version members...`: the members
+/// a client's write changed, with their versions.
+pub fn sync_change<'a>(
+    key: &'a [u8],
+    op: Op,
+    first_version: u64,
+    members: &[&'a str],
+) -> WireCommand<'a> {
+    let mut args = Vec::with_capacity(members.len() + 4);
+    args.extend([
+        Cow::Borrowed(key),
+        word("CHANGE"),
+        word(op.word()),
+        number(first_version),
+    ]);
+    args.extend(
+        members
+            .iter()
+            .map(|member| Cow::Borrowed(member.as_bytes())),
+    );
+    WireCommand {
+        command: SYNC_COMMAND,
+        args,
+    }
+}
+
+/// `CAMPAIGN.SYNC key VERSION v`.
+pub fn sync_version(key: &[u8], version: u64) -> WireCommand<'_> {
+    WireCommand {
+        command: SYNC_COMMAND,
+        args: vec![Cow::Borrowed(key), word("VERSION"), number(version)],
+    }
+}
+
 /// `CAMPAIGN.SYNC key REPLACE version blob`: the whole set, encoded.
 pub fn sync_replace<'a>(key: &'a [u8], encoded_set: &'a [u8]) -> WireCommand<'a> {
     WireCommand {
@@ -113,8 +152,8 @@ pub fn journal_trim(through: u64) -> WireCommand<'static> {
     }
 }
 
-/// The whole journal as `CAMPAIGN.JOURNAL LOAD` commands of at most
-/// `MEMBERS_PER_SYNC` entries; an empty journal still gives one `LOAD
+/// The whole journal as `CAMPAIGN.JOURNAL ENTRIES` commands of at most
+/// `MEMBERS_PER_SYNC` entries; an empty journal still gives one `ENTRIES
 /// next-seq`, which carries its numbering.
 pub fn journal_snapshot(journal: &Journal) -> Vec<WireCommand<'_>> {
     if journal.is_empty() {
@@ -129,13 +168,14 @@ pub fn journal_snapshot(journal: &Journal) -> Vec<WireCommand<'_>> {
     commands
 }
 
-/// `CAMPAIGN.JOURNAL LOAD first [op campaign member]...` for consecutive
-/// entries starting at sequence number `first`.
+/// `CAMPAIGN.JOURNAL ENTRIES first [op campaign member version]...` for
+/// consecutive entries starting at sequence number `first` (version 0: an
+/// entry journaled before changes carried versions).
 pub fn journal_load<'a>(
     first: u64,
     entries: impl Iterator<Item = EntryRef<'a>>,
 ) -> WireCommand<'a> {
-    let mut args = vec![word("LOAD"), number(first)];
+    let mut args = vec![word("ENTRIES"), number(first)];
     for entry in entries {
         args.push(word(entry.op.word()));
         args.push(Cow::Borrowed(entry.campaign.as_bytes()));
@@ -144,27 +184,12 @@ pub fn journal_load<'a>(
             Cow::Borrowed(text) => Cow::Borrowed(text.as_bytes()),
             Cow::Owned(text) => Cow::Owned(text.into_bytes()),
         });
+        args.push(number(entry.version.unwrap_or(0)));
     }
     WireCommand {
         command: JOURNAL_COMMAND,
         args,
     }
-}
-
-/// `CAMPAIGN.ADD|REM key members...`: a client's write re-issued by the
-/// module (a write held during a rebuild, applied after it).
-pub fn client_write<'a>(key: &'a [u8], op: Op, members: &[&'a str]) -> WireCommand<'a> {
-    let command = match op {
-        Op::Add => "CAMPAIGN.ADD",
-        Op::Remove => "CAMPAIGN.REM",
-    };
-    let mut args = vec![Cow::Borrowed(key)];
-    args.extend(
-        members
-            .iter()
-            .map(|member| Cow::Borrowed(member.as_bytes())),
-    );
-    WireCommand { command, args }
 }
 
 /// `DEL key`.
@@ -182,9 +207,19 @@ pub enum Sync<'a> {
         op: Op,
         members: Vec<&'a str>,
     },
+    Change {
+        key: &'a RedisString,
+        op: Op,
+        first_version: u64,
+        members: Vec<&'a str>,
+    },
     Replace {
         key: &'a RedisString,
         campaign: Campaign,
+    },
+    Version {
+        key: &'a RedisString,
+        version: u64,
     },
 }
 
@@ -207,19 +242,50 @@ pub fn parse_sync(args: &[RedisString]) -> Result<Sync<'_>, CampaignError> {
                 .map_err(|error| CampaignError::Syntax(format!("bad campaign payload: {error}")))?;
         return Ok(Sync::Replace { key, campaign });
     }
+    if form == b"VERSION" {
+        if args.len() != 4 {
+            return Err(CampaignError::WrongArity);
+        }
+        let version = parse_version(&args[3])?;
+        return Ok(Sync::Version { key, version });
+    }
+    if form == b"CHANGE" {
+        if args.len() < 6 {
+            return Err(CampaignError::WrongArity);
+        }
+        let op = Op::from_word(&args[3].as_slice().to_ascii_uppercase())
+            .ok_or_else(|| CampaignError::Syntax("unknown CAMPAIGN.SYNC CHANGE form".into()))?;
+        let first_version = parse_version(&args[4])?;
+        let members = parse_members(&args[5..], 5)?;
+        return Ok(Sync::Change {
+            key,
+            op,
+            first_version,
+            members,
+        });
+    }
     let op = Op::from_word(&form)
         .ok_or_else(|| CampaignError::Syntax("unknown CAMPAIGN.SYNC form".into()))?;
-    let members = args[3..]
-        .iter()
+    let members = parse_members(&args[3..], 3)?;
+    Ok(Sync::Members { key, op, members })
+}
+
+fn parse_version(arg: &RedisString) -> Result<u64, CampaignError> {
+    arg.parse_unsigned_integer()
+        .map_err(|_| CampaignError::Syntax("the version must be an unsigned integer".into()))
+}
+
+/// Members starting at argument position `first_position`, validated.
+fn parse_members(args: &[RedisString], first_position: usize) -> Result<Vec<&str>, CampaignError> {
+    args.iter()
         .enumerate()
         .map(|(index, arg)| {
             validate_text(arg.as_slice(), None).map_err(|reason| CampaignError::InvalidMember {
-                position: index + 3,
+                position: index + first_position,
                 reason,
             })
         })
-        .collect::<Result<_, _>>()?;
-    Ok(Sync::Members { key, op, members })
+        .collect()
 }
 
 /// A parsed `CAMPAIGN.JOURNAL`.
@@ -238,6 +304,17 @@ pub fn parse_journal(args: &[RedisString]) -> Result<JournalCommand, CampaignErr
         .map_err(|_| CampaignError::Syntax("the sequence number must be an integer".into()))?;
     match args[1].as_slice().to_ascii_uppercase().as_slice() {
         b"TRIM" if args.len() == 3 => Ok(JournalCommand::Trim { through: sequence }),
+        b"ENTRIES" if (args.len() - 3).is_multiple_of(4) => {
+            let entries = args[3..]
+                .chunks(4)
+                .map(parse_entry)
+                .collect::<Result<Vec<Entry>, CampaignError>>()?;
+            Ok(JournalCommand::Load {
+                first: sequence,
+                entries,
+            })
+        }
+        // Written by versions whose entries had no version.
         b"LOAD" if (args.len() - 3).is_multiple_of(3) => {
             let entries = args[3..]
                 .chunks(3)
@@ -254,6 +331,7 @@ pub fn parse_journal(args: &[RedisString]) -> Result<JournalCommand, CampaignErr
     }
 }
 
+/// `op campaign member [version]` (version 0 or absent: none).
 fn parse_entry(words: &[RedisString]) -> Result<Entry, CampaignError> {
     let op = Op::from_word(words[0].as_slice())
         .ok_or_else(|| CampaignError::Syntax("journal operation must be ADD or REM".into()))?;
@@ -261,9 +339,14 @@ fn parse_entry(words: &[RedisString]) -> Result<Entry, CampaignError> {
         validate_text(words[position].as_slice(), None)
             .map_err(|reason| CampaignError::InvalidMember { position, reason })
     };
+    let version = match words.get(3) {
+        Some(word) => Some(parse_version(word)?).filter(|&version| version > 0),
+        None => None,
+    };
     Ok(Entry {
         op,
         campaign: text(1)?.into(),
         member: text(2)?.into(),
+        version,
     })
 }

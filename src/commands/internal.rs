@@ -13,10 +13,10 @@ use crate::propagation::{self, JournalCommand, Sync};
 use crate::redis_glue::server_state::is_replayed;
 use crate::write_behind::WRITE_BEHIND;
 
-/// `CAMPAIGN.SYNC campaign ADD|REM member ...` and `CAMPAIGN.SYNC campaign
-/// REPLACE version blob`: set content without journaling, sent by a
+/// `CAMPAIGN.SYNC campaign ...` (forms in `propagation`): a client's change
+/// with its versions, journaled; set content without journaling, sent by a
 /// rebuild to replicas and the AOF, and written by an AOF rewrite without
-/// the RDB preamble.
+/// the RDB preamble; a campaign's version.
 pub fn sync(ctx: &Context, args: &[RedisString]) -> CommandResult {
     if !is_replayed(ctx) {
         return Err(CampaignError::InternalCommand(propagation::SYNC_COMMAND));
@@ -35,20 +35,39 @@ pub fn sync(ctx: &Context, args: &[RedisString]) -> CommandResult {
             )?
             .count()
         }
+        Sync::Change {
+            key,
+            op,
+            first_version,
+            members,
+        } => {
+            let campaign = String::from_utf8_lossy(key.as_slice());
+            apply_change(
+                ctx,
+                key,
+                &campaign,
+                op,
+                &members,
+                Propagation::Replicated { first_version },
+                IfMissing::Create,
+            )?
+            .count()
+        }
         Sync::Replace { key, campaign } => {
             let count = campaign.len();
             write::replace(ctx, key, campaign)?;
             count
         }
+        Sync::Version { key, version } => usize::from(write::raise_version(ctx, key, version)?),
     };
     // A replica's own AOF needs it too; while loading this is a no-op.
     ctx.replicate_verbatim();
     Ok(RedisValue::Integer(reply as i64))
 }
 
-/// `CAMPAIGN.JOURNAL TRIM seq` and `CAMPAIGN.JOURNAL LOAD first-seq
-/// [ADD|REM campaign member ...]`: how the journal's progress reaches
-/// replicas and the AOF.
+/// `CAMPAIGN.JOURNAL TRIM seq` and `CAMPAIGN.JOURNAL ENTRIES first-seq
+/// [ADD|REM campaign member version ...]` (or `LOAD`, without versions):
+/// how the journal's progress reaches replicas and the AOF.
 pub fn journal(ctx: &Context, args: &[RedisString]) -> CommandResult {
     if !is_replayed(ctx) {
         return Err(CampaignError::InternalCommand(propagation::JOURNAL_COMMAND));

@@ -16,7 +16,16 @@ use super::member_set::MemberSet;
 pub struct Campaign {
     members: Arc<MemberSet>,
     checksum: u64,
+    /// The newest version of a change of this campaign issued or loaded
+    /// (SPEC section 4); it travels with the value (RDB, DUMP/RESTORE,
+    /// MIGRATE, replication) so no node goes below it.
+    version: u64,
 }
+
+/// Encoding of a campaign value (the type's encoding version): 3 = the
+/// member set (its encoding 2) followed by the campaign's version. 1 and 2
+/// (member sets of those encodings, no version) still load, as version 0.
+pub const ENCODING_VERSION: i32 = 3;
 
 impl Campaign {
     pub fn new() -> Self {
@@ -31,6 +40,7 @@ impl Campaign {
         Campaign {
             members: Arc::new(members),
             checksum,
+            version: 0,
         }
     }
 
@@ -39,7 +49,18 @@ impl Campaign {
         Campaign {
             members: Arc::new(members),
             checksum,
+            version: 0,
         }
+    }
+
+    /// The newest version of a change of this campaign known here.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Raises the campaign's version to `version` (never lowers it).
+    pub fn advance_version(&mut self, version: u64) {
+        self.version = self.version.max(version);
     }
 
     pub fn insert(&mut self, member: &str) -> bool {
@@ -93,12 +114,23 @@ impl Campaign {
         self.members.heap_bytes()
     }
 
+    /// Writes the value in `ENCODING_VERSION`.
     pub fn encode<W: RecordWriter>(&self, writer: &mut W) {
         self.members.encode(writer);
+        writer.write_unsigned(self.version);
     }
 
-    pub fn decode<R: RecordReader>(reader: &mut R, version: i32) -> Result<Self, DecodeError> {
-        MemberSet::decode(reader, version).map(Campaign::from_members)
+    /// Reads a value written in `encoding` (1 to `ENCODING_VERSION`).
+    pub fn decode<R: RecordReader>(reader: &mut R, encoding: i32) -> Result<Self, DecodeError> {
+        match encoding {
+            1 | 2 => MemberSet::decode(reader, encoding).map(Campaign::from_members),
+            3 => {
+                let mut campaign = Campaign::from_members(MemberSet::decode(reader, 2)?);
+                campaign.version = reader.read_unsigned()?;
+                Ok(campaign)
+            }
+            other => Err(DecodeError::UnknownVersion(other)),
+        }
     }
 }
 
@@ -118,6 +150,29 @@ mod tests {
                 prop_assert_eq!(campaign.checksum(), fresh.checksum());
             }
         }
+    }
+
+    #[test]
+    fn the_version_travels_with_the_value_and_old_encodings_load() {
+        use crate::core::codec::RecordBuffer;
+        let mut campaign = Campaign::new();
+        campaign.insert("42");
+        campaign.insert("x");
+        campaign.advance_version(77);
+        campaign.advance_version(5);
+        assert_eq!(campaign.version(), 77, "never lowered");
+
+        let mut buffer = RecordBuffer::default();
+        campaign.encode(&mut buffer);
+        let decoded = Campaign::decode(&mut buffer, ENCODING_VERSION).unwrap();
+        assert_eq!(decoded, campaign);
+
+        // Encoding 2 is the member set alone: it loads with version 0.
+        let mut buffer = RecordBuffer::default();
+        campaign.members().encode(&mut buffer);
+        let old = Campaign::decode(&mut buffer, 2).unwrap();
+        assert_eq!((old.len(), old.version()), (2, 0));
+        assert!(Campaign::decode(&mut RecordBuffer::default(), 4).is_err());
     }
 
     #[test]

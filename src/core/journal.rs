@@ -25,9 +25,11 @@ use super::journal_chunk::{max_packed_len, pack, unpack, Chunk, ChunkEntries, Pa
 use super::member::validate_text;
 use super::member_set::MemberRef;
 
-/// Format of `Journal::encode` (RDB aux data): 2 = packed records. Format 1
-/// (one record per field of each entry) still loads.
-pub const FORMAT: u64 = 2;
+/// Format of `Journal::encode` (RDB aux data): 3 = packed records whose
+/// entries may carry versions (and the "previous version plus one" tag);
+/// 2 (packed, no versions) and 1 (one record per field of each entry)
+/// still load.
+pub const FORMAT: u64 = 3;
 
 /// Target size of one packed record of format 2.
 const RECORD_BYTES: usize = 256 * 1024;
@@ -83,6 +85,8 @@ pub struct Entry {
     /// Shared by all entries of one command.
     pub campaign: Arc<str>,
     pub member: Box<str>,
+    /// `None` for entries journaled before changes carried versions.
+    pub version: Option<u64>,
 }
 
 /// An entry read from the journal or a batch, borrowed from its chunk.
@@ -91,7 +95,8 @@ pub struct EntryRef<'a> {
     pub op: Op,
     pub campaign: &'a str,
     member: Kind<'a>,
-    /// The change's version (SPEC section 4), once changes carry one.
+    /// The change's version (SPEC section 4); `None` for entries
+    /// journaled before changes carried versions.
     pub version: Option<u64>,
 }
 
@@ -114,6 +119,7 @@ impl<'a> EntryRef<'a> {
             op: self.op,
             campaign: self.campaign.into(),
             member: self.member().as_str().into(),
+            version: self.version,
         }
     }
 
@@ -175,6 +181,8 @@ pub struct Journal {
     /// without a timestamp per entry.
     arrivals: VecDeque<(u64, u64)>,
     chunk_bytes: usize,
+    /// The largest version ever journaled here (trims keep it).
+    newest_version: u64,
 }
 
 impl Default for Journal {
@@ -195,6 +203,7 @@ impl Journal {
             campaigns: HashMap::new(),
             arrivals: VecDeque::new(),
             chunk_bytes: super::journal_chunk::CHUNK_BYTES,
+            newest_version: 0,
         }
     }
 
@@ -253,19 +262,31 @@ impl Journal {
         self.sealed.len() + 1
     }
 
-    /// Appends one entry per member, all of `campaign`, arriving at `now_ms`.
+    /// Appends one entry per member, all of `campaign`, arriving at
+    /// `now_ms`; the members' versions are `first_version`, the next, ...
     pub fn append<'a>(
         &mut self,
         op: Op,
         campaign: &str,
         members: impl IntoIterator<Item = &'a str>,
+        first_version: u64,
         now_ms: u64,
     ) {
         let first = self.next_seq();
-        let added = self.push(op, campaign, members.into_iter().map(classify), None);
+        let versioned = members
+            .into_iter()
+            .zip(first_version..)
+            .map(|(member, version)| (classify(member), Some(version)));
+        let added = self.push(op, campaign, versioned);
         if added > 0 {
             self.arrived(first, now_ms);
         }
+    }
+
+    /// The largest version journaled here since the journal was made or
+    /// loaded (0: none); trimming keeps it.
+    pub fn newest_version(&self) -> u64 {
+        self.newest_version
     }
 
     /// Packs entries of one campaign into the open chunk, sealing it when
@@ -274,8 +295,7 @@ impl Journal {
         &mut self,
         op: Op,
         campaign: &str,
-        members: impl IntoIterator<Item = Kind<'m>>,
-        version: Option<u64>,
+        members: impl IntoIterator<Item = (Kind<'m>, Option<u64>)>,
     ) -> usize {
         let Journal {
             sealed,
@@ -284,6 +304,7 @@ impl Journal {
             campaigns,
             chunk_bytes,
             len,
+            newest_version,
             ..
         } = self;
         let pending = match campaigns.entry_ref(campaign) {
@@ -300,7 +321,7 @@ impl Journal {
             }
         };
         let mut count = 0;
-        for member in members {
+        for (member, version) in members {
             if open.len() > 0 && open.byte_len() + max_packed_len(&member) > *chunk_bytes {
                 let mut full = std::mem::take(open);
                 full.shrink();
@@ -312,6 +333,7 @@ impl Journal {
                 pending.serial = *open_serial;
             }
             open.push(op, pending.local, member, version);
+            *newest_version = (*newest_version).max(version.unwrap_or(0));
             count += 1;
         }
         pending.entries += count;
@@ -475,7 +497,8 @@ impl Journal {
         let start = self.next_seq();
         let mut added = 0;
         for entry in entries.iter().skip(already_seen) {
-            added += self.push(entry.op, &entry.campaign, [classify(&entry.member)], None);
+            let member = (classify(&entry.member), entry.version);
+            added += self.push(entry.op, &entry.campaign, [member]);
         }
         if added > 0 {
             self.arrived(start, now_ms);
@@ -552,7 +575,7 @@ impl Journal {
         };
         match format {
             1 => journal.decode_fields(reader, count)?,
-            2 => journal.decode_packed(reader, count)?,
+            2 | 3 => journal.decode_packed(reader, count)?,
             other => return Err(DecodeError::UnknownVersion(other as i32)),
         }
         if count > 0 {
@@ -603,7 +626,7 @@ impl Journal {
             let campaign = names
                 .get(entry.campaign as usize)
                 .ok_or(DecodeError::Corrupt("journal campaign index"))?;
-            self.push(entry.op, campaign, [entry.member], entry.version);
+            self.push(entry.op, campaign, [(entry.member, entry.version)]);
         }
         if at != bytes.len() {
             return Err(DecodeError::Corrupt("journal record length"));
@@ -631,7 +654,7 @@ impl Journal {
             })??;
             reader.read_bytes(|bytes| -> Result<(), DecodeError> {
                 let member = validate_text(bytes, None).map_err(DecodeError::InvalidMember)?;
-                self.push(op, &campaign, [classify(member)], None);
+                self.push(op, &campaign, [(classify(member), None)]);
                 Ok(())
             })??;
         }
@@ -708,24 +731,52 @@ impl Batch {
 /// the entries one by one.
 #[derive(Debug, Default)]
 pub struct Collapsed<'a> {
-    pub adds: Vec<(&'a str, MemberRef<'a>)>,
-    pub removes: Vec<(&'a str, MemberRef<'a>)>,
+    pub adds: Vec<Change<'a>>,
+    pub removes: Vec<Change<'a>>,
+}
+
+/// The last change of one (campaign, member) in a batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Change<'a> {
+    pub campaign: &'a str,
+    pub member: MemberRef<'a>,
+    /// 0 for an entry journaled before changes carried versions: older
+    /// than every versioned change.
+    pub version: u64,
+}
+
+impl Collapsed<'_> {
+    pub fn len(&self) -> usize {
+        self.adds.len() + self.removes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 pub fn collapse<'a>(entries: impl IntoIterator<Item = EntryRef<'a>>) -> Collapsed<'a> {
-    let mut last_op: HashMap<(&str, Kind<'a>), (usize, Op)> = HashMap::new();
+    let mut last_op: HashMap<(&str, Kind<'a>), (usize, Op, u64)> = HashMap::new();
     for (position, entry) in entries.into_iter().enumerate() {
-        last_op.insert((entry.campaign, entry.member), (position, entry.op));
+        let version = entry.version.unwrap_or(0);
+        last_op.insert(
+            (entry.campaign, entry.member),
+            (position, entry.op, version),
+        );
     }
     // Sorting by position keeps the output deterministic (and in log order).
     let mut ordered: Vec<_> = last_op.into_iter().collect();
-    ordered.sort_unstable_by_key(|&(_, (position, _))| position);
+    ordered.sort_unstable_by_key(|&(_, (position, _, _))| position);
     let mut collapsed = Collapsed::default();
-    for ((campaign, member), (_, op)) in ordered {
-        let row = (campaign, MemberRef::from_kind(member));
+    for ((campaign, member), (_, op, version)) in ordered {
+        let change = Change {
+            campaign,
+            member: MemberRef::from_kind(member),
+            version,
+        };
         match op {
-            Op::Add => collapsed.adds.push(row),
-            Op::Remove => collapsed.removes.push(row),
+            Op::Add => collapsed.adds.push(change),
+            Op::Remove => collapsed.removes.push(change),
         }
     }
     collapsed
@@ -741,7 +792,7 @@ mod tests {
     fn journal_of(ops: &[(Op, &str, &str)]) -> Journal {
         let mut journal = Journal::new();
         for &(op, campaign, member) in ops {
-            journal.append(op, campaign, [member], 0);
+            journal.append(op, campaign, [member], 1, 0);
         }
         journal
     }
@@ -751,6 +802,7 @@ mod tests {
             op: Op::Add,
             campaign: "c".into(),
             member: member.into(),
+            version: None,
         }
     }
 
@@ -758,10 +810,10 @@ mod tests {
         journal.entries().map(|e| e.member().to_string()).collect()
     }
 
-    fn rows(pairs: &[(&str, MemberRef<'_>)]) -> Vec<(String, String)> {
-        pairs
+    fn rows(changes: &[Change<'_>]) -> Vec<(String, String)> {
+        changes
             .iter()
-            .map(|(c, m)| (c.to_string(), m.to_string()))
+            .map(|change| (change.campaign.to_string(), change.member.to_string()))
             .collect()
     }
 
@@ -775,8 +827,8 @@ mod tests {
     #[test]
     fn numbers_entries_and_trims_by_number() {
         let mut journal = Journal::new();
-        journal.append(Op::Add, "c", ["a", "b"], 10);
-        journal.append(Op::Remove, "c", ["a"], 20);
+        journal.append(Op::Add, "c", ["a", "b"], 1, 10);
+        journal.append(Op::Remove, "c", ["a"], 1, 20);
         assert_eq!(
             (journal.first_seq(), journal.last_seq()),
             (Some(1), Some(3))
@@ -874,7 +926,7 @@ mod tests {
         journal.restore(5_000, Vec::new(), 0).unwrap();
         assert!(journal.is_empty());
         assert_eq!(journal.next_seq(), 5_000);
-        journal.append(Op::Add, "c", ["x"], 0);
+        journal.append(Op::Add, "c", ["x"], 1, 0);
         assert_eq!(journal.first_seq(), Some(5_000));
     }
 
@@ -981,12 +1033,14 @@ mod tests {
         let mut uuids = Journal::new();
         let count = 200_000_u64;
         let mut state = 0x1234_5678_u64;
-        for _ in 0..count {
+        for version in 1..=count {
             state = state
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             let id = 10_000_000 + (state >> 33) % 90_000_000;
-            ids.append(Op::Add, "campaign-1", [id.to_string().as_str()], 0);
+            // One change each, as a queue consumer's ADDs: versions one
+            // apart (the clock's counter within a millisecond).
+            ids.append(Op::Add, "campaign-1", [id.to_string().as_str()], version, 0);
             let uuid = format!(
                 "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
                 state >> 32,
@@ -995,7 +1049,9 @@ mod tests {
                 (state >> 8) & 0xfff,
                 state.rotate_left(17) & 0xffff_ffff_ffff
             );
-            uuids.append(Op::Add, "campaign-1", [uuid.as_str()], 0);
+            // A new millisecond every 64 changes: the difference is stored.
+            let uuid_version = ((version / 64) << 21) | (version % 64);
+            uuids.append(Op::Add, "campaign-1", [uuid.as_str()], uuid_version, 0);
         }
         let per_id = ids.heap_bytes() as f64 / count as f64;
         let per_uuid = uuids.heap_bytes() as f64 / count as f64;
@@ -1014,11 +1070,11 @@ mod tests {
     fn a_batch_outlives_trims_and_appends() {
         let mut journal = Journal::with_chunk_bytes(20);
         let names: Vec<String> = (0..30).map(|i| format!("m{i}")).collect();
-        journal.append(Op::Add, "c", names.iter().map(String::as_str), 0);
+        journal.append(Op::Add, "c", names.iter().map(String::as_str), 1, 0);
         let batch = journal.take_batch(25).unwrap();
         assert_eq!((batch.through, batch.len()), (25, 25));
         journal.trim_through(30);
-        journal.append(Op::Remove, "d", ["x", "y"], 0);
+        journal.append(Op::Remove, "d", ["x", "y"], 1, 0);
         let read: Vec<String> = batch.iter().map(|e| e.member().to_string()).collect();
         assert_eq!(read, names[..25]);
         assert_eq!(batch.collapse().adds.len(), 25);
@@ -1029,6 +1085,7 @@ mod tests {
     struct Model {
         first_seq: u64,
         entries: VecDeque<Entry>,
+        next_version: u64,
     }
 
     impl Model {
@@ -1120,12 +1177,15 @@ mod tests {
             for step in steps {
                 match step {
                     Step::Append(op, campaign, members) => {
-                        journal.append(op, CAMPAIGNS[campaign], members.iter().map(String::as_str), 1);
-                        model.entries.extend(members.iter().map(|m| Entry {
+                        let first_version = model.next_version;
+                        journal.append(op, CAMPAIGNS[campaign], members.iter().map(String::as_str), first_version, 1);
+                        model.entries.extend(members.iter().zip(first_version..).map(|(m, version)| Entry {
                             op,
                             campaign: CAMPAIGNS[campaign].into(),
                             member: m.as_str().into(),
+                            version: Some(version),
                         }));
+                        model.next_version += members.len() as u64 * 1000;
                     }
                     Step::Trim(offset) => {
                         let mark = (model.first_seq + offset).saturating_sub(10);
@@ -1161,7 +1221,14 @@ mod tests {
                         let first = (model.next_seq() as i64 + offset).max(1) as u64;
                         let entries: Vec<Entry> = entries
                             .into_iter()
-                            .map(|(op, c, m)| Entry { op, campaign: CAMPAIGNS[c].into(), member: m.into() })
+                            // Entries of an older journal carry no version; others
+                            // may jump far (another node's clock).
+                            .map(|(op, c, m)| Entry {
+                                op,
+                                campaign: CAMPAIGNS[c].into(),
+                                member: m.into(),
+                                version: (c > 0).then_some(u64::MAX - 7 * c as u64),
+                            })
                             .collect();
                         let result = journal.restore(first, entries.clone(), 2);
                         if first > model.next_seq() && !model.entries.is_empty() {
@@ -1227,7 +1294,7 @@ mod tests {
         ) {
             let mut journal = Journal::with_chunk_bytes(chunk_bytes);
             let members: Vec<String> = (0..count).map(|i| i.to_string()).collect();
-            journal.append(Op::Add, "c", members.iter().map(String::as_str), 0);
+            journal.append(Op::Add, "c", members.iter().map(String::as_str), 1, 0);
             let mut highest = 0;
             for mark in marks {
                 journal.trim_through(mark);

@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! tag: bit 0 op (0 ADD, 1 REM) | bits 1-2 member kind (0 id, 1 UUID, 2 text)
-//!      | bit 3 campaign follows | bit 4 version follows   (bits 5-7: zero)
+//!      | bit 3 campaign follows | bit 4 version follows
+//!      | bit 5 version is the previous one plus 1         (bits 6-7: zero)
 //! [campaign: LEB128 index into the chunk's names]      if bit 3
 //! [version: LEB128 of the zigzagged difference to the
 //!  previous version, or to 0 at a fresh entry]         if bit 4
@@ -17,9 +18,10 @@
 //! decimal id or lowercase UUID is stored in binary and formats back to
 //! exactly the same string, everything else stays text. The campaign is a
 //! small index into the chunk's own list of names, written only when it
-//! changes, so an 8-digit id costs 5 bytes and a UUID 17. The version slot
-//! (bit 4) is for the per-change 64-bit version of SPEC section 4; a
-//! version growing with every change costs 1-3 bytes.
+//! changes, so an 8-digit id costs 5 bytes and a UUID 17. The per-change
+//! 64-bit version of SPEC section 4 costs nothing when it is the previous
+//! entry's plus one (the members of one command, a busy campaign), else
+//! the few bytes of its difference.
 //!
 //! Every `CHECKPOINT_EVERY`-th entry of a chunk is *fresh*: it names its
 //! campaign and any version in full, and its byte offset is kept, so
@@ -47,7 +49,8 @@ const KIND_TEXT: u8 = 2 << 1;
 const KIND_MASK: u8 = 3 << 1;
 const HAS_CAMPAIGN: u8 = 1 << 3;
 const HAS_VERSION: u8 = 1 << 4;
-const UNKNOWN_BITS: u8 = !0x1f;
+const NEXT_VERSION: u8 = 1 << 5;
+const UNKNOWN_BITS: u8 = !0x3f;
 
 /// One entry as stored: the campaign as an index into some list of names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +66,7 @@ pub(crate) struct Packed<'a> {
 pub(crate) struct State {
     campaign: Option<u32>,
     version: u64,
+    has_version: bool,
 }
 
 /// Most bytes `member` takes packed, with its tag, campaign and version.
@@ -103,7 +107,10 @@ pub(crate) fn pack(out: &mut Vec<u8>, state: &mut State, fresh: bool, entry: Pac
     if new_campaign {
         tag |= HAS_CAMPAIGN;
     }
-    if entry.version.is_some() {
+    let next_version = state.has_version && entry.version == Some(state.version.wrapping_add(1));
+    if next_version {
+        tag |= NEXT_VERSION;
+    } else if entry.version.is_some() {
         tag |= HAS_VERSION;
     }
     out.push(tag);
@@ -112,8 +119,11 @@ pub(crate) fn pack(out: &mut Vec<u8>, state: &mut State, fresh: bool, entry: Pac
         state.campaign = Some(entry.campaign);
     }
     if let Some(version) = entry.version {
-        leb128::write_u64(out, zigzag(version.wrapping_sub(state.version)));
+        if !next_version {
+            leb128::write_u64(out, zigzag(version.wrapping_sub(state.version)));
+        }
         state.version = version;
+        state.has_version = true;
     }
     match entry.member {
         Kind::Number(id) => leb128::write_u64(out, id),
@@ -152,13 +162,21 @@ pub(crate) fn unpack<'a>(
         state.campaign = Some(u32::try_from(leb128::read_u64(bytes, at)?).ok()?);
     }
     let campaign = state.campaign?;
-    let version = if tag & HAS_VERSION != 0 {
-        state.version = state
-            .version
-            .wrapping_add(unzigzag(leb128::read_u64(bytes, at)?));
-        Some(state.version)
-    } else {
-        None
+    let version = match (tag & HAS_VERSION != 0, tag & NEXT_VERSION != 0) {
+        (true, true) => return None,
+        (true, false) => {
+            state.version = state
+                .version
+                .wrapping_add(unzigzag(leb128::read_u64(bytes, at)?));
+            state.has_version = true;
+            Some(state.version)
+        }
+        (false, true) if state.has_version => {
+            state.version = state.version.wrapping_add(1);
+            Some(state.version)
+        }
+        (false, true) => return None,
+        (false, false) => None,
     };
     let member = match tag & KIND_MASK {
         KIND_NUMBER => Kind::Number(leb128::read_u64(bytes, at)?),
@@ -368,8 +386,8 @@ mod tests {
 
     #[test]
     fn versions_fit_in_a_few_bytes() {
-        // A hybrid logical clock: ms since the epoch above 16 counter bits.
-        let start = 1_750_000_000_000_u64 << 16;
+        // A hybrid logical clock: ms since the epoch above 21 counter bits.
+        let start = 1_750_000_000_000_u64 << 21;
         let entries: Vec<Packed> = (0..100)
             .map(|i| add(0, Kind::Number(12_345_678 + i), Some(start + i * 3)))
             .collect();
@@ -377,6 +395,11 @@ mod tests {
         // The campaign and the first version in full (9 bytes), then one
         // byte of version each.
         assert_eq!(bytes.len(), 100 * 6 + 1 + 8);
+        // Consecutive versions cost nothing after the first.
+        let consecutive: Vec<Packed> = (0..100)
+            .map(|i| add(0, Kind::Number(12_345_678 + i), Some(start + i)))
+            .collect();
+        assert_eq!(round_trip(&consecutive).len(), 100 * 5 + 1 + 9);
         // Versions may also go back (another node's, a restored entry).
         round_trip(&[
             add(0, Kind::Text("x"), Some(u64::MAX)),
@@ -390,14 +413,16 @@ mod tests {
     fn refuses_broken_bytes() {
         let bad: &[&[u8]] = &[
             &[],
-            &[0x00, 0x00, 0x01],                     // no campaign yet
-            &[0x20 | HAS_CAMPAIGN, 0, 1],            // unknown bit
-            &[KIND_MASK | HAS_CAMPAIGN, 0, 1],       // unknown kind
-            &[KIND_UUID | HAS_CAMPAIGN, 0, 1],       // cut-off UUID
+            &[0x00, 0x00, 0x01],                  // no campaign yet
+            &[0x40 | HAS_CAMPAIGN, 0, 1],         // unknown bit
+            &[NEXT_VERSION | HAS_CAMPAIGN, 0, 1], // no version to follow
+            &[NEXT_VERSION | HAS_VERSION | HAS_CAMPAIGN, 0, 2, 1], // both
+            &[KIND_MASK | HAS_CAMPAIGN, 0, 1],    // unknown kind
+            &[KIND_UUID | HAS_CAMPAIGN, 0, 1],    // cut-off UUID
             &[KIND_TEXT | HAS_CAMPAIGN, 0, 5, b'a'], // cut-off text
-            &[KIND_TEXT | HAS_CAMPAIGN, 0, 1, 0],    // NUL
+            &[KIND_TEXT | HAS_CAMPAIGN, 0, 1, 0], // NUL
             &[KIND_TEXT | HAS_CAMPAIGN, 0, 1, 0xff], // not UTF-8
-            &[KIND_TEXT | HAS_CAMPAIGN, 0, 0],       // empty member
+            &[KIND_TEXT | HAS_CAMPAIGN, 0, 0],    // empty member
             &[
                 HAS_CAMPAIGN,
                 0,

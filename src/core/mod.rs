@@ -17,9 +17,10 @@ mod probe_table;
 mod sorted_set;
 mod string_set;
 mod uuid_set;
+pub mod version;
 
 pub use campaign::Campaign;
 pub use codec::{BlobReader, BlobWriter, DecodeError, RecordReader, RecordWriter};
-pub use journal::{collapse, Batch, Collapsed, Entry, EntryRef, Journal, Op};
+pub use journal::{collapse, Batch, Change, Collapsed, Entry, EntryRef, Journal, Op};
 pub use member::{is_storable_campaign_name, validate_text, TextError, MAX_CAMPAIGN_NAME_BYTES};
 pub use member_set::MemberSet;

@@ -11,9 +11,11 @@ use redis_module::raw;
 
 use super::background_free;
 use super::journal::JOURNAL;
+use super::CLOCK;
+use crate::core::campaign::ENCODING_VERSION;
 use crate::core::clock::now_ms;
 use crate::core::journal;
-use crate::core::member_set::{MemberRef, ENCODING_VERSION};
+use crate::core::member_set::MemberRef;
 use crate::core::{Campaign, DecodeError, Journal, Op, RecordReader, RecordWriter};
 use crate::propagation;
 use crate::redis_glue::ffi::string_bytes;
@@ -21,8 +23,9 @@ use crate::redis_glue::log;
 use crate::redis_glue::panic_guard::run_callback;
 use crate::redis_glue::server_state::SERVER;
 
-/// Version of the journal's aux data, written first so it can evolve:
-/// 2 = packed records (`Journal::encode`); 1 (the first release) still loads.
+/// Version of the journal's aux data, written first so it can evolve
+/// (`Journal::encode`: 3 = packed records with versions; 2 and 1, written
+/// by earlier releases, still load).
 const JOURNAL_FORMAT: u64 = journal::FORMAT;
 
 pub static CAMPAIGN_TYPE: RedisType = RedisType::new(
@@ -103,6 +106,9 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
                 if set.is_empty() {
                     log::warning("loaded a campaign with no members");
                 }
+                // RDB, RESTORE, MIGRATE, a full sync: later changes made
+                // here continue above the versions the value carries.
+                CLOCK.observe(set.version());
                 Box::into_raw(Box::new(set)).cast()
             }
             Err(error) => {
@@ -149,6 +155,11 @@ extern "C" fn aof_rewrite(
             }
             if !chunk.is_empty() {
                 emit(&mut chunk);
+            }
+            if campaign.version() > 0 {
+                let command = propagation::sync_version(key, campaign.version());
+                // SAFETY: `aof` is the live handle of this rewrite.
+                unsafe { command.emit_aof(aof) };
             }
         });
     });

@@ -14,6 +14,7 @@ use std::sync::{LazyLock, Mutex, MutexGuard};
 use crossbeam_channel::{Receiver, Sender};
 use redis_module::Context;
 
+use super::CLOCK;
 use crate::core::clock::now_ms;
 use crate::core::{Entry, Journal, Op};
 use crate::error::CampaignError;
@@ -89,14 +90,23 @@ impl SharedJournal {
         Ok(())
     }
 
-    /// Journals one entry per changed member of `campaign`.
-    pub fn record(&self, ctx: &Context, op: Op, campaign: &str, members: &[&str]) {
+    /// Journals one entry per changed member of `campaign`, with versions
+    /// `first_version`, the next, ...
+    pub fn record(
+        &self,
+        ctx: &Context,
+        op: Op,
+        campaign: &str,
+        members: &[&str],
+        first_version: u64,
+    ) {
         if members.is_empty() {
             return;
         }
         let mut journal = self.lock(ctx);
         let was_empty = journal.is_empty();
-        journal.append(op, campaign, members.iter().copied(), cached_now_ms());
+        let now = cached_now_ms();
+        journal.append(op, campaign, members.iter().copied(), first_version, now);
         let batch = config::FLUSH_BATCH_SIZE.get().max(1) as usize;
         let crossed_batch = journal.len() / batch > (journal.len() - members.len()) / batch;
         self.publish(&journal);
@@ -140,12 +150,14 @@ impl SharedJournal {
     ) -> Result<(), String> {
         let mut journal = self.lock(ctx);
         journal.restore(first, entries, now_ms())?;
+        CLOCK.observe(journal.newest_version());
         self.publish(&journal);
         Ok(())
     }
 
     /// Replaces the whole journal (RDB aux load, full sync from a primary).
     pub fn replace(&self, journal: Journal) {
+        CLOCK.observe(journal.newest_version());
         let mut current = self.lock_in_callback();
         *current = journal;
         self.publish(&current);

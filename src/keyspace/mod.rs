@@ -13,9 +13,15 @@ use redis_module::{Context, RedisString, RedisValue};
 
 pub use data_type::CAMPAIGN_TYPE;
 
+use crate::core::version::VersionClock;
 use crate::core::Campaign;
 use crate::error::CampaignError;
 use crate::redis_glue::ffi::selected_db;
+
+/// This node's version clock (SPEC section 4): advanced past every
+/// campaign value and journal entry loaded here, so a version issued here
+/// exceeds them all.
+pub static CLOCK: VersionClock = VersionClock::new();
 
 /// A campaign key: database index and key name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

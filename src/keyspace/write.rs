@@ -10,23 +10,26 @@ use redis_module::{Context, NotifyEvent, RedisString};
 
 use super::journal::JOURNAL;
 use super::negative::forget_missing;
-use super::{write_campaign, KeyId, CAMPAIGN_TYPE};
+use super::{write_campaign, KeyId, CAMPAIGN_TYPE, CLOCK};
 use crate::core::{Campaign, Op};
 use crate::error::CampaignError;
 use crate::propagation;
-use crate::redis_glue::ffi::notify_keyspace_event;
+use crate::redis_glue::ffi::{cached_now_ms, notify_keyspace_event};
 
 /// How a change reaches replicas, the AOF and the journal.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Propagation {
-    /// A client's command as it came: replicated verbatim, journaled.
-    Verbatim,
-    /// Re-issued by the module (a write held during a rebuild, applied
-    /// after it, outside the client's command): journaled, replicated as
-    /// a new ADD/REM of the members that changed.
-    Explicit,
+    /// A client's write (also one held during a rebuild and applied after
+    /// it): the members that changed get new versions, are journaled, and
+    /// go to replicas and the AOF as `CAMPAIGN.SYNC key CHANGE` with their
+    /// versions, so every copy of the journal carries the same ones.
+    Journaled,
+    /// A primary's (or the AOF's) `CAMPAIGN.SYNC key CHANGE`: every listed
+    /// member is journaled with the versions the primary gave, numbered
+    /// from `first_version`, whatever this copy of the set says.
+    Replicated { first_version: u64 },
     /// Set content that is already in the journal or the database
-    /// (`CAMPAIGN.SYNC`): neither journaled nor re-propagated here.
+    /// (`CAMPAIGN.SYNC key ADD|REM`): neither journaled nor re-propagated.
     StateOnly,
 }
 
@@ -88,19 +91,25 @@ pub fn apply_change(
         (Op::Remove, Some(set)) => members.iter().copied().filter(|m| set.remove(m)).collect(),
         (Op::Remove, None) => Cow::Borrowed(&[]),
     };
+    match propagation {
+        Propagation::Journaled if !changed.is_empty() => {
+            let count = changed.len() as u64;
+            let current = write_campaign(&key)?.map_or(0, |set| set.version());
+            let first = CLOCK.issue(count, current, cached_now_ms());
+            advance_version(&key, first + count - 1)?;
+            JOURNAL.record(ctx, op, campaign, &changed, first);
+            propagation::sync_change(name.as_slice(), op, first, &changed).replicate(ctx);
+        }
+        Propagation::Replicated { first_version } if !members.is_empty() => {
+            let last = first_version + members.len() as u64 - 1;
+            CLOCK.observe(last);
+            advance_version(&key, last)?;
+            JOURNAL.record(ctx, op, campaign, members, first_version);
+        }
+        Propagation::Journaled | Propagation::Replicated { .. } | Propagation::StateOnly => {}
+    }
     if changed.is_empty() {
         return Ok(Applied::Changed(0));
-    }
-    match propagation {
-        Propagation::Verbatim => {
-            JOURNAL.record(ctx, op, campaign, &changed);
-            ctx.replicate_verbatim();
-        }
-        Propagation::Explicit => {
-            JOURNAL.record(ctx, op, campaign, &changed);
-            propagation::client_write(name.as_slice(), op, &changed).replicate(ctx);
-        }
-        Propagation::StateOnly => {}
     }
     let event = match op {
         Op::Add => c"campaign.add",
@@ -111,6 +120,28 @@ pub fn apply_change(
         delete_if_empty(ctx, &key, name);
     }
     Ok(Applied::Changed(changed.len()))
+}
+
+/// Raises the version of the campaign at `key`, if it exists.
+fn advance_version(key: &RedisKeyWritable, version: u64) -> Result<(), CampaignError> {
+    if let Some(set) = write_campaign(key)? {
+        set.advance_version(version);
+    }
+    Ok(())
+}
+
+/// `CAMPAIGN.SYNC key VERSION v`: the campaign's newest version, sent with
+/// a rebuilt set and by an AOF rewrite.
+pub fn raise_version(
+    ctx: &Context,
+    name: &RedisString,
+    version: u64,
+) -> Result<bool, CampaignError> {
+    CLOCK.observe(version);
+    let key = ctx.open_key_writable(name);
+    let exists = write_campaign(&key)?.is_some();
+    advance_version(&key, version)?;
+    Ok(exists)
 }
 
 impl Applied {

@@ -30,7 +30,7 @@ use crate::core::{is_storable_campaign_name, BlobWriter, Campaign, MemberSet, Op
 use crate::error::CampaignError;
 use crate::keyspace::journal::JOURNAL;
 use crate::keyspace::write::{apply_change, IfMissing, Propagation};
-use crate::keyspace::{answers, negative, read_campaign, with_campaign, write, KeyId};
+use crate::keyspace::{answers, negative, read_campaign, with_campaign, write, KeyId, CLOCK};
 use crate::propagation;
 use crate::redis_glue::config;
 use crate::redis_glue::ffi::{call_text, select_db};
@@ -311,7 +311,7 @@ impl Loads {
                         &held.campaign,
                         held.op,
                         &members,
-                        Propagation::Explicit,
+                        Propagation::Journaled,
                         IfMissing::Create,
                     )
                 })
@@ -334,6 +334,12 @@ impl Loads {
         let current = read_campaign(&key)?;
         let base_unchanged =
             swap::base_unchanged(current, job.snapshot.as_ref().map(|(set, _)| set));
+        let mut loaded = loaded;
+        // The set changes, the campaign's versions go on.
+        loaded
+            .campaign
+            .advance_version(current.map_or(0, |set| set.version()));
+        CLOCK.observe(loaded.campaign.version());
         drop(key);
         let count = loaded.campaign.len();
         if count == 0 {
@@ -345,23 +351,28 @@ impl Loads {
             return Ok(0);
         }
         let heard = matches!(loaded.propagation, Prepared::Unheard) && propagation_heard(ctx);
-        match swap::plan(loaded.propagation, base_unchanged, heard) {
+        let plan = swap::plan(loaded.propagation, base_unchanged, heard);
+        match &plan {
             Plan::Nothing => {}
             Plan::Diff { added, removed } => {
                 for (op, members) in [(Op::Add, added), (Op::Remove, removed)] {
-                    for command in propagation::sync_members(name.as_slice(), op, &members) {
+                    for command in propagation::sync_members(name.as_slice(), op, members) {
                         command.replicate(ctx);
                     }
                 }
             }
             Plan::Whole(encoded) => {
-                let encoded = encoded.unwrap_or_else(|| {
+                let encoded = encoded.clone().unwrap_or_else(|| {
+                    // The member set alone, as `swap::prepare` encodes it.
                     let mut writer = BlobWriter::default();
-                    loaded.campaign.encode(&mut writer);
+                    loaded.campaign.members().encode(&mut writer);
                     writer.bytes
                 });
                 propagation::sync_replace(name.as_slice(), &encoded).replicate(ctx);
             }
+        }
+        if !matches!(plan, Plan::Nothing) && loaded.campaign.version() > 0 {
+            propagation::sync_version(name.as_slice(), loaded.campaign.version()).replicate(ctx);
         }
         write::replace(ctx, name, loaded.campaign)?;
         ctx.notify_keyspace_event(NotifyEvent::MODULE, "campaign.rebuild", name);

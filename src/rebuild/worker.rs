@@ -96,8 +96,11 @@ pub fn load(source: &mut impl Source, job: &LoadJob) -> Result<Loaded, String> {
     } else {
         Prepared::Unheard
     };
+    let mut campaign = Campaign::from_parts(loaded.members, loaded.checksum);
+    // Changes made after the load continue above the database's versions.
+    campaign.advance_version(loaded.newest_version);
     Ok(Loaded {
-        campaign: Campaign::from_parts(loaded.members, loaded.checksum),
+        campaign,
         propagation,
     })
 }

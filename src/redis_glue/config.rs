@@ -176,6 +176,11 @@ pub static WRITE_BLOCK_TIMEOUT_MS: NumberSetting =
 /// digest): past it the connection is abandoned and the work retried.
 pub static DB_TIMEOUT_MS: NumberSetting =
     NumberSetting::new("db-timeout-ms", 10_000, 100, 3_600_000);
+/// How long removal markers (`<table>_removed`) are kept: a change that
+/// reaches the database later than this after a removal of the same member
+/// could undo it (SPEC section 4).
+pub static REMOVED_RETENTION_S: NumberSetting =
+    NumberSetting::new("removed-retention-s", 604_800, 60, 315_360_000);
 /// PostgreSQL refuses b-tree index entries above about 2700 bytes, and every
 /// member is part of the primary key, so the limit stays well below that.
 pub static MAX_MEMBER_BYTES: NumberSetting = NumberSetting::new("max-member-bytes", 256, 1, 2_048);
@@ -205,6 +210,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting::Number(&WRITE_BLOCK_TIMEOUT_MS),
     Setting::Number(&MAX_MEMBER_BYTES),
     Setting::Number(&DB_TIMEOUT_MS),
+    Setting::Number(&REMOVED_RETENTION_S),
 ];
 
 impl Setting {

@@ -19,7 +19,7 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use super::postgres::PostgresSink;
 use super::{LoadedMembers, Sink, SinkError, Source};
 use crate::core::member_set::MemberRef;
-use crate::core::Collapsed;
+use crate::core::{Change, Collapsed};
 use crate::redis_glue::config;
 
 /// A piece of work for the connection thread.
@@ -122,16 +122,19 @@ fn wait<T>(answered: &Receiver<Result<T, SinkError>>) -> Result<T, SinkError> {
 
 /// A collapsed batch with owned text, to hand to the connection thread.
 struct OwnedBatch {
-    adds: Vec<(String, String)>,
-    removes: Vec<(String, String)>,
+    adds: Vec<(String, String, u64)>,
+    removes: Vec<(String, String, u64)>,
 }
 
 impl OwnedBatch {
     fn of(batch: &Collapsed<'_>) -> Self {
-        let own = |pairs: &[(&str, MemberRef<'_>)]| {
-            pairs
+        let own = |changes: &[Change<'_>]| {
+            changes
                 .iter()
-                .map(|(campaign, member)| (campaign.to_string(), member.as_str().to_owned()))
+                .map(|change| {
+                    let member = change.member.as_str().to_owned();
+                    (change.campaign.to_owned(), member, change.version)
+                })
                 .collect()
         };
         OwnedBatch {
@@ -148,10 +151,13 @@ impl OwnedBatch {
     }
 }
 
-fn borrowed(pairs: &[(String, String)]) -> Vec<(&str, MemberRef<'_>)> {
-    pairs
-        .iter()
-        .map(|(campaign, member)| (campaign.as_str(), MemberRef::text(member)))
+fn borrowed(rows: &[(String, String, u64)]) -> Vec<Change<'_>> {
+    rows.iter()
+        .map(|(campaign, member, version)| Change {
+            campaign,
+            member: MemberRef::text(member),
+            version: *version,
+        })
         .collect()
 }
 
@@ -159,6 +165,10 @@ impl Sink for Database {
     fn apply(&mut self, batch: &Collapsed<'_>) -> Result<(), SinkError> {
         let batch = OwnedBatch::of(batch);
         self.with_connection(move |sink| sink.apply(&batch.collapsed()))
+    }
+
+    fn purge_removed(&mut self, older_than: u64) -> Result<u64, SinkError> {
+        self.with_connection(move |sink| sink.purge_removed(older_than))
     }
 }
 

@@ -1,15 +1,21 @@
 //! An in-memory database for unit tests of the flusher and the load
-//! service: a table of (campaign, member) rows that fails on request.
+//! service: (campaign, member) rows with their versions and removal
+//! markers, applied as SPEC section 4 says; fails on request.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{LoadedMembers, Sink, SinkError, Source};
 use crate::core::checksum::{as_sql_bigint, member_hash};
-use crate::core::{Collapsed, MemberSet};
+use crate::core::{Change, Collapsed, MemberSet};
+
+type Row = (String, String);
 
 #[derive(Default)]
 pub struct MemorySink {
-    rows: BTreeSet<(String, String)>,
+    /// Rows and their versions (`None`: written around the module).
+    rows: BTreeMap<Row, Option<u64>>,
+    /// Removal markers and their versions.
+    removed: BTreeMap<Row, u64>,
     /// The next this many calls fail, as a database that is down would.
     pub failures_left: usize,
     /// Batches committed so far.
@@ -25,12 +31,43 @@ impl MemorySink {
         }
     }
 
-    pub fn rows(&self) -> BTreeSet<(String, String)> {
-        self.rows.clone()
+    pub fn rows(&self) -> BTreeSet<Row> {
+        self.rows.keys().cloned().collect()
     }
 
+    /// A row written around the module (no version).
     pub fn insert(&mut self, campaign: &str, member: &str) {
-        self.rows.insert((campaign.into(), member.into()));
+        self.rows.insert((campaign.into(), member.into()), None);
+    }
+
+    pub fn markers(&self) -> usize {
+        self.removed.len()
+    }
+
+    fn add(&mut self, change: &Change<'_>) {
+        let row = key(change);
+        let newer_row = self
+            .rows
+            .get(&row)
+            .is_some_and(|&v| v > Some(change.version));
+        let newer_marker = self.removed.get(&row).is_some_and(|&v| v > change.version);
+        if !newer_row && !newer_marker {
+            self.rows.insert(row, Some(change.version));
+        }
+    }
+
+    fn remove(&mut self, change: &Change<'_>) {
+        let row = key(change);
+        // `None < Some(_)`: a row written around the module is older.
+        if self
+            .rows
+            .get(&row)
+            .is_some_and(|&v| v < Some(change.version))
+        {
+            self.rows.remove(&row);
+        }
+        let marker = self.removed.entry(row).or_insert(change.version);
+        *marker = (*marker).max(change.version);
     }
 
     fn fail_if_asked(&mut self) -> Result<(), SinkError> {
@@ -43,7 +80,7 @@ impl MemorySink {
 
     fn members_of<'a>(&'a self, campaign: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.rows
-            .iter()
+            .keys()
             .filter(move |(c, _)| c == campaign)
             .map(|(_, member)| member.as_str())
     }
@@ -52,16 +89,26 @@ impl MemorySink {
 impl Sink for MemorySink {
     fn apply(&mut self, batch: &Collapsed<'_>) -> Result<(), SinkError> {
         self.fail_if_asked()?;
-        for (campaign, member) in &batch.removes {
-            self.rows
-                .remove(&(campaign.to_string(), member.to_string()));
+        for change in &batch.removes {
+            self.remove(change);
         }
-        for (campaign, member) in &batch.adds {
-            self.rows.insert((campaign.to_string(), member.to_string()));
+        for change in &batch.adds {
+            self.add(change);
         }
         self.commits += 1;
         Ok(())
     }
+
+    fn purge_removed(&mut self, older_than: u64) -> Result<u64, SinkError> {
+        self.fail_if_asked()?;
+        let before = self.removed.len();
+        self.removed.retain(|_, version| *version >= older_than);
+        Ok((before - self.removed.len()) as u64)
+    }
+}
+
+fn key(change: &Change<'_>) -> Row {
+    (change.campaign.into(), change.member.as_str().into())
 }
 
 impl Source for MemorySink {
@@ -74,6 +121,15 @@ impl Source for MemorySink {
             loaded.checksum ^= member_hash(member);
         }
         loaded.members = members;
+        let versions = self
+            .rows
+            .iter()
+            .filter_map(|((c, _), v)| (c == campaign).then_some(v.unwrap_or(0)));
+        let markers = self
+            .removed
+            .iter()
+            .filter_map(|((c, _), v)| (c == campaign).then_some(*v));
+        loaded.newest_version = versions.chain(markers).max().unwrap_or(0);
         Ok(loaded)
     }
 
@@ -89,7 +145,7 @@ impl Source for MemorySink {
 
     fn campaigns(&mut self) -> Result<Vec<String>, SinkError> {
         self.fail_if_asked()?;
-        let mut campaigns: Vec<String> = self.rows.iter().map(|(c, _)| c.clone()).collect();
+        let mut campaigns: Vec<String> = self.rows.keys().map(|(c, _)| c.clone()).collect();
         campaigns.dedup();
         Ok(campaigns)
     }

@@ -41,6 +41,9 @@ pub trait Sink {
     /// Applies one collapsed batch in a single transaction: all of it is
     /// committed when this returns `Ok`, none of it otherwise.
     fn apply(&mut self, batch: &Collapsed<'_>) -> Result<(), SinkError>;
+    /// Drops removal markers of versions below `older_than`; returns how
+    /// many.
+    fn purge_removed(&mut self, older_than: u64) -> Result<u64, SinkError>;
 }
 
 /// A campaign's members as loaded from the database.
@@ -51,6 +54,9 @@ pub struct LoadedMembers {
     pub checksum: u64,
     /// Rows that could not be members (written around the module).
     pub skipped: usize,
+    /// The newest version among the campaign's rows and removal markers
+    /// (0: none), which later changes of it must exceed.
+    pub newest_version: u64,
 }
 
 pub trait Source {
@@ -82,9 +88,9 @@ mod tests {
         ) {
             let mut journal = Journal::new();
             let mut model = BTreeSet::new();
-            for (add, campaign, member) in &ops {
+            for (version, (add, campaign, member)) in (1..).zip(&ops) {
                 let op = if *add { Op::Add } else { Op::Remove };
-                journal.append(op, campaign, [member.as_str()], 0);
+                journal.append(op, campaign, [member.as_str()], version, 0);
                 let row = (campaign.clone(), member.clone());
                 if *add { model.insert(row); } else { model.remove(&row); }
             }
@@ -97,6 +103,55 @@ mod tests {
                 sink.apply(&collapse(entries)).unwrap();
                 if !lost.next().unwrap_or(false) {
                     journal.trim_through(through);
+                }
+            }
+            prop_assert_eq!(sink.rows(), model);
+        }
+
+        /// Changes made on several nodes (a campaign moving between them),
+        /// each node flushing its own journal in batches at its own pace,
+        /// some batches twice: the table ends at the newest change of every
+        /// member, whatever order the batches arrive in.
+        #[test]
+        fn newest_version_wins_in_any_arrival_order(
+            changes in prop::collection::vec((any::<bool>(), "[0-3]", 0usize..3), 1..60),
+            batch_size in 1usize..8,
+            schedule in prop::collection::vec((0usize..3, any::<bool>()), 0..80),
+            around in prop::collection::btree_set("[0-3]", 0..3),
+        ) {
+            let mut journals = [Journal::new(), Journal::new(), Journal::new()];
+            let mut sink = MemorySink::default();
+            let mut model: BTreeSet<(String, String)> = BTreeSet::new();
+            for member in &around {
+                sink.insert("c", member);
+                model.insert(("c".into(), member.clone()));
+            }
+            // Versions grow with every change, whichever node makes it.
+            for (version, (add, member, node)) in (1..).zip(&changes) {
+                let op = if *add { Op::Add } else { Op::Remove };
+                journals[*node].append(op, "c", [member.as_str()], version, 0);
+                let row = ("c".to_string(), member.clone());
+                if *add { model.insert(row); } else { model.remove(&row); }
+            }
+            let mut flush = |journal: &mut Journal, twice: bool| {
+                let through = journal.front(batch_size).map(|(through, entries)| {
+                    let entries: Vec<_> = entries.collect();
+                    sink.apply(&collapse(entries.iter().copied())).unwrap();
+                    if twice {
+                        sink.apply(&collapse(entries.iter().copied())).unwrap();
+                    }
+                    through
+                });
+                if let Some(through) = through {
+                    journal.trim_through(through);
+                }
+            };
+            for (node, twice) in schedule {
+                flush(&mut journals[node], twice);
+            }
+            for journal in &mut journals {
+                while !journal.is_empty() {
+                    flush(journal, false);
                 }
             }
             prop_assert_eq!(sink.rows(), model);

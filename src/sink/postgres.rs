@@ -1,6 +1,16 @@
-//! The PostgreSQL sink: adds go through COPY into a temporary table and one
-//! `INSERT ... ON CONFLICT DO NOTHING`; removals through one `DELETE` joined
-//! with array parameters. Both in one transaction per batch.
+//! The PostgreSQL sink: one transaction per batch, applied so that the
+//! newest version of every (campaign, member) wins in any arrival order
+//! (SPEC section 4). Adds go in by COPY (straight into the table, or
+//! through a temporary table and an upsert when some rows exist); removals
+//! by array parameters, leaving markers in `<table>_removed`.
+//!
+//! Concurrent batches of two nodes (a slot that moved with changes
+//! pending) are ordered by the table's primary key: an add inserts the
+//! row, and a removal first inserts a placeholder for a row it does not
+//! see (`ON CONFLICT DO NOTHING` waits for a concurrent insert of the same
+//! row to commit or abort), so one of the two always sees the other's
+//! committed work: the add's check against newer markers, or the
+//! removal's version comparison.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -14,7 +24,7 @@ use postgres::{Client, Config, NoTls};
 
 use super::{LoadedMembers, Sink, SinkError, Source};
 use crate::core::checksum::{member_hash, SQL_CHECKSUM};
-use crate::core::{validate_text, Collapsed};
+use crate::core::{validate_text, Change, Collapsed};
 
 /// Without a connect timeout a dead host hangs the flusher for minutes.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -25,14 +35,21 @@ const STATEMENT_TIMEOUT_MS: u32 = 120_000;
 
 pub struct PostgresSink {
     client: Client,
+    /// `campaign_members` (or its configured name), quoted.
     table: String,
+    /// `<table>_removed`, quoted.
+    removed: String,
 }
 
 impl PostgresSink {
     /// Connects, creates the table if it is missing, and prepares the
     /// session. `table` must already be a validated identifier.
-    pub fn connect(url: &str, table: &str) -> Result<Self, SinkError> {
-        let table = quoted_table(table);
+    pub fn connect(url: &str, table_name: &str) -> Result<Self, SinkError> {
+        let table = quoted_table(table_name);
+        let removed = quoted_table(&format!("{table_name}_removed"));
+        let removed_index = quoted_table(&format!("{table_name}_removed_version"));
+        // Unqualified: an index lives in its table's schema.
+        let removed_index_name = removed_index.rsplit('.').next().unwrap_or(&removed_index);
         let mut config =
             Config::from_str(url).map_err(|error| SinkError::Connect(error_chain(&error)))?;
         if config.get_connect_timeout().is_none() {
@@ -65,15 +82,55 @@ impl PostgresSink {
                      campaign  text        NOT NULL,
                      member    text        NOT NULL,
                      added_at  timestamptz NOT NULL DEFAULT now(),
+                     version   bigint,
+                     PRIMARY KEY (campaign, member)
+                 );
+                 CREATE TABLE IF NOT EXISTS {removed} (
+                     campaign   text        NOT NULL,
+                     member     text        NOT NULL,
+                     version    bigint      NOT NULL,
+                     removed_at timestamptz NOT NULL DEFAULT now(),
                      PRIMARY KEY (campaign, member)
                  );
                  CREATE TEMP TABLE IF NOT EXISTS campaign_flush_adds (
-                     campaign text NOT NULL,
-                     member   text NOT NULL
+                     campaign text   NOT NULL,
+                     member   text   NOT NULL,
+                     version  bigint NOT NULL
                  ) ON COMMIT DELETE ROWS;"
             ))
             .map_err(statement_error)?;
-        Ok(PostgresSink { client, table })
+        // A table made by an older version gains its version column in
+        // place (no rewrite). Both statements take a lock that would queue
+        // behind a long COPY of another node: run only when missing.
+        let exists = |client: &mut Client, sql: &str, name: &str| -> Result<bool, SinkError> {
+            let row = client.query_one(sql, &[&name]).map_err(statement_error)?;
+            Ok(row.get(0))
+        };
+        let has_version = "SELECT EXISTS (SELECT 1 FROM pg_attribute
+                           WHERE attrelid = to_regclass($1) AND attname = 'version'
+                             AND NOT attisdropped)";
+        if !exists(&mut client, has_version, &table)? {
+            client
+                .batch_execute(&format!(
+                    "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS version bigint"
+                ))
+                .map_err(statement_error)?;
+        }
+        // Adds look for newer markers by version range (see `apply`), and
+        // the retention purge deletes by version.
+        let has_index = "SELECT to_regclass($1) IS NOT NULL";
+        if !exists(&mut client, has_index, &removed_index)? {
+            client
+                .batch_execute(&format!(
+                    "CREATE INDEX IF NOT EXISTS {removed_index_name} ON {removed} (version)"
+                ))
+                .map_err(statement_error)?;
+        }
+        Ok(PostgresSink {
+            client,
+            table,
+            removed,
+        })
     }
 
     pub fn is_closed(&self) -> bool {
@@ -131,6 +188,8 @@ impl Source for PostgresSink {
             loaded.checksum = hasher.join().expect("the checksum thread panicked");
             Ok(())
         })?;
+        drop(reader);
+        loaded.newest_version = self.newest_version(campaign)?;
         Ok(loaded)
     }
 
@@ -155,16 +214,42 @@ impl Source for PostgresSink {
     }
 }
 
+impl PostgresSink {
+    /// The newest version among `campaign`'s rows and markers (0: none).
+    fn newest_version(&mut self, campaign: &str) -> Result<u64, SinkError> {
+        let sql = format!(
+            "SELECT greatest((SELECT max(version) FROM {} WHERE campaign = $1),
+                             (SELECT max(version) FROM {} WHERE campaign = $1), 0)",
+            self.table, self.removed
+        );
+        let row = self
+            .client
+            .query_one(&sql, &[&campaign])
+            .map_err(statement_error)?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
+    }
+}
+
+/// A version as PostgreSQL's `bigint` (versions stay below 2^63).
+fn sql_version(version: u64) -> i64 {
+    version.min(i64::MAX as u64) as i64
+}
+
 impl Sink for PostgresSink {
     fn apply(&mut self, batch: &Collapsed<'_>) -> Result<(), SinkError> {
-        let table = &self.table;
-        let mut transaction = self.client.transaction().map_err(statement_error)?;
-        if !batch.adds.is_empty() {
+        let PostgresSink {
+            client,
+            table,
+            removed,
+        } = self;
+        let mut transaction = client.transaction().map_err(statement_error)?;
+        if let Some(oldest) = batch.adds.iter().map(|change| change.version).min() {
             let rows = copy_text(&batch.adds);
             // Fast path: added members are nearly always new rows, so COPY
             // straight into the table. A unique violation (a re-flush after
-            // a crash, rows written around the module) rolls back to the
-            // savepoint and takes the idempotent path.
+            // a crash, a member added again, rows written around the
+            // module) rolls back to the savepoint and upserts instead,
+            // keeping the newer version.
             let mut attempt = transaction
                 .savepoint("direct_copy")
                 .map_err(statement_error)?;
@@ -176,33 +261,77 @@ impl Sink for PostgresSink {
                         .map_err(statement_error)?;
                     transaction
                         .batch_execute(&format!(
-                            "INSERT INTO {table} (campaign, member)
-                             SELECT campaign, member FROM campaign_flush_adds
-                             ON CONFLICT DO NOTHING"
+                            "INSERT INTO {table} AS t (campaign, member, version)
+                             SELECT campaign, member, version FROM campaign_flush_adds
+                             ON CONFLICT (campaign, member) DO UPDATE
+                             SET version = EXCLUDED.version
+                             WHERE t.version IS NULL OR t.version < EXCLUDED.version"
                         ))
                         .map_err(statement_error)?;
                 }
                 Err(error) => return Err(statement_error(error)),
             }
-        }
-        if !batch.removes.is_empty() {
-            let (campaigns, members): (Vec<&str>, Vec<&str>) = batch
-                .removes
-                .iter()
-                .map(|(campaign, member)| (*campaign, member.as_str()))
-                .unzip();
+            // An add older than a removal marker is undone. Only markers
+            // newer than the batch's oldest add can do that (the version
+            // index finds them), and only rows of this batch can be older
+            // than a marker: every committed batch left none.
             transaction
                 .execute(
                     &format!(
-                        "DELETE FROM {table} AS t
-                         USING unnest($1::text[], $2::text[]) AS d(campaign, member)
-                         WHERE t.campaign = d.campaign AND t.member = d.member"
+                        "DELETE FROM {table} AS t USING {removed} AS r
+                         WHERE r.version > $1
+                           AND t.campaign = r.campaign AND t.member = r.member
+                           AND t.version < r.version"
                     ),
-                    &[&campaigns, &members],
+                    &[&sql_version(oldest)],
                 )
                 .map_err(statement_error)?;
         }
+        if !batch.removes.is_empty() {
+            let mut campaigns = Vec::with_capacity(batch.removes.len());
+            let mut members = Vec::with_capacity(batch.removes.len());
+            let mut versions = Vec::with_capacity(batch.removes.len());
+            for change in &batch.removes {
+                campaigns.push(change.campaign);
+                members.push(change.member.as_str());
+                versions.push(sql_version(change.version));
+            }
+            let removals =
+                "unnest($1::text[], $2::text[], $3::int8[]) AS d(campaign, member, version)";
+            // The placeholder (see the module comment), then the deletion
+            // of every row not newer than the removal, then the marker.
+            for sql in [
+                format!(
+                    "INSERT INTO {table} (campaign, member, version)
+                     SELECT campaign, member, version FROM {removals}
+                     ON CONFLICT (campaign, member) DO NOTHING"
+                ),
+                format!(
+                    "DELETE FROM {table} AS t USING {removals}
+                     WHERE t.campaign = d.campaign AND t.member = d.member
+                       AND (t.version IS NULL OR t.version <= d.version)"
+                ),
+                format!(
+                    "INSERT INTO {removed} AS r (campaign, member, version)
+                     SELECT campaign, member, version FROM {removals}
+                     ON CONFLICT (campaign, member) DO UPDATE
+                     SET version = EXCLUDED.version, removed_at = now()
+                     WHERE r.version < EXCLUDED.version"
+                ),
+            ] {
+                transaction
+                    .execute(&sql, &[&campaigns, &members, &versions])
+                    .map_err(statement_error)?;
+            }
+        }
         transaction.commit().map_err(statement_error)
+    }
+
+    fn purge_removed(&mut self, older_than: u64) -> Result<u64, SinkError> {
+        let sql = format!("DELETE FROM {} WHERE version < $1", self.removed);
+        self.client
+            .execute(&sql, &[&sql_version(older_than)])
+            .map_err(statement_error)
     }
 }
 
@@ -211,7 +340,9 @@ fn copy_rows(
     table: &str,
     rows: &str,
 ) -> Result<(), postgres::Error> {
-    let mut writer = transaction.copy_in(&format!("COPY {table} (campaign, member) FROM STDIN"))?;
+    let mut writer = transaction.copy_in(&format!(
+        "COPY {table} (campaign, member, version) FROM STDIN"
+    ))?;
     // Sent a piece at a time: the connection's buffers grow to the largest
     // message and keep that size, so one message of a whole 1M-row batch
     // would stay allocated (counted in used_memory) for good.
@@ -291,14 +422,17 @@ fn unescape_copy_field<'a>(field: &'a [u8], scratch: &'a mut Vec<u8>) -> &'a [u8
     scratch
 }
 
-/// Rows in COPY's text format. Members hold no NUL (validated on entry);
-/// backslash, tab, newline and carriage return are escaped.
-fn copy_text(rows: &[(&str, impl AsRef<str>)]) -> String {
-    let mut out = String::with_capacity(rows.len() * 32);
-    for (campaign, member) in rows {
-        push_copy_field(&mut out, campaign);
+/// Rows (campaign, member, version) in COPY's text format. Members hold
+/// no NUL (validated on entry); backslash, tab, newline and carriage
+/// return are escaped.
+fn copy_text(changes: &[Change<'_>]) -> String {
+    let mut out = String::with_capacity(changes.len() * 48);
+    for change in changes {
+        push_copy_field(&mut out, change.campaign);
         out.push('\t');
-        push_copy_field(&mut out, member.as_ref());
+        push_copy_field(&mut out, change.member.as_str());
+        out.push('\t');
+        let _ = write!(out, "{}", sql_version(change.version));
         out.push('\n');
     }
     out
@@ -349,7 +483,7 @@ mod tests {
         );
         // What copy_text writes, read back, is the original.
         let original = "x\\y\tz\n";
-        let written = copy_text(&[("c", original)]);
+        let written = copy_text(&[change("c", original, 7)]);
         let field = written.trim_end_matches('\n').split('\t').nth(1).unwrap();
         assert_eq!(
             unescape_copy_field(field.as_bytes(), &mut scratch),
@@ -359,11 +493,22 @@ mod tests {
 
     #[test]
     fn copy_text_escapes_the_special_characters() {
-        let rows = [("c\\1", "tab\there"), ("c", "line\nbreak\rx")];
+        let rows = [
+            change("c\\1", "tab\there", 1),
+            change("c", "line\nbreak\rx", 20),
+        ];
         assert_eq!(
             copy_text(&rows),
-            "c\\\\1\ttab\\there\nc\tline\\nbreak\\rx\n"
+            "c\\\\1\ttab\\there\t1\nc\tline\\nbreak\\rx\t20\n"
         );
+    }
+
+    fn change<'a>(campaign: &'a str, member: &'a str, version: u64) -> Change<'a> {
+        Change {
+            campaign,
+            member: crate::core::member_set::MemberRef::text(member),
+            version,
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use redis_module::{DetachedFromClient, ThreadSafeContext};
 
 use super::WRITE_BEHIND;
 use crate::core::clock::now_ms;
+use crate::core::version::version_at;
 use crate::core::Batch;
 use crate::keyspace::journal::JOURNAL;
 use crate::redis_glue::config;
@@ -32,6 +33,8 @@ use crate::sink::Sink;
 const IDLE_WAIT: Duration = Duration::from_millis(500);
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// How often removal markers past their retention are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 pub fn start() {
     static START: Once = Once::new();
@@ -73,6 +76,7 @@ pub struct Flusher<S> {
     sink: S,
     failures: u32,
     retry_at: Option<Instant>,
+    purged_at: Option<Instant>,
 }
 
 impl<S: Sink> Flusher<S> {
@@ -81,6 +85,24 @@ impl<S: Sink> Flusher<S> {
             sink,
             failures: 0,
             retry_at: None,
+            purged_at: None,
+        }
+    }
+
+    /// Drops removal markers older than `retention_s` (by their version's
+    /// time), at most once every `PURGE_EVERY`; returns how many went.
+    pub fn purge_if_due(&mut self, retention_s: u64, now_ms: u64) -> Option<u64> {
+        if self.purged_at.is_some_and(|at| at.elapsed() < PURGE_EVERY) {
+            return None;
+        }
+        self.purged_at = Some(Instant::now());
+        let older_than = version_at(now_ms.saturating_sub(retention_s.saturating_mul(1000)));
+        match self.sink.purge_removed(older_than) {
+            Ok(purged) => Some(purged),
+            Err(error) => {
+                log::warning(format!("purging old removal markers failed: {error}"));
+                None
+            }
         }
     }
 
@@ -126,8 +148,13 @@ impl<S: Sink> Flusher<S> {
                 WRITE_BEHIND.stats.connected.store(false, Ordering::Relaxed);
                 continue;
             }
-            if SERVER.may_use_database() && self.retry_due() && batch_due() {
-                self.flush_once(journal, config::FLUSH_BATCH_SIZE.get() as usize);
+            if SERVER.may_use_database() && self.retry_due() {
+                if batch_due() {
+                    self.flush_once(journal, config::FLUSH_BATCH_SIZE.get() as usize);
+                }
+                if self.failures == 0 {
+                    self.purge_if_due(config::REMOVED_RETENTION_S.get() as u64, now_ms());
+                }
             }
         }
     }
@@ -236,11 +263,11 @@ mod tests {
     impl MemoryJournal {
         fn with(ops: &[(Op, &str, &str)]) -> Self {
             let memory = MemoryJournal::default();
-            for &(op, campaign, member) in ops {
+            for (version, &(op, campaign, member)) in (1..).zip(ops) {
                 memory
                     .journal
                     .borrow_mut()
-                    .append(op, campaign, [member], 0);
+                    .append(op, campaign, [member], version, 0);
             }
             memory
         }
@@ -290,7 +317,7 @@ mod tests {
             journal
                 .journal
                 .borrow_mut()
-                .append(Op::Add, "c", [member.as_str()], 0);
+                .append(Op::Add, "c", [member.as_str()], 1, 0);
         }
         let mut flusher = Flusher::new(MemorySink::default());
         let attempts: Vec<Attempt> = (0..4).map(|_| flusher.flush_once(&journal, 10)).collect();
@@ -350,5 +377,24 @@ mod tests {
         while flusher.flush_once(&journal, 3) != Attempt::NothingPending {}
         assert_eq!(flusher.sink.commits, 3);
         assert_eq!(flusher.sink.rows(), rows(&[("c", "b"), ("d", "x")]));
+    }
+
+    #[test]
+    fn removal_markers_past_their_retention_are_purged_once_a_minute() {
+        let hour_ago = 10_000_000 - 3_600_000;
+        let journal = MemoryJournal::default();
+        for (member, at_ms) in [("old", hour_ago), ("new", 10_000_000)] {
+            journal
+                .journal
+                .borrow_mut()
+                .append(Op::Remove, "c", [member], version_at(at_ms), 0);
+        }
+        let mut flusher = Flusher::new(MemorySink::default());
+        while flusher.flush_once(&journal, 10) != Attempt::NothingPending {}
+        assert_eq!(flusher.sink.markers(), 2);
+        // Kept for 30 minutes: the hour-old marker goes.
+        assert_eq!(flusher.purge_if_due(1_800, 10_000_000), Some(1));
+        assert_eq!(flusher.sink.markers(), 1);
+        assert_eq!(flusher.purge_if_due(1, 10_000_000), None, "not due yet");
     }
 }

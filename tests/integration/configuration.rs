@@ -9,7 +9,7 @@ use crate::harness::campaign::{flush, flushing_to, status};
 use crate::harness::redis_server::{call, error, int, module_path};
 use crate::harness::{Postgres, RedisOptions, RedisServer};
 
-const DEFAULTS: [(&str, &str); 12] = [
+const DEFAULTS: [(&str, &str); 13] = [
     ("campaign.database-url", ""),
     ("campaign.table", "campaign_members"),
     ("campaign.flush-interval-ms", "100"),
@@ -22,6 +22,7 @@ const DEFAULTS: [(&str, &str); 12] = [
     ("campaign.write-block-timeout-ms", "30000"),
     ("campaign.max-member-bytes", "256"),
     ("campaign.db-timeout-ms", "10000"),
+    ("campaign.removed-retention-s", "604800"),
 ];
 
 fn settings(con: &mut Connection) -> HashMap<String, String> {

@@ -15,4 +15,5 @@ mod persistence;
 mod rebuild;
 mod replication;
 mod server_harness;
+mod versions;
 mod write_behind;

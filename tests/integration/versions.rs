@@ -1,0 +1,236 @@
+//! Versions and conditional apply (SPEC section 4): a change that reaches
+//! the database late never undoes a newer one, whichever node made it.
+//! The campaign moves between two servers with DUMP/RESTORE, as MIGRATE
+//! moves it between cluster nodes; the cluster itself is tested in
+//! `cluster`.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use redis::{Connection, Value};
+
+use crate::harness::campaign::*;
+use crate::harness::redis_server::{call, int};
+use crate::harness::{free_port, wait_until, Postgres, RedisOptions, RedisServer};
+
+/// Points a server at a database nobody answers: its journal stays pending.
+fn cut_off(con: &mut Connection) {
+    let url = format!("postgresql://postgres@127.0.0.1:{}/none", free_port());
+    call(
+        con,
+        &[b"CONFIG", b"SET", b"campaign.database-url", url.as_bytes()],
+    )
+    .unwrap();
+}
+
+/// Moves campaign `name` from `from` to `to` as MIGRATE does (DUMP, RESTORE
+/// REPLACE, DEL on the old owner).
+fn move_campaign(from: &mut Connection, to: &mut Connection, name: &str) {
+    let payload = match call(from, &[b"DUMP", name.as_bytes()]).unwrap() {
+        Value::BulkString(bytes) => bytes,
+        other => panic!("DUMP gave {other:?}"),
+    };
+    call(
+        to,
+        &[b"RESTORE", name.as_bytes(), b"0", &payload, b"REPLACE"],
+    )
+    .unwrap();
+    call(from, &[b"DEL", name.as_bytes()]).unwrap();
+}
+
+/// (member, version) rows of `campaign`.
+fn versions(database: &Postgres, table: &str, campaign: &str) -> Vec<(String, Option<i64>)> {
+    database
+        .client()
+        .query(
+            &format!("SELECT member, version FROM {table} WHERE campaign = $1 ORDER BY member"),
+            &[&campaign],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+fn set(members: &[&str]) -> BTreeSet<String> {
+    members.iter().map(|m| m.to_string()).collect()
+}
+
+/// Two servers on one database; `c` = {a, b} committed, then the first
+/// server loses its database.
+fn two_owners(database: &Postgres) -> (RedisServer, RedisServer) {
+    let old_owner = RedisServer::start_with(flushing_to(database));
+    let new_owner = RedisServer::start_with(flushing_to(database));
+    let mut con = old_owner.connection();
+    assert_eq!(int(&mut con, &["CAMPAIGN.ADD", "c", "a", "b"]), 2);
+    flush(&mut con);
+    cut_off(&mut con);
+    (old_owner, new_owner)
+}
+
+#[test]
+fn a_late_add_from_the_old_owner_never_undoes_a_newer_removal() {
+    let database = Postgres::start();
+    let (old_owner, new_owner) = two_owners(&database);
+    let (mut old, mut new) = (old_owner.connection(), new_owner.connection());
+    assert_eq!(int(&mut old, &["CAMPAIGN.ADD", "c", "m"]), 1);
+    assert_eq!(pending(&mut old), 1);
+    move_campaign(&mut old, &mut new, "c");
+
+    assert_eq!(int(&mut new, &["CAMPAIGN.REM", "c", "m"]), 1);
+    flush(&mut new);
+    assert_eq!(rows_of(&database, "c"), set(&["a", "b"]));
+
+    // The old owner commits its add last: the newer removal stands.
+    use_database(&mut old, &database);
+    flush(&mut old);
+    assert_eq!(pending(&mut old), 0);
+    assert_eq!(rows_of(&database, "c"), set(&["a", "b"]));
+    let markers: i64 = database
+        .client()
+        .query_one(
+            "SELECT count(*) FROM campaign_members_removed WHERE campaign = 'c' AND member = 'm'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(markers, 1);
+    assert_eq!(int(&mut new, &["CAMPAIGN.HAS", "c", "m"]), 0);
+}
+
+#[test]
+fn a_late_removal_from_the_old_owner_never_undoes_a_newer_add() {
+    let database = Postgres::start();
+    let (old_owner, new_owner) = two_owners(&database);
+    let (mut old, mut new) = (old_owner.connection(), new_owner.connection());
+    assert_eq!(int(&mut old, &["CAMPAIGN.REM", "c", "a"]), 1);
+    move_campaign(&mut old, &mut new, "c");
+
+    assert_eq!(int(&mut new, &["CAMPAIGN.ADD", "c", "a"]), 1);
+    flush(&mut new);
+    use_database(&mut old, &database);
+    flush(&mut old);
+    assert_eq!(pending(&mut old), 0);
+    assert_eq!(rows_of(&database, "c"), set(&["a", "b"]));
+    assert_eq!(int(&mut new, &["CAMPAIGN.HAS", "c", "a"]), 1);
+}
+
+#[test]
+fn versions_grow_per_change_and_continue_after_a_restart() {
+    let database = Postgres::start();
+    let server = RedisServer::start_with(flushing_to(&database).config("appendonly yes"));
+    let mut con = server.connection();
+    int(&mut con, &["CAMPAIGN.ADD", "c", "1", "2", "3"]);
+    flush(&mut con);
+    let first = versions(&database, TABLE, "c");
+    let numbers: Vec<i64> = first.iter().map(|(_, v)| v.unwrap()).collect();
+    assert_eq!(numbers[1], numbers[0] + 1, "{first:?}");
+    assert_eq!(numbers[2], numbers[0] + 2, "{first:?}");
+
+    let mut server = server;
+    server.restart();
+    let mut con = server.connection();
+    int(&mut con, &["CAMPAIGN.REM", "c", "3"]);
+    int(&mut con, &["CAMPAIGN.ADD", "c", "1"]);
+    int(&mut con, &["CAMPAIGN.ADD", "c", "4"]);
+    flush(&mut con);
+    let after = versions(&database, TABLE, "c");
+    assert_eq!(after.len(), 3, "{after:?}");
+    let newest = after.iter().map(|(_, v)| v.unwrap()).max().unwrap();
+    assert!(newest > numbers[2], "{after:?} after {first:?}");
+    let marker: i64 = database
+        .client()
+        .query_one(
+            "SELECT version FROM campaign_members_removed WHERE member = '3'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(marker > numbers[2]);
+}
+
+/// A promoted replica flushes the entries it holds with the versions the
+/// primary gave them: each server flushes to its own database and the two
+/// tables end equal, versions included.
+#[test]
+fn a_replica_journals_the_primarys_versions() {
+    let primary_database = Postgres::start();
+    let replica_database = Postgres::start();
+    let primary = RedisServer::start_with(flushing_to(&primary_database));
+    let mut con = primary.connection();
+    int(&mut con, &["CAMPAIGN.ADD", "c", "x"]);
+    flush(&mut con);
+    cut_off(&mut con);
+    let replica = start_replica_of(&primary, flushing_to(&replica_database));
+    let mut replica_con = replica.connection();
+    int(&mut con, &["CAMPAIGN.ADD", "c", "1", "2", "u"]);
+    int(&mut con, &["CAMPAIGN.REM", "c", "x", "2"]);
+    int(&mut con, &["CAMPAIGN.ADD", "c", "2"]);
+    wait_for_replica(&mut con);
+
+    call(&mut replica_con, &[b"REPLICAOF", b"NO", b"ONE"]).unwrap();
+    flush(&mut replica_con);
+    use_database(&mut con, &primary_database);
+    flush(&mut con);
+    let primary_rows = versions(&primary_database, TABLE, "c");
+    assert_eq!(primary_rows.len(), 3, "{primary_rows:?}");
+    assert_eq!(versions(&replica_database, TABLE, "c"), primary_rows);
+}
+
+#[test]
+fn a_table_of_an_older_version_is_upgraded_in_place_and_old_markers_are_purged() {
+    let database = Postgres::start();
+    let mut client = database.client();
+    client
+        .batch_execute(
+            "CREATE TABLE campaign_members (
+                 campaign text NOT NULL, member text NOT NULL,
+                 added_at timestamptz NOT NULL DEFAULT now(),
+                 PRIMARY KEY (campaign, member));
+             INSERT INTO campaign_members (campaign, member) VALUES ('c', 'old');",
+        )
+        .unwrap();
+    let server = RedisServer::start_with(
+        RedisOptions::default().module_args(&["removed-retention-s", "3600"]),
+    );
+    let mut con = server.connection();
+    use_database(&mut con, &database);
+    int(&mut con, &["CAMPAIGN.ADD", "c", "new"]);
+    int(&mut con, &["CAMPAIGN.REM", "c", "old"]);
+    flush(&mut con);
+    assert_eq!(rows_of(&database, "c"), set(&["new"]));
+    let rows = versions(&database, TABLE, "c");
+    assert!(rows[0].1.is_some(), "{rows:?}");
+
+    // A marker from two hours ago goes at the next purge (one a minute,
+    // the first right after the flusher connects: restart it).
+    let two_hours_ago = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 7_200_000)
+        << 21;
+    client
+        .execute(
+            "INSERT INTO campaign_members_removed (campaign, member, version) VALUES ('c', 'ancient', $1)",
+            &[&two_hours_ago],
+        )
+        .unwrap();
+    let mut server = server;
+    server.restart();
+    let mut con = server.connection();
+    use_database(&mut con, &database);
+    let purged = wait_until(Duration::from_secs(20), || {
+        let left: Vec<String> = client
+            .query(
+                "SELECT member FROM campaign_members_removed ORDER BY member",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        left == ["old"]
+    });
+    assert!(purged, "the two-hour-old marker was not purged");
+}
