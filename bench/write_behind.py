@@ -35,10 +35,13 @@ def load_journal(redis, total):
 
 
 def copy_text(total):
+    """The rows as the module writes them: with a version each (consecutive
+    numbers above a hybrid-logical-clock base, as one node issues them)."""
+    base = int(time.time() * 1000) << 21
     return "".join(
-        "%s\t%s\n" % (campaign, member)
-        for campaign, members in rows(total)
-        for member in members
+        "%s\t%s\t%d\n" % (campaign, member, base + index)
+        for index, (campaign, member) in enumerate(
+            (campaign, member) for campaign, members in rows(total) for member in members)
     ).encode()
 
 
@@ -51,12 +54,13 @@ def main():
     flush_times, copy_times, journal_bytes = [], [], []
     try:
         for round_number in range(options.rounds):
-            # Raw COPY into the empty table with its primary key.
+            # Raw COPY of the same rows (with their versions) into the empty
+            # table as the module creates it.
             postgres.psql("DROP TABLE IF EXISTS %s; CREATE TABLE %s (campaign text NOT NULL, "
                           "member text NOT NULL, added_at timestamptz NOT NULL DEFAULT now(), "
-                          "PRIMARY KEY (campaign, member))" % (TABLE, TABLE))
+                          "version bigint, PRIMARY KEY (campaign, member))" % (TABLE, TABLE))
             started = time.perf_counter()
-            postgres.psql("COPY %s (campaign, member) FROM STDIN" % TABLE, stdin=data)
+            postgres.psql("COPY %s (campaign, member, version) FROM STDIN" % TABLE, stdin=data)
             copy_times.append(time.perf_counter() - started)
             postgres.psql("TRUNCATE %s" % TABLE)
 
