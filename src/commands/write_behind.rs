@@ -72,6 +72,7 @@ pub fn status_figures() -> Vec<(&'static str, Figure)> {
         ("flushed", count(&stats.flushed)),
         ("flushed-per-second", count(&stats.flush_rate)),
         ("flush-errors", count(&stats.flush_errors)),
+        ("rejected", count(&stats.rejected)),
         ("last-error", Figure::Text(WRITE_BEHIND.last_error())),
         ("last-flush-ms-ago", age(&stats.last_flush_ms, -1)),
         (

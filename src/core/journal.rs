@@ -745,9 +745,32 @@ pub struct Change<'a> {
     pub version: u64,
 }
 
-impl Collapsed<'_> {
+impl<'a> Collapsed<'a> {
     pub fn len(&self) -> usize {
         self.adds.len() + self.removes.len()
+    }
+
+    /// The batch in two halves of about equal size (adds and removals are
+    /// disjoint, so the halves can be applied in either order).
+    pub fn halves(&self) -> (Collapsed<'a>, Collapsed<'a>) {
+        let half = self.len() / 2;
+        let adds_first = half.min(self.adds.len());
+        let removes_first = half - adds_first;
+        let first = Collapsed {
+            adds: self.adds[..adds_first].to_vec(),
+            removes: self.removes[..removes_first].to_vec(),
+        };
+        let second = Collapsed {
+            adds: self.adds[adds_first..].to_vec(),
+            removes: self.removes[removes_first..].to_vec(),
+        };
+        (first, second)
+    }
+
+    /// Every change with its operation.
+    pub fn changes(&self) -> impl Iterator<Item = (Op, &Change<'a>)> {
+        let adds = self.adds.iter().map(|change| (Op::Add, change));
+        adds.chain(self.removes.iter().map(|change| (Op::Remove, change)))
     }
 
     pub fn is_empty(&self) -> bool {

@@ -308,11 +308,16 @@ fn validate_database_url(url: &str) -> Result<(), String> {
 /// schemas whose tables do not persist.
 fn validate_table_name(table: &str) -> Result<(), String> {
     let parts: Vec<&str> = table.split('.').collect();
-    let valid = parts.len() <= 2 && parts.iter().all(|part| is_plain_identifier(part));
+    let valid = parts.len() <= 2
+        && parts.iter().all(|part| is_plain_identifier(part))
+        && parts
+            .last()
+            .is_some_and(|name| name.len() <= MAX_TABLE_NAME_BYTES);
     if !valid {
         return Err(format!(
             "campaign.table must be an identifier or schema.identifier \
-             (letters, digits, _ and $, not starting with a digit or $, at most 63 bytes), got '{}'",
+             (letters, digits, _ and $, not starting with a digit or $, a schema of at most \
+             63 bytes, a table name of at most {MAX_TABLE_NAME_BYTES}), got '{}'",
             table.escape_debug()
         ));
     }
@@ -335,6 +340,10 @@ fn is_persistent_schema(schema: &str) -> bool {
         || schema.starts_with("pg_toast")
         || system.contains(&schema.as_str()))
 }
+
+/// PostgreSQL cuts identifiers at 63 bytes; the longest name made from the
+/// table's is its markers' index, `<table>_removed_version` (16 more).
+const MAX_TABLE_NAME_BYTES: usize = 63 - "_removed_version".len();
 
 fn is_plain_identifier(part: &str) -> bool {
     let mut chars = part.chars();
@@ -395,9 +404,13 @@ mod tests {
             "\"quoted\"",
             "naïve",
             &"x".repeat(64),
+            // Its markers' names would be cut to the table's own.
+            &"x".repeat(48),
         ] {
             assert!(validate_table_name(bad).is_err(), "{bad}");
         }
+        let longest = format!("{}.{}", "s".repeat(63), "t".repeat(47));
+        assert!(validate_table_name(&longest).is_ok());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
 use super::postgres::PostgresSink;
-use super::{LoadedMembers, Sink, SinkError, Source};
+use super::{LoadedMembers, RejectedChange, Sink, SinkError, Source};
 use crate::core::member_set::MemberRef;
 use crate::core::{Change, Collapsed};
 use crate::redis_glue::config;
@@ -169,6 +169,11 @@ impl Sink for Database {
 
     fn purge_removed(&mut self, older_than: u64) -> Result<u64, SinkError> {
         self.with_connection(move |sink| sink.purge_removed(older_than))
+    }
+
+    fn park_rejected(&mut self, rejected: &[RejectedChange]) -> Result<(), SinkError> {
+        let rejected = rejected.to_vec();
+        self.with_connection(move |sink| sink.park_rejected(&rejected))
     }
 }
 

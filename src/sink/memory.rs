@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{LoadedMembers, Sink, SinkError, Source};
+use super::{LoadedMembers, RejectedChange, Sink, SinkError, Source};
 use crate::core::checksum::{as_sql_bigint, member_hash};
 use crate::core::{Change, Collapsed, MemberSet};
 
@@ -20,6 +20,13 @@ pub struct MemorySink {
     pub failures_left: usize,
     /// Batches committed so far.
     pub commits: usize,
+    /// Members whose changes the database refuses (as a CHECK constraint
+    /// would): a batch holding one fails whole.
+    pub refused_members: BTreeSet<String>,
+    /// What `park_rejected` kept.
+    pub parked: Vec<RejectedChange>,
+    /// `park_rejected` fails (the rejected table is not writable).
+    pub refuse_parking: bool,
 }
 
 impl MemorySink {
@@ -89,6 +96,15 @@ impl MemorySink {
 impl Sink for MemorySink {
     fn apply(&mut self, batch: &Collapsed<'_>) -> Result<(), SinkError> {
         self.fail_if_asked()?;
+        if let Some((_, refused)) = batch
+            .changes()
+            .find(|(_, change)| self.refused_members.contains(change.member.as_str()))
+        {
+            return Err(SinkError::Rejected(format!(
+                "violates check constraint: {}",
+                refused.member
+            )));
+        }
         for change in &batch.removes {
             self.remove(change);
         }
@@ -96,6 +112,17 @@ impl Sink for MemorySink {
             self.add(change);
         }
         self.commits += 1;
+        Ok(())
+    }
+
+    fn park_rejected(&mut self, rejected: &[RejectedChange]) -> Result<(), SinkError> {
+        self.fail_if_asked()?;
+        if self.refuse_parking {
+            return Err(SinkError::Statement(
+                "permission denied for the rejected table".into(),
+            ));
+        }
+        self.parked.extend_from_slice(rejected);
         Ok(())
     }
 

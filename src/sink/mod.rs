@@ -11,7 +11,7 @@ pub mod postgres;
 
 use thiserror::Error;
 
-use crate::core::{Collapsed, MemberSet};
+use crate::core::{Collapsed, MemberSet, Op};
 
 #[derive(Debug, Error)]
 pub enum SinkError {
@@ -23,6 +23,10 @@ pub enum SinkError {
     Unconfigured,
     #[error("no answer from the database within campaign.db-timeout-ms ({} ms): connection abandoned", .0.as_millis())]
     Timeout(std::time::Duration),
+    /// The database refused the data itself (a constraint, a trigger, a
+    /// privilege on some rows): applying the same rows again fails again.
+    #[error("{0}")]
+    Rejected(String),
 }
 
 impl SinkError {
@@ -32,6 +36,7 @@ impl SinkError {
         match self {
             SinkError::Connect(text) => SinkError::Connect(redact(&text, url)),
             SinkError::Statement(text) => SinkError::Statement(redact(&text, url)),
+            SinkError::Rejected(text) => SinkError::Rejected(redact(&text, url)),
             other @ (SinkError::Unconfigured | SinkError::Timeout(_)) => other,
         }
     }
@@ -44,6 +49,18 @@ pub trait Sink {
     /// Drops removal markers of versions below `older_than`; returns how
     /// many.
     fn purge_removed(&mut self, older_than: u64) -> Result<u64, SinkError>;
+    /// Keeps changes the database refused in `<table>_rejected`.
+    fn park_rejected(&mut self, rejected: &[RejectedChange]) -> Result<(), SinkError>;
+}
+
+/// A change the database refused, with its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedChange {
+    pub campaign: String,
+    pub member: String,
+    pub op: Op,
+    pub version: u64,
+    pub error: String,
 }
 
 /// A campaign's members as loaded from the database.

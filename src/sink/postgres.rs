@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use postgres::{Client, Config, NoTls};
 
-use super::{LoadedMembers, Sink, SinkError, Source};
+use super::{LoadedMembers, RejectedChange, Sink, SinkError, Source};
 use crate::core::checksum::{member_hash, SQL_CHECKSUM};
 use crate::core::{validate_text, Change, Collapsed};
 
@@ -39,6 +39,8 @@ pub struct PostgresSink {
     table: String,
     /// `<table>_removed`, quoted.
     removed: String,
+    /// `<table>_rejected`, quoted.
+    rejected: String,
 }
 
 impl PostgresSink {
@@ -47,6 +49,7 @@ impl PostgresSink {
     pub fn connect(url: &str, table_name: &str) -> Result<Self, SinkError> {
         let table = quoted_table(table_name);
         let removed = quoted_table(&format!("{table_name}_removed"));
+        let rejected = quoted_table(&format!("{table_name}_rejected"));
         let removed_index = quoted_table(&format!("{table_name}_removed_version"));
         // Unqualified: an index lives in its table's schema.
         let removed_index_name = removed_index.rsplit('.').next().unwrap_or(&removed_index);
@@ -92,6 +95,15 @@ impl PostgresSink {
                      removed_at timestamptz NOT NULL DEFAULT now(),
                      PRIMARY KEY (campaign, member)
                  );
+                 CREATE TABLE IF NOT EXISTS {rejected} (
+                     campaign text        NOT NULL,
+                     member   text        NOT NULL,
+                     op       text        NOT NULL,
+                     version  bigint      NOT NULL,
+                     error    text        NOT NULL,
+                     at       timestamptz NOT NULL DEFAULT now(),
+                     PRIMARY KEY (campaign, member, version)
+                 );
                  CREATE TEMP TABLE IF NOT EXISTS campaign_flush_adds (
                      campaign text   NOT NULL,
                      member   text   NOT NULL,
@@ -130,6 +142,7 @@ impl PostgresSink {
             client,
             table,
             removed,
+            rejected,
         })
     }
 
@@ -241,6 +254,7 @@ impl Sink for PostgresSink {
             client,
             table,
             removed,
+            ..
         } = self;
         let mut transaction = client.transaction().map_err(statement_error)?;
         if let Some(oldest) = batch.adds.iter().map(|change| change.version).min() {
@@ -325,6 +339,30 @@ impl Sink for PostgresSink {
             }
         }
         transaction.commit().map_err(statement_error)
+    }
+
+    fn park_rejected(&mut self, rejected: &[RejectedChange]) -> Result<(), SinkError> {
+        let mut columns: (Vec<&str>, Vec<&str>, Vec<&str>, Vec<i64>, Vec<&str>) =
+            Default::default();
+        for change in rejected {
+            columns.0.push(&change.campaign);
+            columns.1.push(&change.member);
+            columns.2.push(change.op.word());
+            columns.3.push(sql_version(change.version));
+            columns.4.push(&change.error);
+        }
+        // A batch parked again after a crash finds its rows there already.
+        let sql = format!(
+            "INSERT INTO {} (campaign, member, op, version, error)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[])
+             ON CONFLICT DO NOTHING",
+            self.rejected
+        );
+        let (campaigns, members, ops, versions, errors) = &columns;
+        self.client
+            .execute(&sql, &[campaigns, members, ops, versions, errors])
+            .map(|_| ())
+            .map_err(statement_error)
     }
 
     fn purge_removed(&mut self, older_than: u64) -> Result<u64, SinkError> {
@@ -450,8 +488,25 @@ fn push_copy_field(out: &mut String, field: &str) {
     }
 }
 
+/// A failed statement: `Rejected` when the database refused the data
+/// itself (SQLSTATE classes 22 data exception, 23 integrity constraint,
+/// 44 check option; 42501 insufficient privilege; P0001 an exception
+/// raised by a trigger), so that the flusher isolates the rows at fault.
 fn statement_error(error: postgres::Error) -> SinkError {
-    SinkError::Statement(error_chain(&error))
+    let text = error_chain(&error);
+    let refused = error.code().is_some_and(|code| {
+        let code = code.code();
+        code.starts_with("22")
+            || code.starts_with("23")
+            || code.starts_with("44")
+            || code == "42501"
+            || code == "P0001"
+    });
+    if refused {
+        SinkError::Rejected(text)
+    } else {
+        SinkError::Statement(text)
+    }
 }
 
 /// The error and its sources: rust-postgres's own message is often just

@@ -19,7 +19,7 @@ use redis_module::{DetachedFromClient, ThreadSafeContext};
 use super::WRITE_BEHIND;
 use crate::core::clock::now_ms;
 use crate::core::version::version_at;
-use crate::core::Batch;
+use crate::core::{Batch, Collapsed};
 use crate::keyspace::journal::JOURNAL;
 use crate::redis_glue::config;
 use crate::redis_glue::ffi::lock_to_propagate;
@@ -27,7 +27,7 @@ use crate::redis_glue::log;
 use crate::redis_glue::panic_guard::spawn_supervised;
 use crate::redis_glue::server_state::SERVER;
 use crate::sink::connection::Database;
-use crate::sink::Sink;
+use crate::sink::{RejectedChange, Sink, SinkError};
 
 /// Longest sleep when idle: settings and role are re-read at least this often.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
@@ -62,6 +62,8 @@ pub trait JournalAccess {
     fn commit(&self, through: u64);
     /// A batch of `entries` failed with `message`; retried in `retry_in`.
     fn report_failure(&self, message: &str, entries: usize, retry_in: Duration);
+    /// The database refused these changes; they are parked.
+    fn report_rejected(&self, rejected: &[RejectedChange]);
 }
 
 /// What one flush attempt did.
@@ -113,7 +115,7 @@ impl<S: Sink> Flusher<S> {
         let Some(batch) = journal.take_batch(limit) else {
             return Attempt::NothingPending;
         };
-        match self.sink.apply(&batch.collapse()) {
+        match self.apply_isolating_rejections(journal, &batch.collapse()) {
             Ok(()) => {
                 self.failures = 0;
                 self.retry_at = None;
@@ -131,6 +133,51 @@ impl<S: Sink> Flusher<S> {
                 WRITE_BEHIND.record_error(message);
                 Attempt::Failed
             }
+        }
+    }
+
+    /// Applies `batch`; when the database refuses some of its rows (a
+    /// constraint, a trigger), splits it until the refused changes stand
+    /// alone, parks them in `<table>_rejected` and applies the rest. Any
+    /// other failure leaves the whole batch pending (halves already
+    /// committed are applied again, idempotently, on the retry).
+    fn apply_isolating_rejections(
+        &mut self,
+        journal: &impl JournalAccess,
+        batch: &Collapsed<'_>,
+    ) -> Result<(), SinkError> {
+        let mut rejected = Vec::new();
+        self.apply_or_split(batch, &mut rejected)?;
+        if !rejected.is_empty() {
+            self.sink.park_rejected(&rejected)?;
+            journal.report_rejected(&rejected);
+        }
+        Ok(())
+    }
+
+    fn apply_or_split(
+        &mut self,
+        batch: &Collapsed<'_>,
+        rejected: &mut Vec<RejectedChange>,
+    ) -> Result<(), SinkError> {
+        match self.sink.apply(batch) {
+            Err(SinkError::Rejected(error)) if batch.len() == 1 => {
+                let (op, change) = batch.changes().next().expect("one change");
+                rejected.push(RejectedChange {
+                    campaign: change.campaign.to_owned(),
+                    member: change.member.as_str().to_owned(),
+                    op,
+                    version: change.version,
+                    error,
+                });
+                Ok(())
+            }
+            Err(SinkError::Rejected(_)) => {
+                let (first, second) = batch.halves();
+                self.apply_or_split(&first, rejected)?;
+                self.apply_or_split(&second, rejected)
+            }
+            other => other,
         }
     }
 
@@ -240,6 +287,22 @@ impl JournalAccess for RedisJournal {
             retry_in.as_millis()
         ));
     }
+
+    fn report_rejected(&self, rejected: &[RejectedChange]) {
+        for change in rejected {
+            log::warning(format!(
+                "the database refused {} '{}' of campaign '{}' (parked in the rejected table): {}",
+                change.op.word(),
+                change.member.escape_debug(),
+                change.campaign.escape_debug(),
+                change.error
+            ));
+        }
+        WRITE_BEHIND
+            .stats
+            .rejected
+            .fetch_add(rejected.len() as u64, Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]
@@ -258,6 +321,7 @@ mod tests {
         journal: RefCell<Journal>,
         lose_commits: Cell<usize>,
         failures_reported: Cell<usize>,
+        rejected_reported: Cell<usize>,
     }
 
     impl MemoryJournal {
@@ -288,6 +352,11 @@ mod tests {
 
         fn report_failure(&self, _message: &str, _entries: usize, _retry_in: Duration) {
             self.failures_reported.set(self.failures_reported.get() + 1);
+        }
+
+        fn report_rejected(&self, rejected: &[RejectedChange]) {
+            self.rejected_reported
+                .set(self.rejected_reported.get() + rejected.len());
         }
     }
 
@@ -377,6 +446,72 @@ mod tests {
         while flusher.flush_once(&journal, 3) != Attempt::NothingPending {}
         assert_eq!(flusher.sink.commits, 3);
         assert_eq!(flusher.sink.rows(), rows(&[("c", "b"), ("d", "x")]));
+    }
+
+    #[test]
+    fn refused_changes_are_isolated_and_parked_and_the_rest_is_committed() {
+        let members: Vec<String> = (0..1_000).map(|i| format!("m{i}")).collect();
+        let journal = MemoryJournal::default();
+        for (version, member) in (1..).zip(&members) {
+            let op = if version % 3 == 0 {
+                Op::Remove
+            } else {
+                Op::Add
+            };
+            journal
+                .journal
+                .borrow_mut()
+                .append(op, "c", [member.as_str()], version, 0);
+        }
+        let mut sink = MemorySink::default();
+        sink.refused_members = ["m10", "m500", "m999"].map(String::from).into();
+        let mut flusher = Flusher::new(sink);
+        assert_eq!(
+            flusher.flush_once(&journal, 1_000),
+            Attempt::Committed { entries: 1_000 }
+        );
+        assert!(journal.journal.borrow().is_empty());
+        let mut parked: Vec<(&str, Op, u64)> = flusher
+            .sink
+            .parked
+            .iter()
+            .map(|change| (change.member.as_str(), change.op, change.version))
+            .collect();
+        parked.sort_unstable_by_key(|&(member, _, _)| member);
+        assert_eq!(
+            parked,
+            [
+                ("m10", Op::Add, 11),
+                ("m500", Op::Remove, 501),
+                ("m999", Op::Add, 1_000)
+            ]
+        );
+        assert_eq!(journal.rejected_reported.get(), 3);
+        let added = (1..=1_000)
+            .filter(|version| version % 3 != 0)
+            .map(|version| format!("m{}", version - 1))
+            .filter(|member| member != "m10" && member != "m999");
+        let expected: BTreeSet<(String, String)> =
+            added.map(|member| ("c".to_string(), member)).collect();
+        assert_eq!(flusher.sink.rows(), expected);
+    }
+
+    #[test]
+    fn a_batch_stays_pending_when_the_refused_rows_cannot_be_parked() {
+        let journal = MemoryJournal::with(&[(Op::Add, "c", "a"), (Op::Add, "c", "bad")]);
+        let mut sink = MemorySink::default();
+        sink.refused_members = ["bad".to_string()].into();
+        sink.refuse_parking = true;
+        let mut flusher = Flusher::new(sink);
+        assert_eq!(flusher.flush_once(&journal, 10), Attempt::Failed);
+        assert_eq!(journal.journal.borrow().len(), 2, "nothing trimmed");
+        flusher.sink.refuse_parking = false;
+        assert_eq!(
+            flusher.flush_once(&journal, 10),
+            Attempt::Committed { entries: 2 }
+        );
+        assert_eq!(flusher.sink.parked.len(), 1);
+        assert_eq!(flusher.sink.rows(), rows(&[("c", "a")]));
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct FlushStats {
     pub flush_wanted_through: AtomicU64,
     pub flushed: AtomicU64,
     pub flush_errors: AtomicU64,
+    /// Changes the database refused row by row, parked in `<table>_rejected`.
+    pub rejected: AtomicU64,
     /// Unix ms of the last successful flush; 0 = never.
     pub last_flush_ms: AtomicU64,
     pub connected: AtomicBool,

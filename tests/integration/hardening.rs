@@ -372,3 +372,53 @@ fn a_database_not_in_utf8_is_refused_and_the_journal_kept() {
     flush(&mut con);
     assert_eq!(rows_of(&database, "rocket"), set_of(&["🚀", "plain"]));
 }
+
+/// A row the database refuses (here a CHECK constraint) is isolated and
+/// parked in `<table>_rejected`; the other 9,999 are committed and nothing
+/// stays pending.
+#[test]
+fn a_row_the_database_refuses_is_parked_and_the_rest_flows_on() {
+    let database = Postgres::start();
+    let server = RedisServer::start_with(flushing_to(&database));
+    let mut con = server.connection();
+    int(&mut con, &["CAMPAIGN.ADD", "c", "first"]);
+    flush(&mut con);
+    database
+        .client()
+        .batch_execute(
+            "ALTER TABLE campaign_members ADD CONSTRAINT no_poison CHECK (member <> 'poison')",
+        )
+        .unwrap();
+    let mut members: Vec<String> = (0..10_000).map(|i| format!("user-{i}")).collect();
+    members[4_321] = "poison".into();
+    for chunk in members.chunks(1_000) {
+        let mut args = vec!["CAMPAIGN.ADD", "c"];
+        args.extend(chunk.iter().map(String::as_str));
+        int(&mut con, &args);
+    }
+    flush(&mut con);
+    assert_eq!(pending(&mut con), 0);
+    let stored = rows_of(&database, "c");
+    assert_eq!(stored.len(), 10_000, "9,999 members and 'first'");
+    assert!(!stored.contains("poison"));
+    let parked: Vec<(String, String, String, String)> = database
+        .client()
+        .query(
+            "SELECT campaign, member, op, error FROM campaign_members_rejected",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+        .collect();
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    let (campaign, member, op, reason) = &parked[0];
+    assert_eq!(
+        (campaign.as_str(), member.as_str(), op.as_str()),
+        ("c", "poison", "ADD")
+    );
+    assert!(reason.contains("no_poison"), "{reason}");
+    let figures = status(&mut con);
+    assert_eq!(figures["rejected"], "1", "{figures:?}");
+    assert_eq!(figures["flush-errors"], "0", "{figures:?}");
+}
