@@ -342,15 +342,11 @@ impl Sink for PostgresSink {
     }
 
     fn park_rejected(&mut self, rejected: &[RejectedChange]) -> Result<(), SinkError> {
-        let mut columns: (Vec<&str>, Vec<&str>, Vec<&str>, Vec<i64>, Vec<&str>) =
-            Default::default();
-        for change in rejected {
-            columns.0.push(&change.campaign);
-            columns.1.push(&change.member);
-            columns.2.push(change.op.word());
-            columns.3.push(sql_version(change.version));
-            columns.4.push(&change.error);
-        }
+        let campaigns: Vec<&str> = rejected.iter().map(|c| c.campaign.as_str()).collect();
+        let members: Vec<&str> = rejected.iter().map(|c| c.member.as_str()).collect();
+        let ops: Vec<&str> = rejected.iter().map(|c| c.op.word()).collect();
+        let versions: Vec<i64> = rejected.iter().map(|c| sql_version(c.version)).collect();
+        let errors: Vec<&str> = rejected.iter().map(|c| c.error.as_str()).collect();
         // A batch parked again after a crash finds its rows there already.
         let sql = format!(
             "INSERT INTO {} (campaign, member, op, version, error)
@@ -358,9 +354,8 @@ impl Sink for PostgresSink {
              ON CONFLICT DO NOTHING",
             self.rejected
         );
-        let (campaigns, members, ops, versions, errors) = &columns;
         self.client
-            .execute(&sql, &[campaigns, members, ops, versions, errors])
+            .execute(&sql, &[&campaigns, &members, &ops, &versions, &errors])
             .map(|_| ())
             .map_err(statement_error)
     }
