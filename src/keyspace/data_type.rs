@@ -11,14 +11,14 @@ use redis_module::raw;
 
 use super::background_free;
 use super::journal::JOURNAL;
-use super::CLOCK;
+use super::{deleted, KeyId, CLOCK};
 use crate::core::campaign::ENCODING_VERSION;
 use crate::core::clock::now_ms;
 use crate::core::journal;
 use crate::core::member_set::MemberRef;
 use crate::core::{Campaign, DecodeError, Journal, Op, RecordReader, RecordWriter};
 use crate::propagation;
-use crate::redis_glue::ffi::string_bytes;
+use crate::redis_glue::ffi::{api, string_bytes};
 use crate::redis_glue::log;
 use crate::redis_glue::panic_guard::run_callback;
 use crate::redis_glue::server_state::SERVER;
@@ -52,7 +52,7 @@ pub static CAMPAIGN_TYPE: RedisType = RedisType::new(
         copy2: None,
         free_effort2: None,
         mem_usage2: None,
-        unlink2: None,
+        unlink2: Some(unlink),
     },
 );
 
@@ -241,6 +241,35 @@ extern "C" fn free(value: *mut c_void) {
     run_callback("free", (), || {
         // SAFETY: Redis hands back a value this module boxed, exactly once.
         background_free::release(unsafe { Box::from_raw(value.cast::<Campaign>()) });
+    });
+}
+
+/// A campaign leaves the keyspace (DEL, UNLINK, expiry, eviction, an
+/// overwrite, MIGRATE): its newest version is remembered (see `deleted`).
+extern "C" fn unlink(ctx: *mut raw::RedisModuleKeyOptCtx, value: *const c_void) {
+    run_callback("unlink", (), || {
+        let (Some(key_name), Some(db_of)) = (
+            api!(RedisModule_GetKeyNameFromOptCtx),
+            api!(RedisModule_GetDbIdFromOptCtx),
+        ) else {
+            return;
+        };
+        // SAFETY: Redis passes the live options context of this call.
+        let (name, db) = unsafe { (key_name(ctx), db_of(ctx)) };
+        if name.is_null() {
+            return;
+        }
+        let name = name.cast_mut();
+        // SAFETY: a key name Redis owns for the duration of the callback.
+        let bytes = unsafe { string_bytes(&name) };
+        let version = with_value(value, Campaign::version);
+        deleted::remember_deleted(
+            KeyId {
+                db,
+                name: bytes.to_vec(),
+            },
+            version,
+        );
     });
 }
 

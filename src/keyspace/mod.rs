@@ -4,6 +4,7 @@
 
 pub mod background_free;
 pub mod data_type;
+pub mod deleted;
 pub mod journal;
 pub mod negative;
 pub mod write;

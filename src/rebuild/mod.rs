@@ -30,7 +30,9 @@ use crate::core::{is_storable_campaign_name, BlobWriter, Campaign, MemberSet, Op
 use crate::error::CampaignError;
 use crate::keyspace::journal::JOURNAL;
 use crate::keyspace::write::{apply_change, IfMissing, Propagation};
-use crate::keyspace::{answers, negative, read_campaign, with_campaign, write, KeyId, CLOCK};
+use crate::keyspace::{
+    answers, deleted, negative, read_campaign, with_campaign, write, KeyId, CLOCK,
+};
 use crate::propagation;
 use crate::redis_glue::config;
 use crate::redis_glue::ffi::{call_text, select_db};
@@ -54,6 +56,10 @@ pub struct LoadJob {
     pub propagate: bool,
     /// Journal entries through this number must be committed first.
     pub flush_target: Option<u64>,
+    /// The newest version this node knew of the campaign when its key
+    /// left the keyspace (0: none, or the key exists): the load waits a
+    /// while for the database to reach it (see `worker::load`).
+    pub known_version: u64,
 }
 
 pub struct VerifyJob {
@@ -134,12 +140,18 @@ impl Loads {
             .then(|| journal.last_seq())
             .flatten();
         drop(journal);
+        let known_version = if snapshot.is_none() {
+            deleted::deleted_version(&key)
+        } else {
+            0
+        };
         self.submit(Job::Load(LoadJob {
             key,
             campaign,
             snapshot,
             propagate: propagation_heard(ctx),
             flush_target,
+            known_version,
         }));
     }
 
@@ -375,6 +387,7 @@ impl Loads {
             propagation::sync_version(name.as_slice(), loaded.campaign.version()).replicate(ctx);
         }
         write::replace(ctx, name, loaded.campaign)?;
+        deleted::forget_deleted(&job.key);
         ctx.notify_keyspace_event(NotifyEvent::MODULE, "campaign.rebuild", name);
         Ok(count)
     }

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Once;
+use std::time::{Duration, Instant};
 
 use redis_module::redisvalue::RedisValueKey;
 use redis_module::{DetachedFromClient, RedisValue, ThreadSafeContext};
@@ -14,12 +15,14 @@ use super::registry::Waiter;
 use super::swap::{self, Prepared};
 use super::{Job, LoadJob, Loaded, VerifyJob, LOADS};
 use crate::core::checksum::as_sql_bigint;
+use crate::core::clock::now_ms;
 use crate::core::cluster::key_slot;
+use crate::core::version::version_ms;
 use crate::core::Campaign;
 use crate::error::CampaignError;
 use crate::redis_glue::ffi::{lock_to_propagate, select_db};
-use crate::redis_glue::log;
 use crate::redis_glue::panic_guard::{run_callback, PANIC_IN_NEXT_LOAD};
+use crate::redis_glue::{config, log};
 use crate::sink::connection::Database;
 use crate::sink::Source;
 use crate::write_behind::WRITE_BEHIND;
@@ -60,7 +63,7 @@ fn run(database: &mut Database, job: Job) {
                 if let Some(target) = job.flush_target {
                     WRITE_BEHIND.wait_until_committed(target)?;
                 }
-                load(database, &job)
+                load(database, &job, CATCH_UP_WAIT)
             });
             let redis = ThreadSafeContext::<DetachedFromClient>::new();
             // The swap and the held writes are propagated: never while
@@ -77,9 +80,18 @@ fn run(database: &mut Database, job: Job) {
 
 /// Loads the job's campaign from `source` and prepares how the swap will
 /// reach replicas and the AOF.
-pub fn load(source: &mut impl Source, job: &LoadJob) -> Result<Loaded, String> {
+///
+/// A campaign whose key left this node knowing a newer version than the
+/// database holds (after a slot moved, its old owner is still committing
+/// changes the deleted value had) is loaded once the database has caught
+/// up, or after `catch_up` anyway (those changes may be lost for good: a
+/// node that died with them), with a warning.
+pub fn load(source: &mut impl Source, job: &LoadJob, catch_up: Duration) -> Result<Loaded, String> {
     if PANIC_IN_NEXT_LOAD.swap(false, Ordering::Relaxed) {
         panic!("CAMPAIGN.DEBUG PANIC-IN-NEXT-LOAD");
+    }
+    if job.known_version > 0 {
+        wait_for_catch_up(source, job, Instant::now() + catch_up)?;
     }
     let loaded = source
         .load_members(&job.campaign)
@@ -103,6 +115,39 @@ pub fn load(source: &mut impl Source, job: &LoadJob) -> Result<Loaded, String> {
         campaign,
         propagation,
     })
+}
+
+/// How long a load waits for the database to reach the version this node
+/// knew of a deleted campaign.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(10);
+
+fn wait_for_catch_up(
+    source: &mut impl Source,
+    job: &LoadJob,
+    deadline: Instant,
+) -> Result<(), String> {
+    // Markers older than the retention may be gone: nothing to wait for.
+    let retention_ms = config::REMOVED_RETENTION_S.get() as u64 * 1_000;
+    if version_ms(job.known_version) + retention_ms < now_ms() {
+        return Ok(());
+    }
+    loop {
+        let newest = source
+            .newest_version(&job.campaign)
+            .map_err(|error| error.to_string())?;
+        if newest >= job.known_version {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            log::warning(format!(
+                "campaign '{}' is loaded although the database has not reached the newest \
+                 change this node knew of it (another node has not committed it yet, or lost it)",
+                job.campaign.escape_debug()
+            ));
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn verify(database: &mut Database, job: VerifyJob) {
@@ -196,6 +241,39 @@ mod tests {
             snapshot: snapshot.map(|set| (set.snapshot(), set.checksum())),
             propagate,
             flush_target: None,
+            known_version: 0,
+        }
+    }
+
+    /// A database whose campaign reaches `version` after `polls_behind`
+    /// polls of its newest version, as when another node commits late.
+    struct CatchingUp {
+        database: MemorySink,
+        polls: usize,
+        polls_behind: usize,
+        version: u64,
+    }
+
+    impl Source for CatchingUp {
+        fn load_members(
+            &mut self,
+            campaign: &str,
+        ) -> Result<crate::sink::LoadedMembers, crate::sink::SinkError> {
+            self.database.load_members(campaign)
+        }
+        fn digest(&mut self, campaign: &str) -> Result<(i64, i64), crate::sink::SinkError> {
+            self.database.digest(campaign)
+        }
+        fn campaigns(&mut self) -> Result<Vec<String>, crate::sink::SinkError> {
+            self.database.campaigns()
+        }
+        fn newest_version(&mut self, _campaign: &str) -> Result<u64, crate::sink::SinkError> {
+            self.polls += 1;
+            Ok(if self.polls > self.polls_behind {
+                self.version
+            } else {
+                0
+            })
         }
     }
 
@@ -209,7 +287,12 @@ mod tests {
         let mut cached = Campaign::new();
         cached.insert("a");
         cached.insert("gone");
-        let loaded = load(&mut database, &job("c", Some(&cached), true)).unwrap();
+        let loaded = load(
+            &mut database,
+            &job("c", Some(&cached), true),
+            Duration::ZERO,
+        )
+        .unwrap();
         assert_eq!(loaded.campaign.len(), 3);
         assert!(loaded.campaign.contains("42") && !loaded.campaign.contains("x"));
         let (_, db_checksum) = database.digest("c").unwrap();
@@ -228,16 +311,47 @@ mod tests {
     fn nothing_is_prepared_when_nobody_listens() {
         let mut database = MemorySink::default();
         database.insert("c", "a");
-        let loaded = load(&mut database, &job("c", None, false)).unwrap();
+        let loaded = load(&mut database, &job("c", None, false), Duration::ZERO).unwrap();
         assert_eq!(loaded.propagation, Prepared::Unheard);
     }
 
     #[test]
     fn a_failing_database_fails_the_load() {
         let mut database = MemorySink::failing(1);
-        let error = load(&mut database, &job("c", None, true)).err().unwrap();
+        let error = load(&mut database, &job("c", None, true), Duration::ZERO)
+            .err()
+            .unwrap();
         assert!(error.contains("down"), "{error}");
         // The next attempt reconnects and works.
-        assert!(load(&mut database, &job("c", None, true)).is_ok());
+        assert!(load(&mut database, &job("c", None, true), Duration::ZERO).is_ok());
+    }
+
+    #[test]
+    fn a_load_waits_for_the_database_to_reach_the_version_this_node_knew() {
+        let known = crate::core::version::version_at(now_ms());
+        let mut database = CatchingUp {
+            database: MemorySink::default(),
+            polls: 0,
+            polls_behind: 3,
+            version: known,
+        };
+        database.database.insert("c", "late");
+        let mut waiting = job("c", None, false);
+        waiting.known_version = known;
+        let loaded = load(&mut database, &waiting, Duration::from_secs(60)).unwrap();
+        assert_eq!(database.polls, 4, "polled until the database caught up");
+        assert!(loaded.campaign.contains("late"));
+
+        // Never caught up: loaded anyway once the wait is over.
+        database.polls = 0;
+        database.polls_behind = usize::MAX;
+        let loaded = load(&mut database, &waiting, Duration::from_millis(20)).unwrap();
+        assert!(database.polls >= 1 && loaded.campaign.contains("late"));
+
+        // A version older than the markers' retention is not waited for.
+        database.polls = 0;
+        waiting.known_version = 5;
+        load(&mut database, &waiting, Duration::from_secs(60)).unwrap();
+        assert_eq!(database.polls, 0);
     }
 }

@@ -191,4 +191,9 @@ impl Source for Database {
     fn campaigns(&mut self) -> Result<Vec<String>, SinkError> {
         self.with_connection(|sink| sink.campaigns())
     }
+
+    fn newest_version(&mut self, campaign: &str) -> Result<u64, SinkError> {
+        let campaign = campaign.to_owned();
+        self.with_connection(move |sink| sink.newest_version(&campaign))
+    }
 }

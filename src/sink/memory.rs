@@ -148,6 +148,11 @@ impl Source for MemorySink {
             loaded.checksum ^= member_hash(member);
         }
         loaded.members = members;
+        loaded.newest_version = self.newest_version(campaign)?;
+        Ok(loaded)
+    }
+
+    fn newest_version(&mut self, campaign: &str) -> Result<u64, SinkError> {
         let versions = self
             .rows
             .iter()
@@ -156,8 +161,7 @@ impl Source for MemorySink {
             .removed
             .iter()
             .filter_map(|((c, _), v)| (c == campaign).then_some(*v));
-        loaded.newest_version = versions.chain(markers).max().unwrap_or(0);
-        Ok(loaded)
+        Ok(versions.chain(markers).max().unwrap_or(0))
     }
 
     fn digest(&mut self, campaign: &str) -> Result<(i64, i64), SinkError> {

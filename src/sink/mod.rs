@@ -83,6 +83,9 @@ pub trait Source {
     fn digest(&mut self, campaign: &str) -> Result<(i64, i64), SinkError>;
     /// Every campaign the database holds.
     fn campaigns(&mut self) -> Result<Vec<String>, SinkError>;
+    /// The newest version among `campaign`'s rows and removal markers
+    /// (0: none).
+    fn newest_version(&mut self, campaign: &str) -> Result<u64, SinkError>;
 }
 
 #[cfg(test)]

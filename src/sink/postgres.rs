@@ -225,10 +225,7 @@ impl Source for PostgresSink {
         let rows = self.client.query(&sql, &[]).map_err(statement_error)?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
-}
 
-impl PostgresSink {
-    /// The newest version among `campaign`'s rows and markers (0: none).
     fn newest_version(&mut self, campaign: &str) -> Result<u64, SinkError> {
         let sql = format!(
             "SELECT greatest((SELECT max(version) FROM {} WHERE campaign = $1),

@@ -234,3 +234,47 @@ fn a_table_of_an_older_version_is_upgraded_in_place_and_old_markers_are_purged()
     });
     assert!(purged, "the two-hour-old marker was not purged");
 }
+
+/// The campaign moved with a change pending on its old owner, then was
+/// deleted on the new owner: the next write there reloads it only once the
+/// database has the change the deleted value held (the old owner committed
+/// it), so the cache is whole and the write's effect is right.
+#[test]
+fn a_reload_after_a_delete_waits_for_the_old_owners_commit() {
+    for (pending_op, write) in [
+        ("CAMPAIGN.ADD", "CAMPAIGN.REM"),
+        ("CAMPAIGN.REM", "CAMPAIGN.ADD"),
+    ] {
+        let database = Postgres::start();
+        let (old_owner, new_owner) = two_owners(&database);
+        let (mut old, mut new) = (old_owner.connection(), new_owner.connection());
+        // ADD m (then REM m on the new owner), or REM a (then ADD a).
+        let member = if pending_op == "CAMPAIGN.ADD" {
+            "m"
+        } else {
+            "a"
+        };
+        assert_eq!(int(&mut old, &[pending_op, "c", member]), 1);
+        move_campaign(&mut old, &mut new, "c");
+        int(&mut new, &["DEL", "c"]);
+
+        let mut writer = new_owner.connection();
+        let write_thread = std::thread::spawn(move || int(&mut writer, &[write, "c", member]));
+        wait_blocked_clients(&mut new, 1);
+        use_database(&mut old, &database);
+        flush(&mut old);
+        assert_eq!(
+            write_thread.join().unwrap(),
+            1,
+            "{write} {member} saw the old owner's change"
+        );
+        flush(&mut new);
+        // Either way the newer write wins: m removed again, a added again.
+        assert_eq!(
+            rows_of(&database, "c"),
+            set(&["a", "b"]),
+            "{pending_op} then {write}"
+        );
+        assert_eq!(int(&mut new, &["CAMPAIGN.CARD", "c"]), 2);
+    }
+}
