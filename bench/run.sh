@@ -3,7 +3,7 @@
 # (for the membership chart) is importable, then runs the benchmarks, each
 # of which starts its own redis-server and PostgreSQL and writes its figures
 # to docs/bench/. With an argument, only that benchmark:
-#   bench/run.sh [membership|write-behind|journal|rebuild] [extra arguments...]
+#   bench/run.sh [membership|write-behind|journal|rebuild|cluster] [extra arguments...]
 set -eu
 cd "$(dirname "$0")/.."
 cargo build --release
@@ -25,11 +25,13 @@ case "$which" in
     write-behind) exec "$PYTHON" bench/write_behind.py "$@" ;;
     journal) exec "$PYTHON" bench/journal.py "$@" ;;
     rebuild) exec "$PYTHON" bench/rebuild.py "$@" ;;
+    cluster) exec "$PYTHON" bench/cluster.py "$@" ;;
     all)
         "$PYTHON" bench/membership.py "$@"
         "$PYTHON" bench/write_behind.py
         "$PYTHON" bench/journal.py
         "$PYTHON" bench/rebuild.py
+        "$PYTHON" bench/cluster.py
         ;;
-    *) echo "usage: bench/run.sh [membership|write-behind|journal|rebuild] [args...]" >&2; exit 2 ;;
+    *) echo "usage: bench/run.sh [membership|write-behind|journal|rebuild|cluster] [args...]" >&2; exit 2 ;;
 esac

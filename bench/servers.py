@@ -20,6 +20,20 @@ def free_port():
         return s.getsockname()[1]
 
 
+def free_cluster_port():
+    """A free port whose cluster bus port (+10000) is free too."""
+    import random
+    while True:
+        port = random.randint(20000, 40000)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", candidate))
+            return port
+        except OSError:
+            continue
+
+
 class Redis:
     """A minimal RESP2 client: enough for pipelined benchmark traffic."""
 
@@ -76,9 +90,9 @@ class Redis:
 
 
 class RedisServer:
-    def __init__(self, *module_args, load_module=True, extra=()):
+    def __init__(self, *module_args, load_module=True, extra=(), port=None):
         self.dir = tempfile.mkdtemp(prefix="bench-redis-")
-        self.port = free_port()
+        self.port = port or free_port()
         args = [
             "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
             "--dir", self.dir, "--save", "", "--appendonly", "no",
