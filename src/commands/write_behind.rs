@@ -12,6 +12,7 @@ use crate::error::CampaignError;
 use crate::keyspace::background_free::BACKGROUND_FREES;
 use crate::keyspace::journal::JOURNAL;
 use crate::rebuild::LOADS;
+use crate::redis_glue::lock_hold::LOCK_HOLDS;
 use crate::redis_glue::server_state::SERVER;
 use crate::write_behind::WRITE_BEHIND;
 
@@ -86,8 +87,12 @@ pub fn status_figures() -> Vec<(&'static str, Figure)> {
         ("prefilled", count(&loads.prefilled)),
         ("role", Figure::Text(SERVER.role_name().into())),
         ("journal-next-seq", count(&journal.next_seq)),
-        ("longest-lock-hold-us", count(&stats.longest_lock_hold_us)),
-        ("longest-batch-take-us", count(&stats.longest_batch_take_us)),
+        ("longest-lock-hold-us", count(&LOCK_HOLDS.longest_us)),
+        (
+            "longest-batch-take-us",
+            count(&LOCK_HOLDS.longest_batch_take_us),
+        ),
+        ("longest-swap-us", count(&LOCK_HOLDS.longest_swap_us)),
         ("background-frees", count(&BACKGROUND_FREES)),
     ]
 }

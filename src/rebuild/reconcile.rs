@@ -17,6 +17,7 @@ use crate::keyspace::journal::JOURNAL;
 use crate::keyspace::{with_campaign, CAMPAIGN_TYPE};
 use crate::redis_glue::config;
 use crate::redis_glue::ffi::select_db;
+use crate::redis_glue::lock_hold::{hold_lock, Hold};
 use crate::redis_glue::log;
 use crate::redis_glue::panic_guard::spawn_supervised;
 use crate::redis_glue::server_state::SERVER;
@@ -65,7 +66,7 @@ impl Reconciler {
 
     fn round(&mut self) -> Result<(), String> {
         let redis = ThreadSafeContext::<DetachedFromClient>::new();
-        let target = JOURNAL.lock(&redis.lock()).last_seq();
+        let target = JOURNAL.lock(&hold_lock(&redis, Hold::Scan)).last_seq();
         if let Some(target) = target {
             WRITE_BEHIND.wait_until_committed(target)?;
         }
@@ -80,7 +81,7 @@ impl Reconciler {
             {
                 continue;
             }
-            let ctx = redis.lock();
+            let ctx = hold_lock(&redis, Hold::Scan);
             select_db(&ctx, 0);
             // Changes since the listing explain a difference: not drift.
             let name = ctx.create_string(figures.campaign.as_bytes());
@@ -136,7 +137,7 @@ fn list_campaigns(redis: &ThreadSafeContext<DetachedFromClient>) -> Vec<CacheFig
     };
     let mut more = true;
     while more {
-        let ctx = redis.lock();
+        let ctx = hold_lock(redis, Hold::Scan);
         select_db(&ctx, 0);
         for _ in 0..SCAN_ROUNDS_PER_LOCK {
             more = cursor.scan(&ctx, &collect);

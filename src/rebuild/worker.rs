@@ -21,6 +21,7 @@ use crate::core::version::version_ms;
 use crate::core::Campaign;
 use crate::error::CampaignError;
 use crate::redis_glue::ffi::{lock_to_propagate, select_db};
+use crate::redis_glue::lock_hold::{hold_lock, Hold};
 use crate::redis_glue::panic_guard::{run_callback, PANIC_IN_NEXT_LOAD};
 use crate::redis_glue::{config, log};
 use crate::sink::connection::Database;
@@ -68,7 +69,7 @@ fn run(database: &mut Database, job: Job) {
             let redis = ThreadSafeContext::<DetachedFromClient>::new();
             // The swap and the held writes are propagated: never while
             // clients are paused.
-            LOADS.finish(&lock_to_propagate(&redis), &job, outcome);
+            LOADS.finish(&lock_to_propagate(&redis, Hold::Swap), &job, outcome);
             // Dropped here, without the GIL: after the swap the job's
             // snapshot may be the last handle on a large old set.
             drop(job);
@@ -204,13 +205,13 @@ fn prefill(database: &mut Database, slots: Option<Vec<bool>>) {
         owned.as_ref().is_none_or(|owned| owned[slot])
             && slots.as_ref().is_none_or(|slots| slots[slot])
     };
-    let owned = my_cluster_slots(&redis.lock());
+    let owned = my_cluster_slots(&hold_lock(&redis, Hold::Scan));
     let mut started = 0;
     for campaign in campaigns {
         if !serving(key_slot(campaign.as_bytes()) as usize, &owned) {
             continue;
         }
-        let ctx = redis.lock();
+        let ctx = hold_lock(&redis, Hold::Scan);
         select_db(&ctx, 0);
         let name = ctx.create_string(campaign.as_bytes());
         let absent = ctx.open_key(&name).is_null();

@@ -9,10 +9,10 @@ use std::ptr;
 use std::time::Duration;
 
 use redis_module::{
-    raw, Context, ContextGuard, DetachedFromClient, NotifyEvent, RedisString, RedisValue,
-    ThreadSafeContext,
+    raw, Context, DetachedFromClient, NotifyEvent, RedisString, RedisValue, ThreadSafeContext,
 };
 
+use super::lock_hold::{Hold, TimedLock};
 use crate::core::clock::now_ms;
 
 /// Reads one function of Redis's module API table (`None` when the server
@@ -138,11 +138,11 @@ const PROPAGATION_RETRY: Duration = Duration::from_millis(5);
 /// moment the server allows it: while it asks to avoid replica traffic the
 /// lock is released and taken again a little later (the pause ends by
 /// itself), so the thread's change reaches replicas and the AOF after it.
-pub fn lock_to_propagate(redis: &ThreadSafeContext<DetachedFromClient>) -> ContextGuard {
+pub fn lock_to_propagate(redis: &ThreadSafeContext<DetachedFromClient>, hold: Hold) -> TimedLock {
     loop {
         let ctx = redis.lock();
         if !avoid_replica_traffic() {
-            return ctx;
+            return TimedLock::new(ctx, hold);
         }
         drop(ctx);
         std::thread::sleep(PROPAGATION_RETRY);

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod ffi;
+pub mod lock_hold;
 pub mod log;
 pub mod panic_guard;
 pub mod server_state;

@@ -23,6 +23,7 @@ use crate::core::{Batch, Collapsed};
 use crate::keyspace::journal::JOURNAL;
 use crate::redis_glue::config;
 use crate::redis_glue::ffi::lock_to_propagate;
+use crate::redis_glue::lock_hold::{hold_lock, Hold};
 use crate::redis_glue::log;
 use crate::redis_glue::panic_guard::spawn_supervised;
 use crate::redis_glue::server_state::SERVER;
@@ -258,27 +259,18 @@ impl Default for RedisJournal {
 
 impl JournalAccess for RedisJournal {
     fn take_batch(&self, limit: usize) -> Option<Batch> {
-        let ctx = self.redis.lock();
-        let held = Instant::now();
-        let batch = JOURNAL.lock(&ctx).take_batch(limit);
-        let took = held.elapsed();
-        drop(ctx);
-        WRITE_BEHIND.stats.record_lock_hold(took, true);
-        batch
+        let ctx = hold_lock(&self.redis, Hold::BatchTake);
+        JOURNAL.lock(&ctx).take_batch(limit)
     }
 
     fn commit(&self, through: u64) {
         // The trim is propagated: never while clients are paused.
-        let ctx = lock_to_propagate(&self.redis);
-        let held = Instant::now();
+        let ctx = lock_to_propagate(&self.redis, Hold::Trim);
         // A node demoted meanwhile leaves the trim to its new primary.
         if SERVER.is_primary() {
             let trimmed = WRITE_BEHIND.commit_through(&ctx, through, true);
             WRITE_BEHIND.record_commit(trimmed);
         }
-        let took = held.elapsed();
-        drop(ctx);
-        WRITE_BEHIND.stats.record_lock_hold(took, false);
     }
 
     fn report_failure(&self, message: &str, entries: usize, retry_in: Duration) {

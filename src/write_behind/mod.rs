@@ -45,11 +45,6 @@ pub struct FlushStats {
     pub flush_requested: AtomicBool,
     /// Entries committed per second, over the last second.
     pub flush_rate: AtomicU64,
-    /// Longest time (us) the flusher held the Redis lock at once: taking
-    /// a batch out or trimming it after the commit.
-    pub longest_lock_hold_us: AtomicU64,
-    /// Longest time (us) taking a batch out of the journal held the lock.
-    pub longest_batch_take_us: AtomicU64,
     rate_mark: Mutex<(u64, u64)>,
     last_error: Mutex<String>,
 }
@@ -63,18 +58,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-impl FlushStats {
-    pub fn record_lock_hold(&self, held: Duration, taking_batch: bool) {
-        let micros = held.as_micros().min(u128::from(u64::MAX)) as u64;
-        self.longest_lock_hold_us
-            .fetch_max(micros, Ordering::Relaxed);
-        if taking_batch {
-            self.longest_batch_take_us
-                .fetch_max(micros, Ordering::Relaxed);
-        }
-    }
 }
 
 impl WriteBehind {
