@@ -18,7 +18,6 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use std::io::Read;
-use std::sync::Arc;
 
 use postgres::{Client, Config, NoTls};
 
@@ -167,40 +166,20 @@ impl Source for PostgresSink {
         );
         let mut reader = self.client.copy_out(&sql).map_err(statement_error)?;
         let mut loaded = LoadedMembers::default();
-        // The MD5 checksum costs as much as building the set: a second
-        // thread hashes the same chunks while this one inserts.
-        let (chunks, hasher_input) = crossbeam_channel::bounded::<Arc<Vec<u8>>>(8);
-        std::thread::scope(|scope| -> Result<(), SinkError> {
-            let hasher = scope.spawn(move || {
-                let mut checksum = 0;
-                for chunk in hasher_input {
-                    for_each_field(&chunk, |field| {
-                        if let Ok(member) = validate_text(field, None) {
-                            checksum ^= member_hash(member);
-                        }
-                    });
+        // One pass: each member goes into the set and into the checksum
+        // (a lookup3 hash, cheap next to the insert).
+        let mut carry = Some(Vec::new());
+        while let Some(chunk) = next_chunk(&mut reader, &mut carry)
+            .map_err(|error| SinkError::Statement(error_chain(&error)))?
+        {
+            for_each_field(&chunk, |field| match validate_text(field, None) {
+                Ok(member) => {
+                    loaded.members.insert(member);
+                    loaded.checksum ^= member_hash(member);
                 }
-                checksum
+                Err(_) => loaded.skipped += 1,
             });
-            let mut carry = Some(Vec::new());
-            loop {
-                let chunk = next_chunk(&mut reader, &mut carry)
-                    .map_err(|error| SinkError::Statement(error_chain(&error)))?;
-                let Some(chunk) = chunk else { break };
-                let chunk = Arc::new(chunk);
-                // If the hasher died its panic surfaces at `join` below.
-                let _ = chunks.send(Arc::clone(&chunk));
-                for_each_field(&chunk, |field| match validate_text(field, None) {
-                    Ok(member) => {
-                        loaded.members.insert(member);
-                    }
-                    Err(_) => loaded.skipped += 1,
-                });
-            }
-            drop(chunks);
-            loaded.checksum = hasher.join().expect("the checksum thread panicked");
-            Ok(())
-        })?;
+        }
         drop(reader);
         loaded.newest_version = self.newest_version(campaign)?;
         Ok(loaded)
