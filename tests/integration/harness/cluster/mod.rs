@@ -7,7 +7,8 @@ pub mod client;
 pub mod model;
 pub mod nodes;
 
-use std::process::Command;
+use std::io::{Read, Seek, SeekFrom};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use redis::{Connection, Value};
@@ -21,6 +22,8 @@ use super::{wait_until, RedisOptions, RedisServer};
 const NODE_TIMEOUT_MS: u64 = 2_000;
 /// The longest any cluster-wide wait may take.
 const WAIT: Duration = Duration::from_secs(60);
+/// The longest a redis-cli run (create, reshard) may take.
+const CLI_TIMEOUT: Duration = Duration::from_secs(120);
 
 struct Node {
     server: RedisServer,
@@ -137,20 +140,40 @@ impl Cluster {
         self.check(done, &format!("node {replica} to replicate node {primary}"));
     }
 
+    /// Runs a redis-cli command, at most `CLI_TIMEOUT`; panics with its
+    /// output and the logs if it fails, reports an error or hangs.
     fn run_cli(&self, mut command: Command, what: &str) -> String {
-        let output = command
-            .output()
+        let mut output = tempfile::tempfile().expect("temporary file");
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(output.try_clone().expect("file handle"))
+            .stderr(output.try_clone().expect("file handle"))
+            .spawn()
             .unwrap_or_else(|error| panic!("cannot run {}: {error}", cli_binary()));
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        if !output.status.success() || stdout.contains("[ERR]") {
+        let mut status = None;
+        let finished = wait_until(CLI_TIMEOUT, || {
+            status = child.try_wait().expect("redis-cli status");
+            status.is_some()
+        });
+        if !finished {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let mut text = String::new();
+        output.seek(SeekFrom::Start(0)).expect("rewind");
+        output.read_to_string(&mut text).expect("redis-cli output");
+        let succeeded = status.is_some_and(|status| status.success());
+        if !succeeded || text.contains("[ERR]") {
             panic!(
-                "{what} failed ({}):\n{stdout}\n{stderr}\n{}",
-                output.status,
+                "{what} failed ({}):\n{text}\n{}",
+                status.map_or_else(
+                    || format!("killed after {CLI_TIMEOUT:?}"),
+                    |s| s.to_string()
+                ),
                 self.logs()
             );
         }
-        stdout
+        text
     }
 
     pub fn port(&self, node: usize) -> u16 {

@@ -410,11 +410,11 @@ impl Writers {
     }
 
     /// Stops the writers and returns their joined model and client stats.
-    pub fn stop(self) -> (Acknowledged, Stats) {
+    pub fn stop(mut self) -> (Acknowledged, Stats) {
         self.stop.store(true, Ordering::Relaxed);
         let mut model = Acknowledged::default();
         let mut stats = Stats::default();
-        for handle in self.handles {
+        for handle in std::mem::take(&mut self.handles) {
             match handle.join() {
                 Ok(result) => {
                     model.merge(result.model);
@@ -424,6 +424,14 @@ impl Writers {
             }
         }
         (model, stats)
+    }
+}
+
+impl Drop for Writers {
+    /// A test that panics with writers running stops them (without
+    /// waiting): they must not go on against servers that are gone.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
