@@ -11,11 +11,13 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::harness::campaign::{flush, pending, rows, rows_of, status, use_database};
+use redis::Value;
+
+use crate::harness::campaign::{flush, info_field, pending, rows, rows_of, status, use_database};
 use crate::harness::cluster::client::{key_slot, ClusterClient, Stats};
 use crate::harness::cluster::model::{Acknowledged, Op, Workload, Writers};
 use crate::harness::cluster::Cluster;
-use crate::harness::redis_server::int;
+use crate::harness::redis_server::{call, int};
 use crate::harness::{free_port, wait_until, Postgres, RedisOptions};
 
 /// Every node: the database, a flush interval, and held writes that give up
@@ -175,11 +177,16 @@ fn rem_pending_on_the_old_owner_then_add_on_the_new_owner() {
 }
 
 /// The old owner A holds changes it cannot commit; the slot moves to B,
-/// where the campaign is deleted and written again: B reloads it from the
-/// database (which lacks A's changes) and changes members A changed too.
-/// A's older changes must not undo B's newer ones, and A's changes that B
-/// did not touch must still land. (B's cache cannot hold A's untouched
-/// changes, so only the rows are compared here.)
+/// where the campaign is deleted and written again: the first write
+/// reloads it from the database, which lacks A's changes, and B then
+/// changes members A changed too. A's older changes must not undo B's
+/// newer ones, and A's changes that B did not touch must still land.
+///
+/// A is given its database back as soon as B has either answered its
+/// writes (a reload that does not wait: B's changes are committed first,
+/// then A's) or held the first one for a second (a reload that waits for
+/// the old owner's commit: A commits, then B's writes go on). Either way
+/// the rows and B's cache must end equal to the acknowledged model.
 #[test]
 fn del_and_recreate_on_the_new_owner_while_the_old_owner_holds_changes() {
     let started = Instant::now();
@@ -217,8 +224,6 @@ fn del_and_recreate_on_the_new_owner_while_the_old_owner_holds_changes() {
     let mut con_b = cluster.connection(b);
     assert_eq!(int(&mut con_b, &["DEL", &campaign]), 1);
     model.deleted(&campaign);
-    // Each reply is 1: B reloaded the campaign from the database, without
-    // x and with c1.
     let on_b = [
         (Op::Add, "x"),
         (Op::Rem, "x"),
@@ -226,14 +231,61 @@ fn del_and_recreate_on_the_new_owner_while_the_old_owner_holds_changes() {
         (Op::Add, "c1"),
         (Op::Add, "z"),
     ];
-    for (op, member) in on_b {
-        let changed = int(&mut con_b, &[op.command(), &campaign, member]);
-        assert_eq!(changed, 1, "{op:?} {member} on B after the reload");
-        model.replied(&campaign, member, op, port_b, changed);
+    let writer = {
+        let mut con = cluster.connection(b);
+        let campaign = campaign.clone();
+        std::thread::spawn(move || {
+            on_b.map(|(op, member)| {
+                let args = [op.command(), campaign.as_str(), member];
+                let bytes: Vec<&[u8]> = args.iter().map(|arg| arg.as_bytes()).collect();
+                (op, member, call(&mut con, &bytes))
+            })
+        })
+    };
+    // A plain reload takes milliseconds; one that waits for the old
+    // owner's commit holds the write until A commits (or up to its limit).
+    let mut watcher = cluster.connection(b);
+    let mut held_since: Option<Instant> = None;
+    let progressed = wait_until(Duration::from_secs(30), || {
+        if writer.is_finished() {
+            return true;
+        }
+        if info_field(&mut watcher, "clients", "blocked_clients") == "0" {
+            held_since = None;
+        } else {
+            held_since.get_or_insert_with(Instant::now);
+        }
+        held_since.is_some_and(|since| since.elapsed() >= Duration::from_secs(1))
+    });
+    assert!(
+        progressed,
+        "B neither answered its writes nor held them\n{}",
+        cluster.logs()
+    );
+    let reload_waited = !writer.is_finished();
+    if !reload_waited {
+        flush(&mut con_b);
     }
-    flush(&mut con_b);
-
     use_database(&mut con_a, &database);
+    let replies = writer.join().expect("B's writer");
+    for (op, member, reply) in replies {
+        match reply {
+            Ok(Value::Int(changed)) => model.replied(&campaign, member, op, port_b, changed),
+            other => panic!(
+                "{op:?} {member} on B after the DEL: {other:?}\n{}",
+                cluster.logs()
+            ),
+        }
+    }
+    eprintln!(
+        "B's reload {} for A's commit",
+        if reload_waited {
+            "waited"
+        } else {
+            "did not wait"
+        }
+    );
+    flush(&mut con_b);
     flush(&mut con_a);
     assert_eq!(pending(&mut con_a), 0, "{:?}", status(&mut con_a));
     assert_converged(
@@ -241,7 +293,7 @@ fn del_and_recreate_on_the_new_owner_while_the_old_owner_holds_changes() {
         &database,
         &model,
         &Stats::default(),
-        false,
+        true,
         started,
     );
 }
