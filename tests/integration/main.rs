@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod cluster;
 mod configuration;
 mod database_harness;
 mod encoding;

@@ -12,8 +12,9 @@ use crate::harness::campaign::{
     add, flush, flushing_to, info_field, members, pending, rows_of, start_replica_of, status,
     wait_for_replica,
 };
+use crate::harness::cluster::cluster_pair;
 use crate::harness::redis_server::{call, int};
-use crate::harness::{wait_until, Postgres, RedisOptions, RedisServer};
+use crate::harness::{wait_until, Postgres, RedisServer};
 
 const MEMBERS: usize = 2_000;
 
@@ -144,50 +145,11 @@ fn failover_while_committing_keeps_both_servers_and_the_rows() {
     assert_eq!(status(&mut con)["role"], "replica");
 }
 
-/// A one-shard cluster, a primary and its replica, each with the module.
-fn cluster_pair(options: impl Fn() -> RedisOptions) -> (RedisServer, RedisServer) {
-    let cluster = || {
-        options()
-            .config("cluster-enabled yes")
-            .config("cluster-node-timeout 3000")
-    };
-    let primary = RedisServer::start_with(cluster());
-    let replica = RedisServer::start_with(cluster());
-    let mut con = primary.connection();
-    let mut replica_con = replica.connection();
-    call(&mut con, &[b"CLUSTER", b"ADDSLOTSRANGE", b"0", b"16383"]).unwrap();
-    let primary_id: String = redis::cmd("CLUSTER").arg("MYID").query(&mut con).unwrap();
-    let port = primary.port.to_string();
-    call(
-        &mut replica_con,
-        &[b"CLUSTER", b"MEET", b"127.0.0.1", port.as_bytes()],
-    )
-    .unwrap();
-    let met = wait_until(Duration::from_secs(30), || {
-        call(
-            &mut replica_con,
-            &[b"CLUSTER", b"REPLICATE", primary_id.as_bytes()],
-        )
-        .is_ok()
-    });
-    assert!(met, "the replica never learned of its primary");
-    let linked = wait_until(Duration::from_secs(30), || {
-        info_field(&mut replica_con, "replication", "master_link_status") == "up"
-    });
-    assert!(linked, "{}", replica.log());
-    let serving = wait_until(Duration::from_secs(30), || {
-        let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut con).unwrap();
-        info.contains("cluster_state:ok")
-    });
-    assert!(serving);
-    (primary, replica)
-}
-
 /// `CLUSTER FAILOVER` on the replica while the primary's flusher commits.
 #[test]
 fn cluster_failover_while_committing_keeps_both_servers_and_the_rows() {
     let mut database = Postgres::start_owned();
-    let (mut primary, mut replica) = cluster_pair(|| flushing_to(&database));
+    let (mut primary, mut replica) = cluster_pair(flushing_to(&database));
     let mut con = primary.connection();
     let added = pending_while_the_database_is_down(&mut con, &mut database, "moved-on");
     wait_for_replica(&mut con);

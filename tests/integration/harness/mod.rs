@@ -3,6 +3,7 @@
 //! own temporary directory and is stopped when its handle drops.
 
 pub mod campaign;
+pub mod cluster;
 pub mod postgres;
 pub mod redis_server;
 
