@@ -13,6 +13,10 @@
 #   scripts/test.sh --server valkey      # everything, on Valkey
 #   scripts/test.sh some_test_name       # only matching tests
 #   scripts/test.sh -- --nocapture       # show test output
+#   scripts/test.sh cluster:: -- --test-threads=1   # the Redis Cluster tests
+#
+# With no filter, everything runs in two steps: all but the Redis Cluster
+# tests on two threads, then those (cluster::) one at a time.
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=common.sh
@@ -93,6 +97,10 @@ case "$server" in
 esac
 log "server: $("$CAMPAIGN_REDIS_SERVER" --version) ($CAMPAIGN_REDIS_SERVER); cli: $CAMPAIGN_REDIS_CLI"
 
+everything=0
+if [ "${#cargo_args[@]}" -eq 0 ] && [ "${#test_args[@]}" -eq 0 ]; then
+    everything=1
+fi
 if [ "$threads_given" -eq 0 ]; then
     test_args=(--test-threads=2 "${test_args[@]}")
 fi
@@ -100,5 +108,14 @@ fi
 log "cargo build --release"
 cargo build --release
 
-log "cargo test --release ${cargo_args[*]} -- ${test_args[*]}"
-cargo test --release "${cargo_args[@]}" -- "${test_args[@]}"
+if [ "$everything" -eq 1 ]; then
+    # The Redis Cluster tests start up to 8 servers each and time slot
+    # moves: they run after the rest, one at a time.
+    log "cargo test --release -- --test-threads=2 --skip cluster::"
+    cargo test --release -- --test-threads=2 --skip cluster::
+    log "cargo test --release -- --test-threads=1 cluster::"
+    cargo test --release -- --test-threads=1 cluster::
+else
+    log "cargo test --release ${cargo_args[*]} -- ${test_args[*]}"
+    cargo test --release "${cargo_args[@]}" -- "${test_args[@]}"
+fi
