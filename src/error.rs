@@ -38,6 +38,9 @@ pub enum CampaignError {
     DatabaseUnconfigured,
     #[error("{0} is internal: it is only accepted from the primary or the AOF")]
     InternalCommand(&'static str),
+    /// A load or a held write finished after this node became a replica.
+    #[error("this node became a replica before the load of the campaign finished: nothing was changed, retry on the primary")]
+    NoLongerPrimary,
     /// A caught panic or another bug; the details are in the Redis log.
     #[error("internal error in {command}: {detail} (see the Redis log)")]
     Internal { command: String, detail: String },
@@ -61,6 +64,7 @@ impl CampaignError {
             | CampaignError::LoadFailed { .. }
             | CampaignError::DatabaseUnconfigured
             | CampaignError::Internal { .. } => "ERR",
+            CampaignError::NoLongerPrimary => "READONLY",
         }
     }
 

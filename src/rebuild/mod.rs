@@ -266,7 +266,13 @@ impl Loads {
         select_db(ctx, job.key.db);
         let name = ctx.create_string(job.key.name.clone());
         // Whatever happens in the swap, every waiter below gets its answer.
+        // A node demoted while the load ran must not change its dataset:
+        // its primary's stream is the only source of changes now.
+        let demoted = !SERVER.is_primary();
         let result = run_callback("load swap", Err(internal_error(job)), || {
+            if demoted {
+                return Err(CampaignError::NoLongerPrimary);
+            }
             outcome
                 .map_err(|error| CampaignError::LoadFailed {
                     campaign: job.campaign.clone(),
@@ -314,7 +320,7 @@ impl Loads {
         let loaded_or_present = result.is_ok() || with_campaign(ctx, &name, |set| set.is_some());
         for held in load.held {
             let reply = match &result {
-                Err(error) if !loaded_or_present => Err(reply_error(error)),
+                Err(error) if demoted || !loaded_or_present => Err(reply_error(error)),
                 _ => run_callback("held write", Err(internal_error(job)), || {
                     let members: Vec<&str> = held.members.iter().map(String::as_str).collect();
                     apply_change(

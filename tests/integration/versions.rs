@@ -278,3 +278,44 @@ fn a_reload_after_a_delete_waits_for_the_old_owners_commit() {
         assert_eq!(int(&mut new, &["CAMPAIGN.CARD", "c"]), 2);
     }
 }
+
+/// A load that finishes after its node became a replica changes nothing
+/// there: no swap, no held write applied, the replica stays equal to its
+/// primary.
+#[test]
+fn a_load_finishing_on_a_demoted_node_changes_nothing() {
+    let database = Postgres::start();
+    let (old_owner, new_owner) = two_owners(&database);
+    let (mut old, mut new) = (old_owner.connection(), new_owner.connection());
+    assert_eq!(int(&mut old, &["CAMPAIGN.ADD", "c", "m"]), 1);
+    move_campaign(&mut old, &mut new, "c");
+    int(&mut new, &["DEL", "c"]);
+    // The write waits on a reload, which waits for the old owner's commit.
+    let mut writer = new_owner.connection();
+    let write_thread =
+        std::thread::spawn(move || call(&mut writer, &[b"CAMPAIGN.ADD", b"c", b"x"]));
+    wait_blocked_clients(&mut new, 1);
+
+    let port = old_owner.port.to_string();
+    call(&mut new, &[b"REPLICAOF", b"127.0.0.1", port.as_bytes()]).unwrap();
+    let synced = wait_until(Duration::from_secs(20), || {
+        crate::harness::campaign::info_field(&mut new, "replication", "master_link_status") == "up"
+    });
+    assert!(synced);
+    use_database(&mut old, &database);
+    flush(&mut old);
+    let reply = write_thread.join().unwrap();
+    assert!(
+        reply.is_err(),
+        "the held write was applied on a replica: {reply:?}"
+    );
+    // Whatever the load did, the replica holds what its primary holds.
+    wait_for_replica(&mut old);
+    assert_eq!(int(&mut new, &["EXISTS", "c"]), 0);
+    assert_eq!(pending(&mut new), pending(&mut old));
+    assert_eq!(rows_of(&database, "c"), set(&["a", "b", "m"]));
+    let loads_failed = wait_until(Duration::from_secs(20), || {
+        status(&mut new)["loads-failed"] == "1"
+    });
+    assert!(loads_failed, "{:?}", status(&mut new));
+}
