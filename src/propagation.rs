@@ -123,6 +123,37 @@ pub fn sync_change<'a>(
     }
 }
 
+/// Sends `CAMPAIGN.SYNC key CHANGE ADD|REM version member` for one changed
+/// member (a queue consumer's ADD: the hot write path) straight through
+/// `RedisModule_Replicate`: the key is passed by reference and only the
+/// small words are made into strings, instead of a string per argument.
+pub fn replicate_one_change(ctx: &Context, key: &RedisString, op: Op, version: u64, member: &str) {
+    let Some(replicate) = api!(RedisModule_Replicate) else {
+        return;
+    };
+    let op = match op {
+        Op::Add => c"ADD",
+        Op::Remove => c"REM",
+    };
+    // Versions stay below 2^63 (see `core::version`).
+    let version = version.min(i64::MAX as u64) as std::os::raw::c_longlong;
+    // SAFETY: a live context and key; "s" a RedisModuleString, "c" C
+    // strings, "l" a long long, "b" a pointer and a length, in that order.
+    unsafe {
+        replicate(
+            ctx.ctx,
+            c"CAMPAIGN.SYNC".as_ptr(),
+            c"scclb".as_ptr(),
+            key.inner,
+            c"CHANGE".as_ptr(),
+            op.as_ptr(),
+            version,
+            member.as_ptr().cast::<std::os::raw::c_char>(),
+            member.len(),
+        );
+    }
+}
+
 /// `CAMPAIGN.SYNC key VERSION v`.
 pub fn sync_version(key: &[u8], version: u64) -> WireCommand<'_> {
     WireCommand {

@@ -98,7 +98,11 @@ pub fn apply_change(
             let first = CLOCK.issue(count, current, cached_now_ms());
             advance_version(&key, first + count - 1)?;
             JOURNAL.record(ctx, op, campaign, &changed, first);
-            propagation::sync_change(name.as_slice(), op, first, &changed).replicate(ctx);
+            if let [member] = changed[..] {
+                propagation::replicate_one_change(ctx, name, op, first, member);
+            } else {
+                propagation::sync_change(name.as_slice(), op, first, &changed).replicate(ctx);
+            }
         }
         Propagation::Replicated { first_version } if !members.is_empty() => {
             let last = first_version + members.len() as u64 - 1;
