@@ -47,7 +47,7 @@ fn change_members(ctx: &Context, args: &[RedisString], op: Op) -> CommandResult 
             campaign,
             op,
             &members,
-            Propagation::Journaled,
+            Propagation::Client,
             if_missing,
         )
     };
@@ -85,7 +85,7 @@ pub fn change_one(
         campaign,
         op,
         &[member],
-        Propagation::Journaled,
+        Propagation::Client,
         if_missing,
     );
     match applied {

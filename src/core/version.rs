@@ -3,11 +3,18 @@
 //! it, whichever node made the older ones.
 //!
 //! A hybrid logical clock: milliseconds since the epoch in the high bits,
-//! a counter in the low `COUNTER_BITS`, never going back, and advanced past
-//! every version the node loads (a campaign value from RDB, RESTORE,
-//! MIGRATE or replication; journal entries; the newest version in the
-//! database). One clock per node serves every campaign, so a campaign
-//! deleted and created again still continues above its old versions.
+//! a counter in the low `COUNTER_BITS`. A change of an existing campaign
+//! gets the larger of its campaign's newest version plus one and the wall
+//! clock, so versions grow per campaign and follow real time across nodes;
+//! a campaign created on this node starts above everything the node has
+//! issued or loaded (a campaign value from RDB, RESTORE, MIGRATE or
+//! replication; journal entries; the newest version in the database), so a
+//! campaign deleted and created again continues above its old versions.
+//!
+//! When the wall clock does not move the version (a burst of changes to
+//! one campaign within a millisecond), the version is the campaign's plus
+//! one: a replica can derive it from its own copy of the campaign, and the
+//! client's command goes to replicas as it came (see `keyspace::write`).
 //!
 //! Versions stay below 2^63 (PostgreSQL `bigint`) until the year 2109.
 
@@ -40,17 +47,20 @@ impl VersionClock {
         }
     }
 
-    /// Reserves `count` consecutive versions above everything issued or
-    /// seen, above `floor` (the campaign's own newest version) and not
-    /// below the wall clock; returns the first.
+    /// `count` consecutive versions above `floor` (the campaign's newest
+    /// version, or `newest()` for a campaign being created) and not below
+    /// the wall clock; returns the first.
     pub fn issue(&self, count: u64, floor: u64, now_ms: u64) -> u64 {
-        let mut first = 0;
-        let _ = self
-            .newest
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |newest| {
-                first = newest.max(floor).saturating_add(1).max(version_at(now_ms));
-                Some(first.saturating_add(count.max(1) - 1))
-            });
+        let first = floor.saturating_add(1).max(version_at(now_ms));
+        self.observe(first.saturating_add(count.max(1) - 1));
+        first
+    }
+
+    /// The versions a replica (or an AOF replay) gives a change its primary
+    /// sent as the client's command: the campaign's newest plus one, on.
+    pub fn follow(&self, count: u64, floor: u64) -> u64 {
+        let first = floor.saturating_add(1);
+        self.observe(first.saturating_add(count.max(1) - 1));
         first
     }
 
@@ -70,36 +80,33 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn follows_the_wall_clock() {
+    fn follows_the_wall_clock_and_the_campaign() {
         let clock = VersionClock::new();
         let first = clock.issue(1, 0, 1_000);
         assert_eq!(first, version_at(1_000));
         assert_eq!(version_ms(first), 1_000);
-        // Within the same millisecond the counter goes on.
-        assert_eq!(clock.issue(3, 0, 1_000), first + 1);
-        assert_eq!(clock.issue(1, 0, 1_000), first + 4);
+        // Within the same millisecond the campaign's counter goes on.
+        assert_eq!(clock.issue(3, first, 1_000), first + 1);
+        assert_eq!(clock.issue(1, first + 3, 1_000), first + 4);
         // A later millisecond starts at its own base.
-        assert_eq!(clock.issue(1, 0, 2_000), version_at(2_000));
+        assert_eq!(clock.issue(1, first + 4, 2_000), version_at(2_000));
+        // The wall clock going back does not take the campaign back.
+        let late = version_at(5_000);
+        assert_eq!(clock.issue(1, late, 4_000), late + 1);
+        assert_eq!(clock.newest(), late + 1);
     }
 
     #[test]
-    fn never_goes_back_when_the_wall_clock_does() {
+    fn a_replica_follows_the_campaign_and_the_node_remembers_everything() {
         let clock = VersionClock::new();
-        let late = clock.issue(1, 0, 5_000);
-        assert_eq!(clock.issue(1, 0, 4_000), late + 1);
-    }
-
-    #[test]
-    fn continues_above_what_it_has_seen_and_the_floor() {
-        let clock = VersionClock::new();
+        assert_eq!(clock.follow(2, 41), 42);
+        assert_eq!(clock.newest(), 43);
         clock.observe(version_at(9_000) + 7);
-        assert_eq!(clock.issue(1, 0, 1_000), version_at(9_000) + 8);
-        let floor = version_at(20_000);
-        assert_eq!(clock.issue(2, floor, 1_000), floor + 1);
-        assert_eq!(clock.newest(), floor + 2);
+        // A campaign created here starts above all of it.
+        assert_eq!(clock.issue(1, clock.newest(), 1_000), version_at(9_000) + 8);
         // Observing an older version changes nothing.
         clock.observe(5);
-        assert_eq!(clock.newest(), floor + 2);
+        assert_eq!(clock.newest(), version_at(9_000) + 8);
     }
 
     #[test]
@@ -109,25 +116,31 @@ mod tests {
     }
 
     proptest! {
-        /// Whatever the wall clock, floors and observations do, every
-        /// issued version exceeds everything issued or observed before.
+        /// Whatever the wall clock does, a campaign's versions grow, and
+        /// one created from `newest()` starts above everything the node
+        /// issued or observed.
         #[test]
-        fn issued_versions_always_grow(
+        fn versions_grow_per_campaign_and_above_the_node(
             steps in prop::collection::vec((0u64..10_000, 0u64..4, 0u64..(1 << 40), any::<bool>()), 1..60)
         ) {
             let clock = VersionClock::new();
+            let mut campaign = 0;
             let mut newest = 0;
             for (now, count, value, observe) in steps {
                 if observe {
                     clock.observe(value);
                     newest = newest.max(value);
                 } else {
-                    let first = clock.issue(count, value, now);
-                    prop_assert!(first > newest);
+                    let first = clock.issue(count, campaign, now);
+                    prop_assert!(first > campaign);
                     prop_assert!(first >= version_at(now));
-                    prop_assert!(first > value);
-                    newest = first + count.max(1) - 1;
+                    campaign = first + count.max(1) - 1;
+                    newest = newest.max(campaign);
                 }
+                prop_assert_eq!(clock.newest(), newest);
+                let created = clock.issue(1, clock.newest(), 0);
+                prop_assert!(created > newest);
+                newest = created;
             }
         }
     }

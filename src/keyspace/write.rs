@@ -15,15 +15,23 @@ use crate::core::{Campaign, Op};
 use crate::error::CampaignError;
 use crate::propagation;
 use crate::redis_glue::ffi::{cached_now_ms, notify_keyspace_event};
+use crate::redis_glue::server_state::is_replayed;
 
 /// How a change reaches replicas, the AOF and the journal.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Propagation {
-    /// A client's write (also one held during a rebuild and applied after
-    /// it): the members that changed get new versions, are journaled, and
-    /// go to replicas and the AOF as `CAMPAIGN.SYNC key CHANGE` with their
-    /// versions, so every copy of the journal carries the same ones.
-    Journaled,
+    /// A client's write, in its own command: the members that changed get
+    /// new versions and are journaled. When the versions follow from the
+    /// campaign's own (its newest plus one, on: a burst within one
+    /// millisecond) the command goes to replicas and the AOF as it came,
+    /// and they derive the same versions; otherwise as `CAMPAIGN.SYNC key
+    /// CHANGE` with the versions. Executed from the primary's stream or an
+    /// AOF, such a command takes the versions that follow the campaign's.
+    Client,
+    /// A write held during a rebuild, applied by the module after it
+    /// (outside the client's command): journaled, and always sent as
+    /// `CAMPAIGN.SYNC key CHANGE` with its versions.
+    Held,
     /// A primary's (or the AOF's) `CAMPAIGN.SYNC key CHANGE`: every listed
     /// member is journaled with the versions the primary gave, numbered
     /// from `first_version`, whatever this copy of the set says.
@@ -68,6 +76,9 @@ pub fn apply_change(
     if existing.is_none() && if_missing == IfMissing::Report {
         return Ok(Applied::Missing);
     }
+    // The campaign's newest version before this write; a campaign created
+    // by it starts above everything this node has seen.
+    let before = existing.as_deref().map(Campaign::version);
     if propagation != Propagation::StateOnly {
         JOURNAL.check_capacity(ctx)?;
     }
@@ -92,13 +103,23 @@ pub fn apply_change(
         (Op::Remove, None) => Cow::Borrowed(&[]),
     };
     match propagation {
-        Propagation::Journaled if !changed.is_empty() => {
+        Propagation::Client | Propagation::Held if !changed.is_empty() => {
             let count = changed.len() as u64;
-            let current = write_campaign(&key)?.map_or(0, |set| set.version());
-            let first = CLOCK.issue(count, current, cached_now_ms());
+            let floor = before.unwrap_or_else(|| CLOCK.newest());
+            let replayed = propagation == Propagation::Client && is_replayed(ctx);
+            let first = if replayed {
+                CLOCK.follow(count, floor)
+            } else {
+                CLOCK.issue(count, floor, cached_now_ms())
+            };
             advance_version(&key, first + count - 1)?;
             JOURNAL.record(ctx, op, campaign, &changed, first);
-            if let [member] = changed[..] {
+            let derivable = before.is_some() && first == floor + 1;
+            if replayed || (propagation == Propagation::Client && derivable) {
+                // (From the primary's stream: for this node's own AOF and
+                // replicas; while an AOF loads this does nothing.)
+                ctx.replicate_verbatim();
+            } else if let [member] = changed[..] {
                 propagation::replicate_one_change(ctx, name, op, first, member);
             } else {
                 propagation::sync_change(name.as_slice(), op, first, &changed).replicate(ctx);
@@ -110,7 +131,10 @@ pub fn apply_change(
             advance_version(&key, last)?;
             JOURNAL.record(ctx, op, campaign, members, first_version);
         }
-        Propagation::Journaled | Propagation::Replicated { .. } | Propagation::StateOnly => {}
+        Propagation::Client
+        | Propagation::Held
+        | Propagation::Replicated { .. }
+        | Propagation::StateOnly => {}
     }
     if changed.is_empty() {
         return Ok(Applied::Changed(0));

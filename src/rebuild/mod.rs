@@ -329,7 +329,7 @@ impl Loads {
                         &held.campaign,
                         held.op,
                         &members,
-                        Propagation::Journaled,
+                        Propagation::Held,
                         IfMissing::Create,
                     )
                 })
