@@ -233,16 +233,13 @@ pub fn delete(key: &[u8]) -> WireCommand<'_> {
 
 /// A parsed `CAMPAIGN.SYNC`.
 pub enum Sync<'a> {
+    /// `ADD|REM members` (set content, `first_version` None) or `CHANGE
+    /// ADD|REM first-version members` (a change with its versions).
     Members {
         key: &'a RedisString,
         op: Op,
         members: Vec<&'a str>,
-    },
-    Change {
-        key: &'a RedisString,
-        op: Op,
-        first_version: u64,
-        members: Vec<&'a str>,
+        first_version: Option<u64>,
     },
     Replace {
         key: &'a RedisString,
@@ -288,17 +285,22 @@ pub fn parse_sync(args: &[RedisString]) -> Result<Sync<'_>, CampaignError> {
             .ok_or_else(|| CampaignError::Syntax("unknown CAMPAIGN.SYNC CHANGE form".into()))?;
         let first_version = parse_version(&args[4])?;
         let members = parse_members(&args[5..], 5)?;
-        return Ok(Sync::Change {
+        return Ok(Sync::Members {
             key,
             op,
-            first_version,
             members,
+            first_version: Some(first_version),
         });
     }
     let op = Op::from_word(&form)
         .ok_or_else(|| CampaignError::Syntax("unknown CAMPAIGN.SYNC form".into()))?;
     let members = parse_members(&args[3..], 3)?;
-    Ok(Sync::Members { key, op, members })
+    Ok(Sync::Members {
+        key,
+        op,
+        members,
+        first_version: None,
+    })
 }
 
 fn parse_version(arg: &RedisString) -> Result<u64, CampaignError> {

@@ -22,33 +22,23 @@ pub fn sync(ctx: &Context, args: &[RedisString]) -> CommandResult {
         return Err(CampaignError::InternalCommand(propagation::SYNC_COMMAND));
     }
     let reply = match propagation::parse_sync(args)? {
-        Sync::Members { key, op, members } => {
-            let campaign = String::from_utf8_lossy(key.as_slice());
-            apply_change(
-                ctx,
-                key,
-                &campaign,
-                op,
-                &members,
-                Propagation::StateOnly,
-                IfMissing::Create,
-            )?
-            .count()
-        }
-        Sync::Change {
+        Sync::Members {
             key,
             op,
-            first_version,
             members,
+            first_version,
         } => {
             let campaign = String::from_utf8_lossy(key.as_slice());
+            let propagation = first_version.map_or(Propagation::StateOnly, |first_version| {
+                Propagation::Replicated { first_version }
+            });
             apply_change(
                 ctx,
                 key,
                 &campaign,
                 op,
                 &members,
-                Propagation::Replicated { first_version },
+                propagation,
                 IfMissing::Create,
             )?
             .count()

@@ -5,7 +5,9 @@
 //! may still be committing changes the deleted value already held, and a
 //! reload that missed them would hold part of the campaign.
 //!
-//! Bounded: the oldest entries go first past `CAPACITY`.
+//! Bounded: the oldest entries go first past `CAPACITY`. `order` may hold
+//! keys forgotten since (dropping them there would scan it on the main
+//! thread at every swap); it is compacted when it grows to twice the cap.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{LazyLock, Mutex, MutexGuard};
@@ -34,10 +36,15 @@ pub fn remember_deleted(key: KeyId, version: u64) {
         return;
     }
     let mut deleted = deleted();
-    if deleted.versions.len() >= CAPACITY {
-        if let Some(oldest) = deleted.order.pop_front() {
-            deleted.versions.remove(&oldest);
-        }
+    while deleted.versions.len() >= CAPACITY {
+        let Some(oldest) = deleted.order.pop_front() else {
+            break;
+        };
+        deleted.versions.remove(&oldest);
+    }
+    if deleted.order.len() >= 2 * CAPACITY {
+        let Deleted { versions, order } = &mut *deleted;
+        order.retain(|key| versions.contains_key(key));
     }
     match deleted.versions.get_mut(&key) {
         Some(known) => *known = (*known).max(version),
@@ -55,8 +62,5 @@ pub fn deleted_version(key: &KeyId) -> u64 {
 
 /// A load put the campaign back: its value carries the version now.
 pub fn forget_deleted(key: &KeyId) {
-    let mut deleted = deleted();
-    if deleted.versions.remove(key).is_some() {
-        deleted.order.retain(|other| other != key);
-    }
+    deleted().versions.remove(key);
 }

@@ -68,7 +68,7 @@ impl PostgresSink {
         // every later batch fail, so such a database is refused up front.
         let encoding: String = client
             .query_one("SHOW server_encoding", &[])
-            .map_err(statement_error)?
+            .map_err(setup_error)?
             .get(0);
         if encoding != "UTF8" {
             return Err(SinkError::Connect(format!(
@@ -109,12 +109,12 @@ impl PostgresSink {
                      version  bigint NOT NULL
                  ) ON COMMIT DELETE ROWS;"
             ))
-            .map_err(statement_error)?;
+            .map_err(setup_error)?;
         // A table made by an older version gains its version column in
         // place (no rewrite). Both statements take a lock that would queue
         // behind a long COPY of another node: run only when missing.
         let exists = |client: &mut Client, sql: &str, name: &str| -> Result<bool, SinkError> {
-            let row = client.query_one(sql, &[&name]).map_err(statement_error)?;
+            let row = client.query_one(sql, &[&name]).map_err(setup_error)?;
             Ok(row.get(0))
         };
         let has_version = "SELECT EXISTS (SELECT 1 FROM pg_attribute
@@ -125,7 +125,7 @@ impl PostgresSink {
                 .batch_execute(&format!(
                     "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS version bigint"
                 ))
-                .map_err(statement_error)?;
+                .map_err(setup_error)?;
         }
         // Adds look for newer markers by version range (see `apply`), and
         // the retention purge deletes by version.
@@ -135,7 +135,7 @@ impl PostgresSink {
                 .batch_execute(&format!(
                     "CREATE INDEX IF NOT EXISTS {removed_index_name} ON {removed} (version)"
                 ))
-                .map_err(statement_error)?;
+                .map_err(setup_error)?;
         }
         Ok(PostgresSink {
             client,
@@ -457,6 +457,13 @@ fn push_copy_field(out: &mut String, field: &str) {
             _ => out.push(c),
         }
     }
+}
+
+/// A statement of the session's set-up failed (two nodes creating the
+/// tables at once, a missing privilege): never `Rejected`, which would have
+/// the flusher isolate and park rows that did nothing wrong.
+fn setup_error(error: postgres::Error) -> SinkError {
+    SinkError::Connect(error_chain(&error))
 }
 
 /// A failed statement: `Rejected` when the database refused the data

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use redis::Value;
 
 use crate::harness::campaign::{flush, info_field, pending, rows, rows_of, status, use_database};
-use crate::harness::cluster::client::{key_slot, ClusterClient, Stats};
+use crate::harness::cluster::client::{ClusterClient, Stats};
 use crate::harness::cluster::model::{Acknowledged, Op, Workload, Writers};
 use crate::harness::cluster::Cluster;
 use crate::harness::redis_server::{call, int};
@@ -296,9 +296,6 @@ fn reshard_under_concurrent_writers() {
     let database = Postgres::start();
     let mut cluster = Cluster::start(3, 0, options(&database, 1_000));
     let campaigns = campaigns("resharded-", 100);
-    for campaign in &campaigns[..10] {
-        assert_eq!(key_slot(campaign), cluster.slot_of(campaign), "{campaign}");
-    }
     let writers = Writers::start(cluster.ports(), workload(campaigns, None));
     writers.run_for(Duration::from_secs(1), 1_000);
     let [p0, p1, p2] = cluster.primaries()[..] else {

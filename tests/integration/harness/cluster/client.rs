@@ -21,37 +21,6 @@ const COMMAND_DEADLINE: Duration = Duration::from_secs(45);
 /// held write answers before it), shorter than a hang.
 const READ_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// CRC16-CCITT (XMODEM), the checksum Redis Cluster hashes keys with.
-fn crc16(bytes: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &byte in bytes {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
-}
-
-/// The slot of `key`, honouring a `{hash tag}` as Redis does.
-pub fn key_slot(key: &str) -> u16 {
-    let key = key.as_bytes();
-    let hashed = key
-        .iter()
-        .position(|&b| b == b'{')
-        .and_then(|open| {
-            let rest = &key[open + 1..];
-            let close = rest.iter().position(|&b| b == b'}')?;
-            (close > 0).then(|| &rest[..close])
-        })
-        .unwrap_or(key);
-    crc16(hashed) % SLOTS
-}
-
 /// What became of one write.
 #[derive(Clone, Debug)]
 pub enum Outcome {
@@ -113,6 +82,8 @@ pub struct ClusterClient {
     seeds: Vec<u16>,
     /// The owner's port of each slot; 0 = unknown.
     slots: Vec<u16>,
+    /// The slot of each key written so far, as a node computed it.
+    key_slots: HashMap<String, u16>,
     connections: HashMap<u16, Connection>,
     pub stats: Stats,
 }
@@ -153,6 +124,7 @@ impl ClusterClient {
         let mut client = ClusterClient {
             seeds,
             slots: vec![0; SLOTS as usize],
+            key_slots: HashMap::new(),
             connections: HashMap::new(),
             stats: Stats::default(),
         };
@@ -202,6 +174,41 @@ impl ClusterClient {
         }
     }
 
+    /// `key`'s slot, asked once of the first node that answers
+    /// (`CLUSTER KEYSLOT`: the server's own hashing, hash tags included).
+    fn key_slot(&mut self, key: &str) -> u16 {
+        if let Some(&slot) = self.key_slots.get(key) {
+            return slot;
+        }
+        let seeds = self.seeds.clone();
+        let deadline = Instant::now() + COMMAND_DEADLINE;
+        loop {
+            for &port in &seeds {
+                let Ok(con) = self.connection(port) else {
+                    continue;
+                };
+                match redis::cmd("CLUSTER")
+                    .arg("KEYSLOT")
+                    .arg(key)
+                    .query::<u16>(con)
+                {
+                    Ok(slot) => {
+                        self.key_slots.insert(key.to_owned(), slot);
+                        return slot;
+                    }
+                    Err(_) => {
+                        self.connections.remove(&port);
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no node computed the slot of {key}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn port_of_slot(&mut self, slot: u16) -> u16 {
         if self.slots[slot as usize] == 0 {
             self.refresh();
@@ -216,7 +223,7 @@ impl ClusterClient {
     /// timeout-ms` follows on the same connection and only a confirmed
     /// write counts as acknowledged.
     pub fn write(&mut self, key: &str, args: &[&str], confirm: Option<(i64, u64)>) -> Outcome {
-        let slot = key_slot(key);
+        let slot = self.key_slot(key);
         let started = Instant::now();
         let mut doubt: Option<String> = None;
         let mut ask: Option<u16> = None;
