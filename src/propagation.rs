@@ -10,6 +10,9 @@
 //! - `CAMPAIGN.SYNC key REPLACE encoding-version blob`: a whole set.
 //! - `CAMPAIGN.SYNC key VERSION v`: the campaign's newest version (after a
 //!   rebuilt set, in an AOF rewrite).
+//! - `CAMPAIGN.SYNC key SHADOW id PART blob`, `... SHADOW id SWAP`, `...
+//!   SHADOW id DROP`: a rebuilt set sent in bounded parts into a shadow,
+//!   then swapped in under `key` (or dropped); see `core::shadow`.
 //! - `CAMPAIGN.JOURNAL TRIM seq`: entries through `seq` are committed.
 //! - `CAMPAIGN.JOURNAL ENTRIES first-seq [ADD|REM campaign member version]
 //!   ...`: journal entries and their numbering, written when an AOF rewrite
@@ -23,6 +26,7 @@ use crate::redis_glue::ffi::api;
 use redis_module::{raw, Context, RedisString};
 
 use crate::core::member_set::ENCODING_VERSION;
+use crate::core::shadow::decode_part;
 use crate::core::{validate_text, BlobReader, Campaign, Entry, EntryRef, Journal, Op};
 use crate::error::CampaignError;
 use crate::redis_glue::ffi::with_redis_strings;
@@ -175,6 +179,31 @@ pub fn sync_replace<'a>(key: &'a [u8], encoded_set: &'a [u8]) -> WireCommand<'a>
     }
 }
 
+/// What a `CAMPAIGN.SYNC key SHADOW id ...` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShadowStep<'a> {
+    /// Adds a part (encoded members, `core::shadow::encode_part`).
+    Part(&'a [u8]),
+    /// Puts the collected set in place under the key.
+    Swap,
+    /// Forgets the shadow.
+    Drop,
+}
+
+/// `CAMPAIGN.SYNC key SHADOW id PART blob|SWAP|DROP`.
+pub fn sync_shadow<'a>(key: &'a [u8], id: u64, step: ShadowStep<'a>) -> WireCommand<'a> {
+    let mut args = vec![Cow::Borrowed(key), word("SHADOW"), number(id)];
+    match step {
+        ShadowStep::Part(part) => args.extend([word("PART"), Cow::Borrowed(part)]),
+        ShadowStep::Swap => args.push(word("SWAP")),
+        ShadowStep::Drop => args.push(word("DROP")),
+    }
+    WireCommand {
+        command: SYNC_COMMAND,
+        args,
+    }
+}
+
 /// `CAMPAIGN.JOURNAL TRIM seq`.
 pub fn journal_trim(through: u64) -> WireCommand<'static> {
     WireCommand {
@@ -249,6 +278,18 @@ pub enum Sync<'a> {
         key: &'a RedisString,
         version: u64,
     },
+    /// A step of shadow `id`; a part's members are decoded and validated.
+    Shadow {
+        key: &'a RedisString,
+        id: u64,
+        step: ParsedShadowStep<'a>,
+    },
+}
+
+pub enum ParsedShadowStep<'a> {
+    Part(Vec<&'a str>),
+    Swap,
+    Drop,
 }
 
 /// Parses `CAMPAIGN.SYNC` (`args[0]` is the command name).
@@ -277,6 +318,9 @@ pub fn parse_sync(args: &[RedisString]) -> Result<Sync<'_>, CampaignError> {
         let version = parse_version(&args[3])?;
         return Ok(Sync::Version { key, version });
     }
+    if form == b"SHADOW" {
+        return parse_shadow(key, args);
+    }
     if form == b"CHANGE" {
         if args.len() < 6 {
             return Err(CampaignError::WrongArity);
@@ -301,6 +345,36 @@ pub fn parse_sync(args: &[RedisString]) -> Result<Sync<'_>, CampaignError> {
         members,
         first_version: None,
     })
+}
+
+/// `CAMPAIGN.SYNC key SHADOW id PART blob|SWAP|DROP`.
+fn parse_shadow<'a>(
+    key: &'a RedisString,
+    args: &'a [RedisString],
+) -> Result<Sync<'a>, CampaignError> {
+    let id = args
+        .get(3)
+        .ok_or(CampaignError::WrongArity)?
+        .parse_unsigned_integer()
+        .map_err(|_| CampaignError::Syntax("the shadow id must be an unsigned integer".into()))?;
+    let step = match (
+        args.get(4).map(|arg| arg.as_slice().to_ascii_uppercase()),
+        args.len(),
+    ) {
+        (Some(step), 6) if step == b"PART" => {
+            let members = decode_part(args[5].as_slice())
+                .map_err(|error| CampaignError::Syntax(format!("bad shadow part: {error}")))?;
+            ParsedShadowStep::Part(members)
+        }
+        (Some(step), 5) if step == b"SWAP" => ParsedShadowStep::Swap,
+        (Some(step), 5) if step == b"DROP" => ParsedShadowStep::Drop,
+        _ => {
+            return Err(CampaignError::Syntax(
+                "unknown CAMPAIGN.SYNC SHADOW form".into(),
+            ))
+        }
+    };
+    Ok(Sync::Shadow { key, id, step })
 }
 
 fn parse_version(arg: &RedisString) -> Result<u64, CampaignError> {

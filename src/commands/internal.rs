@@ -8,15 +8,16 @@ use redis_module::{Context, RedisString, RedisValue};
 use super::CommandResult;
 use crate::error::CampaignError;
 use crate::keyspace::journal::JOURNAL;
+use crate::keyspace::shadow;
 use crate::keyspace::write::{self, apply_change, IfMissing, Propagation};
-use crate::propagation::{self, JournalCommand, Sync};
+use crate::propagation::{self, JournalCommand, ParsedShadowStep, Sync};
 use crate::redis_glue::server_state::is_replayed;
 use crate::write_behind::WRITE_BEHIND;
 
 /// `CAMPAIGN.SYNC campaign ...` (forms in `propagation`): a client's change
 /// with its versions, journaled; set content without journaling, sent by a
 /// rebuild to replicas and the AOF, and written by an AOF rewrite without
-/// the RDB preamble; a campaign's version.
+/// the RDB preamble; a campaign's version; a rebuilt set's parts and swap.
 pub fn sync(ctx: &Context, args: &[RedisString]) -> CommandResult {
     if !is_replayed(ctx) {
         return Err(CampaignError::InternalCommand(propagation::SYNC_COMMAND));
@@ -49,6 +50,14 @@ pub fn sync(ctx: &Context, args: &[RedisString]) -> CommandResult {
             count
         }
         Sync::Version { key, version } => usize::from(write::raise_version(ctx, key, version)?),
+        Sync::Shadow { key, id, step } => match step {
+            ParsedShadowStep::Part(members) => {
+                shadow::shadows().receive(id, key.as_slice(), &members);
+                members.len()
+            }
+            ParsedShadowStep::Swap => shadow::swap_in(ctx, key, id)?,
+            ParsedShadowStep::Drop => usize::from(shadow::shadows().take(id).is_some()),
+        },
     };
     // A replica's own AOF needs it too; while loading this is a no-op.
     ctx.replicate_verbatim();

@@ -11,6 +11,7 @@ use crate::core::clock::now_ms;
 use crate::error::CampaignError;
 use crate::keyspace::background_free::BACKGROUND_FREES;
 use crate::keyspace::journal::JOURNAL;
+use crate::keyspace::shadow;
 use crate::rebuild::LOADS;
 use crate::redis_glue::lock_hold::LOCK_HOLDS;
 use crate::redis_glue::server_state::SERVER;
@@ -80,6 +81,7 @@ pub fn status_figures() -> Vec<(&'static str, Figure)> {
             "rebuilding",
             Figure::Number(LOADS.active.load(Ordering::Relaxed) as i64),
         ),
+        ("shadows", Figure::Number(shadow::count())),
         ("loads-done", count(&loads.loads_done)),
         ("loads-failed", count(&loads.loads_failed)),
         ("verify-runs", count(&loads.verify_runs)),

@@ -14,6 +14,7 @@ pub mod member;
 pub mod member_set;
 mod number_set;
 mod probe_table;
+pub mod shadow;
 mod sorted_set;
 mod string_set;
 mod uuid_set;

@@ -11,11 +11,12 @@ use redis_module::raw;
 
 use super::background_free;
 use super::journal::JOURNAL;
-use super::{deleted, KeyId, CLOCK};
+use super::{deleted, shadow, KeyId, CLOCK};
 use crate::core::campaign::ENCODING_VERSION;
 use crate::core::clock::now_ms;
 use crate::core::journal;
 use crate::core::member_set::MemberRef;
+use crate::core::shadow::Shadows;
 use crate::core::{Campaign, DecodeError, Journal, Op, RecordReader, RecordWriter};
 use crate::propagation;
 use crate::redis_glue::ffi::{api, string_bytes};
@@ -23,10 +24,12 @@ use crate::redis_glue::log;
 use crate::redis_glue::panic_guard::run_callback;
 use crate::redis_glue::server_state::SERVER;
 
-/// Version of the journal's aux data, written first so it can evolve
-/// (`Journal::encode`: 3 = packed records with versions; 2 and 1, written
-/// by earlier releases, still load).
-const JOURNAL_FORMAT: u64 = journal::FORMAT;
+/// Version of the aux data, written first so it can evolve: 4 = the
+/// journal in its format 3 followed by the shadows (`core::shadow`); 3
+/// (packed journal records with versions), 2 and 1, written by earlier
+/// releases, hold the journal alone and still load.
+const AUX_FORMAT: u64 = 4;
+const AUX_JOURNAL_FORMAT: u64 = journal::FORMAT;
 
 pub static CAMPAIGN_TYPE: RedisType = RedisType::new(
     // Redis requires exactly nine characters.
@@ -188,6 +191,11 @@ unsafe fn emit_journal_once(aof: *mut raw::RedisModuleIO) {
         // SAFETY: `aof` is live (caller).
         unsafe { command.emit_aof(aof) };
     }
+    // Shadows being sent or collected, likewise.
+    shadow::for_each_snapshot_command(|command| {
+        // SAFETY: `aof` is live (caller).
+        unsafe { command.emit_aof(aof) }
+    });
 }
 
 extern "C" fn aux_save(rdb: *mut raw::RedisModuleIO, when: c_int) {
@@ -196,8 +204,9 @@ extern "C" fn aux_save(rdb: *mut raw::RedisModuleIO, when: c_int) {
     }
     run_callback("aux_save", (), || {
         let mut writer = RdbWriter(rdb);
-        writer.write_unsigned(JOURNAL_FORMAT);
+        writer.write_unsigned(AUX_FORMAT);
         JOURNAL.lock_in_callback().encode(&mut writer);
+        shadow::shadows().encode(&mut writer);
     });
 }
 
@@ -207,16 +216,28 @@ extern "C" fn aux_load(rdb: *mut raw::RedisModuleIO, _encver: c_int, when: c_int
     }
     run_callback("aux_load", raw::REDISMODULE_ERR as c_int, || {
         let mut reader = RdbReader(rdb);
-        let loaded = reader
-            .read_unsigned()
-            .and_then(|format| Journal::decode(&mut reader, format, now_ms()));
+        let loaded = reader.read_unsigned().and_then(|format| {
+            let journal_format = if format == AUX_FORMAT {
+                AUX_JOURNAL_FORMAT
+            } else {
+                format
+            };
+            let journal = Journal::decode(&mut reader, journal_format, now_ms())?;
+            let shadows = if format == AUX_FORMAT {
+                Shadows::decode(&mut reader)?
+            } else {
+                Shadows::default()
+            };
+            Ok((journal, shadows))
+        });
         match loaded {
-            Ok(journal) => {
+            Ok((journal, shadows)) => {
                 JOURNAL.replace(journal);
+                shadow::shadows().restore(shadows);
                 raw::REDISMODULE_OK as c_int
             }
             Err(error) => {
-                log::warning(format!("cannot load the journal: {error}"));
+                log::warning(format!("cannot load the journal and shadows: {error}"));
                 raw::REDISMODULE_ERR as c_int
             }
         }

@@ -7,6 +7,7 @@ pub mod data_type;
 pub mod deleted;
 pub mod journal;
 pub mod negative;
+pub mod shadow;
 pub mod write;
 
 use redis_module::key::{RedisKey, RedisKeyWritable};

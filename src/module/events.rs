@@ -12,7 +12,8 @@ use redis_module_macros::{
 use crate::commands::write_behind::{status_figures, Figure};
 use crate::keyspace::journal::JOURNAL;
 use crate::keyspace::negative;
-use crate::rebuild::{prefill, LOADS};
+use crate::keyspace::shadow;
+use crate::rebuild::{prefill, Job, LOADS};
 use crate::redis_glue::ffi::{api, avoid_replica_traffic, call_text};
 use crate::redis_glue::panic_guard::run_callback;
 use crate::redis_glue::server_state::SERVER;
@@ -24,6 +25,10 @@ fn on_role_changed(_ctx: &Context, role: ServerRole) {
         SERVER.set_primary(role == ServerRole::Primary);
         // A promoted replica flushes what it holds at once.
         JOURNAL.wake();
+        if role == ServerRole::Primary {
+            // Shadows it was collecting will never be swapped in.
+            LOADS.submit(Job::DropLeftoverShadows);
+        }
     });
 }
 
@@ -38,6 +43,14 @@ fn on_loading(_ctx: &Context, event: LoadingSubevent) {
         );
         SERVER.set_loading(loading);
         JOURNAL.wake();
+        if loading {
+            // What is loaded now says which shadows exist.
+            shadow::shadows().drop_received();
+        } else if SERVER.is_primary() {
+            // A primary that loaded shadows (its AOF ended mid-send) will
+            // never get their swap.
+            LOADS.submit(Job::DropLeftoverShadows);
+        }
     });
 }
 
@@ -87,6 +100,7 @@ extern "C" fn on_fork_child(
         // campaign key of the rewrite still carries the journal.
         if aof_rewrite_without_preamble(&ctx) && !avoid_replica_traffic() {
             JOURNAL.propagate_snapshot(&ctx);
+            shadow::for_each_snapshot_command(|command| command.replicate(&ctx));
         }
     });
 }

@@ -31,9 +31,9 @@ use crate::error::CampaignError;
 use crate::keyspace::journal::JOURNAL;
 use crate::keyspace::write::{apply_change, IfMissing, Propagation};
 use crate::keyspace::{
-    answers, deleted, negative, read_campaign, with_campaign, write, KeyId, CLOCK,
+    answers, deleted, negative, read_campaign, shadow, with_campaign, write, KeyId, CLOCK,
 };
-use crate::propagation;
+use crate::propagation::{self, ShadowStep};
 use crate::redis_glue::config;
 use crate::redis_glue::ffi::{call_text, select_db};
 use crate::redis_glue::log;
@@ -76,6 +76,9 @@ pub enum Job {
     /// Load what the keyspace lacks: everything (`None`), or the campaigns
     /// of these cluster slots.
     Prefill(Option<Vec<bool>>),
+    /// A node became primary: drop the shadows it collected (and tell its
+    /// replicas and AOF), their swap will never come.
+    DropLeftoverShadows,
 }
 
 #[derive(Default)]
@@ -269,6 +272,13 @@ impl Loads {
         // A node demoted while the load ran must not change its dataset:
         // its primary's stream is the only source of changes now.
         let demoted = !SERVER.is_primary();
+        let shadow_id = match &outcome {
+            Ok(Loaded {
+                propagation: Prepared::Shadow(id),
+                ..
+            }) => Some(*id),
+            _ => None,
+        };
         let result = run_callback("load swap", Err(internal_error(job)), || {
             if demoted {
                 return Err(CampaignError::NoLongerPrimary);
@@ -280,6 +290,10 @@ impl Loads {
                 })
                 .and_then(|loaded| self.swap(ctx, job, &name, loaded))
         });
+        // A shadow the swap did not take in is dropped everywhere.
+        if let Some(id) = shadow_id {
+            shadow::abandon(ctx, id, SERVER.is_primary());
+        }
         let load = {
             let mut registry = self.registry();
             let load = registry.finish(&job.key);
@@ -369,7 +383,9 @@ impl Loads {
             return Ok(0);
         }
         let heard = matches!(loaded.propagation, Prepared::Unheard) && propagation_heard(ctx);
-        let plan = swap::plan(loaded.propagation, base_unchanged, heard);
+        let shadow_sent = matches!(loaded.propagation,
+            Prepared::Shadow(id) if shadow::shadows().all_sent(id));
+        let plan = swap::plan(loaded.propagation, base_unchanged, heard, shadow_sent);
         match &plan {
             Plan::Nothing => {}
             Plan::Diff { added, removed } => {
@@ -379,14 +395,14 @@ impl Loads {
                     }
                 }
             }
-            Plan::Whole(encoded) => {
-                let encoded = encoded.clone().unwrap_or_else(|| {
-                    // The member set alone, as `swap::prepare` encodes it.
-                    let mut writer = BlobWriter::default();
-                    loaded.campaign.members().encode(&mut writer);
-                    writer.bytes
-                });
-                propagation::sync_replace(name.as_slice(), &encoded).replicate(ctx);
+            Plan::Shadow(id) => {
+                shadow::shadows().take(*id);
+                propagation::sync_shadow(name.as_slice(), *id, ShadowStep::Swap).replicate(ctx);
+            }
+            Plan::Whole => {
+                let mut writer = BlobWriter::default();
+                loaded.campaign.members().encode(&mut writer);
+                propagation::sync_replace(name.as_slice(), &writer.bytes).replicate(ctx);
             }
         }
         if !matches!(plan, Plan::Nothing) && loaded.campaign.version() > 0 {

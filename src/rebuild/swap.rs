@@ -1,13 +1,16 @@
 //! How a loaded set reaches replicas and the AOF: prepared on the worker
-//! (a diff against the set the load started from, or the whole set
-//! encoded), then settled at the swap against what the key holds by then.
-//! Pure: unit-tested without Redis.
+//! (a diff against the set the load started from, or the whole set in
+//! parts that the worker sends into a shadow before the swap, see
+//! `core::shadow`), then settled at the swap against what the key holds by
+//! then. Pure: unit-tested without Redis.
 
 use std::sync::Arc;
 
-use crate::core::{BlobWriter, Campaign, MemberSet};
+use crate::core::shadow::encode_parts;
+use crate::core::{Campaign, MemberSet};
 
-/// Most members sent to replicas as ADD/REM; beyond, the whole set goes.
+/// Most members sent to replicas as ADD/REM at the swap; beyond, the
+/// whole set goes in parts before it.
 pub const DIFF_LIMIT: usize = 10_000;
 
 /// Prepared off the main thread.
@@ -18,8 +21,11 @@ pub enum Prepared {
         added: Vec<String>,
         removed: Vec<String>,
     },
-    /// Many changed: the whole set, encoded.
-    Whole(Vec<u8>),
+    /// Many changed: the whole set, in parts for a shadow.
+    Parts(Vec<Vec<u8>>),
+    /// Those parts were sent (all, unless the node was demoted meanwhile)
+    /// as shadow `id`.
+    Shadow(u64),
     /// No AOF, no replica and no replication backlog when the load began:
     /// nothing prepared (checked again at the swap).
     Unheard,
@@ -34,8 +40,11 @@ pub enum Plan {
         added: Vec<String>,
         removed: Vec<String>,
     },
-    /// The whole set; `None`: encode it now (nothing usable was prepared).
-    Whole(Option<Vec<u8>>),
+    /// Swap in shadow `id`, every part of which went out.
+    Shadow(u64),
+    /// The whole set in one command, encoded now: nothing usable was
+    /// prepared (a replica attached or the key changed during the load).
+    Whole,
 }
 
 /// The diff against the set the load started from when it is small, else
@@ -44,6 +53,7 @@ pub fn prepare(
     old: Option<&(Arc<MemberSet>, u64)>,
     new: &MemberSet,
     new_checksum: u64,
+    part_bytes: usize,
 ) -> Prepared {
     let empty = MemberSet::new();
     let (old, old_checksum) = old.map_or((&empty, 0), |(set, checksum)| (&**set, *checksum));
@@ -73,24 +83,27 @@ pub fn prepare(
                 added.len() + removed.len() <= DIFF_LIMIT
             });
     }
-    if small {
+    // An empty set deletes the key: no parts for it.
+    if small || new.is_empty() {
         Prepared::Diff { added, removed }
     } else {
-        let mut writer = BlobWriter::default();
-        new.encode(&mut writer);
-        Prepared::Whole(writer.bytes)
+        Prepared::Parts(encode_parts(new, part_bytes))
     }
 }
 
 /// Settles what to send at the swap. A diff only applies to the set it was
 /// computed against: if the key changed under the load (deleted, replaced,
-/// written to), the whole set goes instead.
-pub fn plan(prepared: Prepared, base_unchanged: bool, heard: bool) -> Plan {
+/// written to), the whole set goes instead. A shadow replaces whatever the
+/// key holds, so it applies whatever happened meanwhile, once complete
+/// (`shadow_sent`).
+pub fn plan(prepared: Prepared, base_unchanged: bool, heard: bool, shadow_sent: bool) -> Plan {
     match prepared {
         Prepared::Unheard if !heard => Plan::Nothing,
         Prepared::Diff { added, removed } if base_unchanged => Plan::Diff { added, removed },
-        Prepared::Whole(encoded) => Plan::Whole(Some(encoded)),
-        Prepared::Diff { .. } | Prepared::Unheard => Plan::Whole(None),
+        Prepared::Shadow(id) if shadow_sent => Plan::Shadow(id),
+        Prepared::Diff { .. } | Prepared::Unheard | Prepared::Parts(_) | Prepared::Shadow(_) => {
+            Plan::Whole
+        }
     }
 }
 
@@ -120,7 +133,7 @@ mod tests {
     fn a_small_change_is_sent_as_a_diff() {
         let (old, old_sum) = set_of(&["a", "b", "c"]);
         let (new, new_sum) = set_of(&["b", "c", "d"]);
-        let prepared = prepare(Some(&(Arc::new(old), old_sum)), &new, new_sum);
+        let prepared = prepare(Some(&(Arc::new(old), old_sum)), &new, new_sum, 64);
         assert_eq!(
             prepared,
             Prepared::Diff {
@@ -134,7 +147,7 @@ mod tests {
     fn an_equal_set_sends_an_empty_diff() {
         let (old, sum) = set_of(&["a", "b"]);
         let (new, _) = set_of(&["b", "a"]);
-        let prepared = prepare(Some(&(Arc::new(old), sum)), &new, sum);
+        let prepared = prepare(Some(&(Arc::new(old), sum)), &new, sum, 64);
         assert_eq!(
             prepared,
             Prepared::Diff {
@@ -145,11 +158,21 @@ mod tests {
     }
 
     #[test]
-    fn a_large_change_sends_the_whole_set() {
+    fn a_large_change_sends_the_whole_set_in_parts() {
         let members: Vec<String> = (0..=DIFF_LIMIT).map(|i| format!("m{i}")).collect();
         let refs: Vec<&str> = members.iter().map(String::as_str).collect();
         let (new, sum) = set_of(&refs);
-        assert!(matches!(prepare(None, &new, sum), Prepared::Whole(_)));
+        let Prepared::Parts(parts) = prepare(None, &new, sum, 4096) else {
+            panic!("a large change goes in parts");
+        };
+        assert!(parts.len() > 10);
+        // Sent: swapped in once complete, else the whole set at the swap.
+        assert_eq!(
+            plan(Prepared::Shadow(5), false, true, true),
+            Plan::Shadow(5)
+        );
+        assert_eq!(plan(Prepared::Shadow(5), true, true, false), Plan::Whole);
+        assert_eq!(plan(Prepared::Parts(parts), true, true, false), Plan::Whole);
     }
 
     #[test]
@@ -163,7 +186,7 @@ mod tests {
         // The key was deleted while the load ran: the diff cannot apply.
         let deleted = base_unchanged(None, Some(&snapshot));
         assert!(!deleted);
-        assert_eq!(plan(diff(), deleted, true), Plan::Whole(None));
+        assert_eq!(plan(diff(), deleted, true, false), Plan::Whole);
         // Created while a load of a missing key ran: likewise.
         let mut created = Campaign::new();
         created.insert("z");
@@ -171,7 +194,7 @@ mod tests {
         // Untouched: the diff goes.
         assert!(base_unchanged(None, None));
         assert_eq!(
-            plan(diff(), true, true),
+            plan(diff(), true, true, false),
             Plan::Diff {
                 added: vec!["b".into()],
                 removed: vec![]
@@ -181,8 +204,8 @@ mod tests {
 
     #[test]
     fn nothing_is_sent_when_nobody_listens_before_and_after() {
-        assert_eq!(plan(Prepared::Unheard, true, false), Plan::Nothing);
+        assert_eq!(plan(Prepared::Unheard, true, false, false), Plan::Nothing);
         // A replica attached during the load: the whole set goes.
-        assert_eq!(plan(Prepared::Unheard, true, true), Plan::Whole(None));
+        assert_eq!(plan(Prepared::Unheard, true, true, false), Plan::Whole);
     }
 }

@@ -3,8 +3,8 @@
 //! Each holds its own connection; the GIL is taken only for the swap.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
-use std::sync::Once;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use redis_module::redisvalue::RedisValueKey;
@@ -17,12 +17,15 @@ use super::{Job, LoadJob, Loaded, VerifyJob, LOADS};
 use crate::core::checksum::as_sql_bigint;
 use crate::core::clock::now_ms;
 use crate::core::cluster::key_slot;
+use crate::core::shadow::PART_BYTES;
 use crate::core::version::version_ms;
 use crate::core::Campaign;
 use crate::error::CampaignError;
+use crate::keyspace::shadow;
 use crate::redis_glue::ffi::{lock_to_propagate, select_db};
 use crate::redis_glue::lock_hold::{hold_lock, Hold};
 use crate::redis_glue::panic_guard::{run_callback, PANIC_IN_NEXT_LOAD};
+use crate::redis_glue::server_state::SERVER;
 use crate::redis_glue::{config, log};
 use crate::sink::connection::Database;
 use crate::sink::Source;
@@ -60,13 +63,17 @@ fn run(database: &mut Database, job: Job) {
     match job {
         Job::Load(job) => {
             // Even a panic must reach `finish`: it unblocks the waiters.
+            let redis = ThreadSafeContext::<DetachedFromClient>::new();
             let outcome = run_callback("load", Err(INTERNAL_ERROR.into()), || {
                 if let Some(target) = job.flush_target {
                     WRITE_BEHIND.wait_until_committed(target)?;
                 }
-                load(database, &job, CATCH_UP_WAIT)
+                let mut loaded = load(database, &job, CATCH_UP_WAIT)?;
+                if let Prepared::Parts(parts) = loaded.propagation {
+                    loaded.propagation = send_shadow(&redis, &job, parts);
+                }
+                Ok(loaded)
             });
-            let redis = ThreadSafeContext::<DetachedFromClient>::new();
             // The swap and the held writes are propagated: never while
             // clients are paused.
             LOADS.finish(&lock_to_propagate(&redis, Hold::Swap), &job, outcome);
@@ -75,6 +82,18 @@ fn run(database: &mut Database, job: Job) {
             drop(job);
         }
         Job::Verify(job) => verify(database, job),
+        Job::DropLeftoverShadows => {
+            let redis = ThreadSafeContext::<DetachedFromClient>::new();
+            let ctx = lock_to_propagate(&redis, Hold::Scan);
+            if SERVER.is_primary() && !SERVER.is_loading() {
+                let dropped = shadow::drop_leftovers(&ctx);
+                if dropped > 0 {
+                    log::notice(format!(
+                        "dropped {dropped} rebuilt sets a former primary had not finished sending"
+                    ));
+                }
+            }
+        }
         Job::Prefill(slots) => prefill(database, slots),
     }
 }
@@ -105,7 +124,13 @@ pub fn load(source: &mut impl Source, job: &LoadJob, catch_up: Duration) -> Resu
         ));
     }
     let propagation = if job.propagate {
-        swap::prepare(job.snapshot.as_ref(), &loaded.members, loaded.checksum)
+        let part_bytes = SHADOW_TUNING.part_bytes.load(Ordering::Relaxed);
+        swap::prepare(
+            job.snapshot.as_ref(),
+            &loaded.members,
+            loaded.checksum,
+            part_bytes,
+        )
     } else {
         Prepared::Unheard
     };
@@ -116,6 +141,59 @@ pub fn load(source: &mut impl Source, job: &LoadJob, catch_up: Duration) -> Resu
         campaign,
         propagation,
     })
+}
+
+/// Test hooks (`CAMPAIGN.DEBUG SHADOW-PARTS`): the size of a shadow's
+/// parts, and a pause after that many parts until `SHADOW-RESUME`.
+pub struct ShadowTuning {
+    pub part_bytes: AtomicUsize,
+    pub pause_after: AtomicUsize,
+    /// A load is paused now (`CAMPAIGN.DEBUG SHADOW-PAUSED`).
+    pub paused: AtomicBool,
+}
+
+pub static SHADOW_TUNING: ShadowTuning = ShadowTuning {
+    part_bytes: AtomicUsize::new(PART_BYTES),
+    pause_after: AtomicUsize::new(0),
+    paused: AtomicBool::new(false),
+};
+
+/// The longest a test pause holds a shadow's parts.
+const TEST_PAUSE_LIMIT: Duration = Duration::from_secs(60);
+
+/// Sends the loaded set's `parts` to replicas and the AOF as a shadow,
+/// each under its own hold of the Redis lock (the main thread serves
+/// clients in between); the swap then sends one small command. Stops
+/// early if this node stops being a primary (the swap then fails).
+fn send_shadow(
+    redis: &ThreadSafeContext<DetachedFromClient>,
+    job: &LoadJob,
+    parts: Vec<Vec<u8>>,
+) -> Prepared {
+    let parts = Arc::new(parts);
+    let id = shadow::new_id();
+    for index in 0..parts.len() {
+        {
+            let ctx = lock_to_propagate(redis, Hold::ShadowPart);
+            if !SERVER.is_primary() {
+                break;
+            }
+            select_db(&ctx, job.key.db);
+            shadow::send_part(&ctx, id, &job.key.name, &parts, index);
+        }
+        let pause_after = SHADOW_TUNING.pause_after.load(Ordering::Relaxed);
+        if pause_after == index + 1 {
+            let until = Instant::now() + TEST_PAUSE_LIMIT;
+            SHADOW_TUNING.paused.store(true, Ordering::Relaxed);
+            while SHADOW_TUNING.pause_after.load(Ordering::Relaxed) == pause_after
+                && Instant::now() < until
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            SHADOW_TUNING.paused.store(false, Ordering::Relaxed);
+        }
+    }
+    Prepared::Shadow(id)
 }
 
 /// How long a load waits for the database to reach the version this node

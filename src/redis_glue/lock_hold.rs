@@ -19,7 +19,9 @@ pub enum Hold {
     /// A load putting its set in place, answering its waiters and
     /// applying the writes held meanwhile.
     Swap,
-    /// The reconciler and prefill reading the keyspace.
+    /// A load sending one part of its set to replicas and the AOF.
+    ShadowPart,
+    /// The reconciler and prefill reading the keyspace; dropping shadows.
     Scan,
 }
 
@@ -45,7 +47,7 @@ impl LockHolds {
                 .longest_batch_take_us
                 .fetch_max(micros, Ordering::Relaxed),
             Hold::Swap => self.longest_swap_us.fetch_max(micros, Ordering::Relaxed),
-            Hold::Trim | Hold::Scan => 0,
+            Hold::Trim | Hold::ShadowPart | Hold::Scan => 0,
         };
     }
 }

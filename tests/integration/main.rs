@@ -16,5 +16,6 @@ mod persistence;
 mod rebuild;
 mod replication;
 mod server_harness;
+mod shadows;
 mod versions;
 mod write_behind;

@@ -1,0 +1,312 @@
+//! A rebuilt set reaches replicas and the AOF in parts, collected in a
+//! shadow and swapped in by one small command: whatever happens between
+//! the parts (DEL, RENAME, FLUSHALL, a key of another type, a failover, a
+//! full sync, an AOF rewrite), replicas, the AOF and the primary end equal.
+
+use std::collections::BTreeSet;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use redis::Connection;
+
+use crate::harness::campaign::{
+    add, assert_cache_holds, flush, flushing_to, info_field, members, rows_of, start_replica_of,
+    status, wait_for_aof_rewrite, write_around,
+};
+use crate::harness::redis_server::{call, int};
+use crate::harness::{wait_until, Postgres, RedisOptions, RedisServer};
+
+const CAMPAIGN: &str = "big";
+
+/// A primary with an AOF, one replica, a campaign cached with `old`
+/// members and the database holding `new` ones instead.
+struct Setup {
+    database: Postgres,
+    primary: RedisServer,
+    replica: RedisServer,
+    old: BTreeSet<String>,
+    new: BTreeSet<String>,
+}
+
+fn primary_options(database: &Postgres) -> RedisOptions {
+    flushing_to(database)
+        .config("appendonly yes")
+        .config("appendfsync always")
+}
+
+fn setup(extra_config: &[&str]) -> Setup {
+    let database = Postgres::start();
+    let mut options = primary_options(&database);
+    for line in extra_config {
+        options = options.config(line);
+    }
+    let primary = RedisServer::start_with(options);
+    let replica = start_replica_of(&primary, flushing_to(&database));
+    let mut con = primary.connection();
+    let old = members("old-", 0..300);
+    add(&mut con, CAMPAIGN, &old);
+    flush(&mut con);
+    // Numbers, UUIDs and strings, all new to the cache: sent whole.
+    let mut new: Vec<String> = (0..6_000)
+        .map(|i| (50_000_000 + i * 13).to_string())
+        .collect();
+    new.extend((0..6_000).map(|i| format!("{i:08x}-1234-4abc-8def-{:012x}", i * 7)));
+    new.extend(members("new-", 0..8_000));
+    write_around(&database, CAMPAIGN, &new);
+    let all: BTreeSet<String> = rows_of(&database, CAMPAIGN);
+    Setup {
+        database,
+        primary,
+        replica,
+        old: old.into_iter().collect(),
+        new: all,
+    }
+}
+
+fn debug(con: &mut Connection, args: &[&str]) {
+    let mut command = vec![b"CAMPAIGN.DEBUG".as_slice()];
+    command.extend(args.iter().map(|arg| arg.as_bytes()));
+    call(con, &command).unwrap();
+}
+
+/// Starts a REBUILD that sends its set in 4 KB parts and pauses after
+/// three; returns once the primary is paused and the replica has
+/// collected those parts.
+fn rebuild_paused(setup: &Setup) -> JoinHandle<Result<i64, String>> {
+    let mut con = setup.primary.connection();
+    debug(&mut con, &["SHADOW-PARTS", "4096", "3"]);
+    let mut rebuild_con = setup.primary.connection();
+    let rebuild = std::thread::spawn(move || {
+        call(
+            &mut rebuild_con,
+            &[b"CAMPAIGN.REBUILD", CAMPAIGN.as_bytes()],
+        )
+        .map(|value| redis::from_redis_value::<i64>(value).expect("REBUILD answers a count"))
+    });
+    let paused = wait_until(Duration::from_secs(20), || {
+        int(&mut con, &["CAMPAIGN.DEBUG", "SHADOW-PAUSED"]) == 1
+    });
+    assert!(paused, "the rebuild did not pause");
+    wait_replicated(&mut con, 1);
+    assert_eq!(status(&mut setup.replica.connection())["shadows"], "1");
+    assert_eq!(status(&mut con)["shadows"], "1");
+    rebuild
+}
+
+fn resume(con: &mut Connection) {
+    debug(con, &["SHADOW-RESUME"]);
+}
+
+fn wait_replicated(con: &mut Connection, replicas: i64) {
+    let acked: i64 = redis::cmd("WAIT")
+        .arg(replicas)
+        .arg(20_000)
+        .query(con)
+        .unwrap();
+    assert_eq!(acked, replicas, "the replicas did not acknowledge");
+}
+
+fn wait_no_shadows(con: &mut Connection) {
+    let gone = wait_until(Duration::from_secs(20), || status(con)["shadows"] == "0");
+    assert!(gone, "shadows left: {:?}", status(con));
+}
+
+/// Every node holds exactly `expected` at `key` (None: no key) and no
+/// shadow.
+fn assert_all_hold(nodes: &[&RedisServer], key: &str, expected: Option<&BTreeSet<String>>) {
+    for node in nodes {
+        let mut con = node.connection();
+        wait_no_shadows(&mut con);
+        match expected {
+            Some(expected) => assert_cache_holds(&mut con, key, expected),
+            None => assert_eq!(int(&mut con, &["EXISTS", key]), 0, "{key}"),
+        }
+    }
+}
+
+/// Restarts the primary from its AOF and the replica from its own data
+/// (it resyncs), and checks `key` again on both.
+fn restart_both(setup: &mut Setup, key: &str, expected: Option<&BTreeSet<String>>) {
+    setup.primary.restart();
+    setup.replica.restart();
+    let mut replica_con = setup.replica.connection();
+    let linked = wait_until(Duration::from_secs(20), || {
+        info_field(&mut replica_con, "replication", "master_link_status") == "up"
+    });
+    assert!(linked, "{}", setup.replica.log());
+    wait_replicated(&mut setup.primary.connection(), 1);
+    assert_all_hold(&[&setup.primary, &setup.replica], key, expected);
+}
+
+fn aof_holds(server: &RedisServer, word: &[u8]) -> bool {
+    std::fs::read_dir(server.dir().join("appendonlydir"))
+        .unwrap()
+        .map(|file| std::fs::read(file.unwrap().path()).unwrap())
+        .any(|bytes| bytes.windows(word.len()).any(|window| window == word))
+}
+
+#[test]
+fn a_rebuilt_set_reaches_the_replica_and_the_aof_in_parts() {
+    let mut setup = setup(&[]);
+    let mut con = setup.primary.connection();
+    debug(&mut con, &["SHADOW-PARTS", "4096", "0"]);
+    let count = int(&mut con, &["CAMPAIGN.REBUILD", CAMPAIGN]);
+    assert_eq!(count, setup.new.len() as i64);
+    wait_replicated(&mut con, 1);
+    assert!(aof_holds(&setup.primary, b"SHADOW") && aof_holds(&setup.primary, b"SWAP"));
+    assert!(!aof_holds(&setup.primary, b"REPLACE"));
+    let new = setup.new.clone();
+    assert_all_hold(&[&setup.primary, &setup.replica], CAMPAIGN, Some(&new));
+    restart_both(&mut setup, CAMPAIGN, Some(&new));
+}
+
+#[test]
+fn a_del_between_parts_leaves_replica_and_aof_equal() {
+    let mut setup = setup(&[]);
+    let mut con = setup.primary.connection();
+    let rebuild = rebuild_paused(&setup);
+    assert_eq!(int(&mut con, &["DEL", CAMPAIGN]), 1);
+    resume(&mut con);
+    assert_eq!(rebuild.join().unwrap(), Ok(setup.new.len() as i64));
+    wait_replicated(&mut con, 1);
+    let new = setup.new.clone();
+    assert_all_hold(&[&setup.primary, &setup.replica], CAMPAIGN, Some(&new));
+    restart_both(&mut setup, CAMPAIGN, Some(&new));
+}
+
+#[test]
+fn a_rename_between_parts_leaves_replica_and_aof_equal() {
+    let mut setup = setup(&[]);
+    let mut con = setup.primary.connection();
+    let rebuild = rebuild_paused(&setup);
+    call(&mut con, &[b"RENAME", CAMPAIGN.as_bytes(), b"moved"]).unwrap();
+    resume(&mut con);
+    assert_eq!(rebuild.join().unwrap(), Ok(setup.new.len() as i64));
+    wait_replicated(&mut con, 1);
+    let (old, new) = (setup.old.clone(), setup.new.clone());
+    let nodes = [&setup.primary, &setup.replica];
+    assert_all_hold(&nodes, CAMPAIGN, Some(&new));
+    assert_all_hold(&nodes, "moved", Some(&old));
+    restart_both(&mut setup, CAMPAIGN, Some(&new));
+    assert_all_hold(&[&setup.primary, &setup.replica], "moved", Some(&old));
+}
+
+#[test]
+fn a_flushall_between_parts_leaves_replica_and_aof_equal() {
+    let mut setup = setup(&[]);
+    let mut con = setup.primary.connection();
+    int(&mut con, &["CAMPAIGN.ADD", "bystander", "b"]);
+    let rebuild = rebuild_paused(&setup);
+    call(&mut con, &[b"FLUSHALL"]).unwrap();
+    resume(&mut con);
+    assert_eq!(rebuild.join().unwrap(), Ok(setup.new.len() as i64));
+    wait_replicated(&mut con, 1);
+    let new = setup.new.clone();
+    assert_all_hold(&[&setup.primary, &setup.replica], CAMPAIGN, Some(&new));
+    assert_all_hold(&[&setup.primary, &setup.replica], "bystander", None);
+    restart_both(&mut setup, CAMPAIGN, Some(&new));
+}
+
+#[test]
+fn a_key_of_another_type_between_parts_drops_the_shadow_everywhere() {
+    let mut setup = setup(&[]);
+    let mut con = setup.primary.connection();
+    let rebuild = rebuild_paused(&setup);
+    call(&mut con, &[b"SET", CAMPAIGN.as_bytes(), b"a string"]).unwrap();
+    resume(&mut con);
+    let refused = rebuild.join().unwrap().unwrap_err();
+    assert!(refused.starts_with("WRONGTYPE"), "{refused}");
+    wait_replicated(&mut con, 1);
+    for node in [&setup.primary, &setup.replica] {
+        let mut con = node.connection();
+        wait_no_shadows(&mut con);
+        let value: String = redis::cmd("GET").arg(CAMPAIGN).query(&mut con).unwrap();
+        assert_eq!(value, "a string");
+    }
+    setup.primary.restart();
+    wait_no_shadows(&mut setup.primary.connection());
+}
+
+#[test]
+fn a_failover_between_parts_drops_the_shadow_and_keeps_the_old_set() {
+    let setup = setup(&[]);
+    let mut con = setup.primary.connection();
+    let rebuild = rebuild_paused(&setup);
+    // The replica takes over; the old primary follows it.
+    let mut replica_con = setup.replica.connection();
+    call(&mut replica_con, &[b"REPLICAOF", b"NO", b"ONE"]).unwrap();
+    let port = setup.replica.port.to_string();
+    call(&mut con, &[b"REPLICAOF", b"127.0.0.1", port.as_bytes()]).unwrap();
+    resume(&mut con);
+    // Redis itself unblocks the caller when the role changes.
+    let refused = rebuild.join().unwrap().unwrap_err();
+    assert!(
+        refused.starts_with("READONLY") || refused.starts_with("UNBLOCKED"),
+        "{refused}"
+    );
+    let linked = wait_until(Duration::from_secs(20), || {
+        info_field(&mut con, "replication", "master_link_status") == "up"
+    });
+    assert!(linked, "{}", setup.primary.log());
+    wait_replicated(&mut replica_con, 1);
+    let old = setup.old.clone();
+    assert_all_hold(&[&setup.replica, &setup.primary], CAMPAIGN, Some(&old));
+}
+
+/// A replica that full-syncs and an AOF rewritten while parts are under
+/// way get the parts sent so far from the snapshot (the RDB aux data, or
+/// commands in a rewrite without the RDB preamble).
+fn full_sync_and_aof_rewrite_between_parts(extra_config: &[&str]) {
+    let mut setup = setup(extra_config);
+    let mut con = setup.primary.connection();
+    let rebuild = rebuild_paused(&setup);
+    let late = start_replica_of(&setup.primary, flushing_to(&setup.database));
+    wait_replicated(&mut con, 2);
+    assert_eq!(status(&mut late.connection())["shadows"], "1");
+    call(&mut con, &[b"BGREWRITEAOF"]).unwrap();
+    wait_for_aof_rewrite(&mut con);
+    resume(&mut con);
+    assert_eq!(rebuild.join().unwrap(), Ok(setup.new.len() as i64));
+    wait_replicated(&mut con, 2);
+    let new = setup.new.clone();
+    assert_all_hold(
+        &[&setup.primary, &setup.replica, &late],
+        CAMPAIGN,
+        Some(&new),
+    );
+    drop(late);
+    restart_both(&mut setup, CAMPAIGN, Some(&new));
+}
+
+#[test]
+fn a_full_sync_and_an_aof_rewrite_between_parts_carry_the_parts() {
+    full_sync_and_aof_rewrite_between_parts(&[]);
+}
+
+#[test]
+fn an_aof_rewrite_without_preamble_between_parts_carries_the_parts() {
+    full_sync_and_aof_rewrite_between_parts(&["aof-use-rdb-preamble no"]);
+}
+
+/// The AOF ends in the middle of a shadow (the primary died while sending
+/// it): after the restart the leftover is dropped, the old set stays.
+#[test]
+fn a_primary_killed_between_parts_restarts_with_the_old_set() {
+    let mut setup = setup(&[]);
+    let rebuild = rebuild_paused(&setup);
+    setup.primary.kill();
+    assert!(rebuild.join().unwrap().is_err());
+    setup.primary.restart();
+    let mut con = setup.primary.connection();
+    wait_no_shadows(&mut con);
+    let old = setup.old.clone();
+    assert_cache_holds(&mut con, CAMPAIGN, &old);
+    // The replica, reconnected, drops its copy too.
+    let mut replica_con = setup.replica.connection();
+    let linked = wait_until(Duration::from_secs(20), || {
+        info_field(&mut replica_con, "replication", "master_link_status") == "up"
+    });
+    assert!(linked);
+    wait_replicated(&mut con, 1);
+    assert_all_hold(&[&setup.primary, &setup.replica], CAMPAIGN, Some(&old));
+}
