@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::codec::{BlobReader, BlobWriter, DecodeError, RecordReader, RecordWriter};
+use super::codec::{BlobReader, DecodeError, RecordReader, RecordWriter};
 use super::member::validate_text;
 use super::member_set::MemberSet;
 use super::Campaign;
@@ -28,40 +28,79 @@ pub const PART_BYTES: usize = 128 * 1024;
 /// The members of `set` as parts of about `part_bytes` each: a count, then
 /// each member's text.
 pub fn encode_parts(set: &MemberSet, part_bytes: usize) -> Vec<Vec<u8>> {
-    let mut parts = Vec::new();
-    // Ids and UUIDs are formatted on the fly: a part's texts are kept
-    // until it is encoded.
-    let mut texts: Vec<String> = Vec::new();
-    let mut size = 0;
+    let mut parts = PartsWriter::new(part_bytes);
     for member in set.iter() {
-        let text = member.as_str();
-        size += text.len() + 4;
-        texts.push(text.to_owned());
-        if size >= part_bytes {
-            parts.push(encode_texts(&texts));
-            texts.clear();
-            size = 0;
-        }
+        parts.push(member.as_str());
     }
-    if !texts.is_empty() {
-        parts.push(encode_texts(&texts));
-    }
-    parts
+    parts.finish()
 }
 
-fn encode_texts(texts: &[String]) -> Vec<u8> {
-    let members: Vec<&str> = texts.iter().map(String::as_str).collect();
-    encode_part(&members)
+/// Members written into parts of about `part_bytes` as they come (a load
+/// writes the rows it reads, before it knows whether they will be sent).
+pub struct PartsWriter {
+    part_bytes: usize,
+    parts: Vec<Vec<u8>>,
+    current: PartWriter,
+}
+
+impl PartsWriter {
+    pub fn new(part_bytes: usize) -> Self {
+        PartsWriter {
+            part_bytes: part_bytes.max(1),
+            parts: Vec::new(),
+            current: PartWriter::default(),
+        }
+    }
+
+    pub fn push(&mut self, member: &str) {
+        self.current.push(member);
+        if self.current.bytes.len() >= self.part_bytes {
+            self.parts.push(std::mem::take(&mut self.current).finish());
+        }
+    }
+
+    pub fn finish(mut self) -> Vec<Vec<u8>> {
+        if self.current.count > 0 {
+            self.parts.push(self.current.finish());
+        }
+        self.parts
+    }
+}
+
+/// A part being written: the count is patched in at the end.
+#[derive(Default)]
+struct PartWriter {
+    bytes: Vec<u8>,
+    count: u64,
+}
+
+impl PartWriter {
+    fn push(&mut self, member: &str) {
+        if self.bytes.is_empty() {
+            self.bytes.extend_from_slice(&0u64.to_le_bytes());
+        }
+        self.bytes
+            .extend_from_slice(&(member.len() as u32).to_le_bytes());
+        self.bytes.extend_from_slice(member.as_bytes());
+        self.count += 1;
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        if self.bytes.is_empty() {
+            self.bytes.extend_from_slice(&0u64.to_le_bytes());
+        }
+        self.bytes[..8].copy_from_slice(&self.count.to_le_bytes());
+        self.bytes
+    }
 }
 
 /// One part: the member count, then each member.
 pub fn encode_part(members: &[&str]) -> Vec<u8> {
-    let mut writer = BlobWriter::default();
-    writer.write_unsigned(members.len() as u64);
+    let mut part = PartWriter::default();
     for member in members {
-        writer.write_bytes(member.as_bytes());
+        part.push(member);
     }
-    writer.bytes
+    part.finish()
 }
 
 /// The members of a part, every one validated (a bad part changes nothing).

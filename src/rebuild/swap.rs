@@ -53,6 +53,7 @@ pub fn prepare(
     old: Option<&(Arc<MemberSet>, u64)>,
     new: &MemberSet,
     new_checksum: u64,
+    parts: Option<Vec<Vec<u8>>>,
     part_bytes: usize,
 ) -> Prepared {
     let empty = MemberSet::new();
@@ -87,7 +88,7 @@ pub fn prepare(
     if small || new.is_empty() {
         Prepared::Diff { added, removed }
     } else {
-        Prepared::Parts(encode_parts(new, part_bytes))
+        Prepared::Parts(parts.unwrap_or_else(|| encode_parts(new, part_bytes)))
     }
 }
 
@@ -133,7 +134,7 @@ mod tests {
     fn a_small_change_is_sent_as_a_diff() {
         let (old, old_sum) = set_of(&["a", "b", "c"]);
         let (new, new_sum) = set_of(&["b", "c", "d"]);
-        let prepared = prepare(Some(&(Arc::new(old), old_sum)), &new, new_sum, 64);
+        let prepared = prepare(Some(&(Arc::new(old), old_sum)), &new, new_sum, None, 64);
         assert_eq!(
             prepared,
             Prepared::Diff {
@@ -147,7 +148,7 @@ mod tests {
     fn an_equal_set_sends_an_empty_diff() {
         let (old, sum) = set_of(&["a", "b"]);
         let (new, _) = set_of(&["b", "a"]);
-        let prepared = prepare(Some(&(Arc::new(old), sum)), &new, sum, 64);
+        let prepared = prepare(Some(&(Arc::new(old), sum)), &new, sum, None, 64);
         assert_eq!(
             prepared,
             Prepared::Diff {
@@ -162,7 +163,7 @@ mod tests {
         let members: Vec<String> = (0..=DIFF_LIMIT).map(|i| format!("m{i}")).collect();
         let refs: Vec<&str> = members.iter().map(String::as_str).collect();
         let (new, sum) = set_of(&refs);
-        let Prepared::Parts(parts) = prepare(None, &new, sum, 4096) else {
+        let Prepared::Parts(parts) = prepare(None, &new, sum, None, 4096) else {
             panic!("a large change goes in parts");
         };
         assert!(parts.len() > 10);

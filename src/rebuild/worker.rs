@@ -113,8 +113,13 @@ pub fn load(source: &mut impl Source, job: &LoadJob, catch_up: Duration) -> Resu
     if job.known_version > 0 {
         wait_for_catch_up(source, job, Instant::now() + catch_up)?;
     }
-    let loaded = source
-        .load_members(&job.campaign)
+    // A set that changed a lot goes to replicas and the AOF in parts:
+    // written from the rows as they come, dropped if a diff will do.
+    let part_bytes = job
+        .propagate
+        .then(|| SHADOW_TUNING.part_bytes.load(Ordering::Relaxed));
+    let mut loaded = source
+        .load_members(&job.campaign, part_bytes)
         .map_err(|error| error.to_string())?;
     if loaded.skipped > 0 {
         log::warning(format!(
@@ -123,12 +128,12 @@ pub fn load(source: &mut impl Source, job: &LoadJob, catch_up: Duration) -> Resu
             job.campaign.escape_debug()
         ));
     }
-    let propagation = if job.propagate {
-        let part_bytes = SHADOW_TUNING.part_bytes.load(Ordering::Relaxed);
+    let propagation = if let Some(part_bytes) = part_bytes {
         swap::prepare(
             job.snapshot.as_ref(),
             &loaded.members,
             loaded.checksum,
+            loaded.parts.take(),
             part_bytes,
         )
     } else {
@@ -337,8 +342,9 @@ mod tests {
         fn load_members(
             &mut self,
             campaign: &str,
+            part_bytes: Option<usize>,
         ) -> Result<crate::sink::LoadedMembers, crate::sink::SinkError> {
-            self.database.load_members(campaign)
+            self.database.load_members(campaign, part_bytes)
         }
         fn digest(&mut self, campaign: &str) -> Result<(i64, i64), crate::sink::SinkError> {
             self.database.digest(campaign)

@@ -178,9 +178,13 @@ impl Sink for Database {
 }
 
 impl Source for Database {
-    fn load_members(&mut self, campaign: &str) -> Result<LoadedMembers, SinkError> {
+    fn load_members(
+        &mut self,
+        campaign: &str,
+        part_bytes: Option<usize>,
+    ) -> Result<LoadedMembers, SinkError> {
         let campaign = campaign.to_owned();
-        self.with_connection(move |sink| sink.load_members(&campaign))
+        self.with_connection(move |sink| sink.load_members(&campaign, part_bytes))
     }
 
     fn digest(&mut self, campaign: &str) -> Result<(i64, i64), SinkError> {

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{LoadedMembers, RejectedChange, Sink, SinkError, Source};
 use crate::core::checksum::{as_sql_bigint, member_hash};
+use crate::core::shadow::PartsWriter;
 use crate::core::{Change, Collapsed, MemberSet};
 
 type Row = (String, String);
@@ -139,15 +140,24 @@ fn key(change: &Change<'_>) -> Row {
 }
 
 impl Source for MemorySink {
-    fn load_members(&mut self, campaign: &str) -> Result<LoadedMembers, SinkError> {
+    fn load_members(
+        &mut self,
+        campaign: &str,
+        part_bytes: Option<usize>,
+    ) -> Result<LoadedMembers, SinkError> {
         self.fail_if_asked()?;
         let mut loaded = LoadedMembers::default();
         let mut members = MemberSet::new();
+        let mut parts = part_bytes.map(PartsWriter::new);
         for member in self.members_of(campaign) {
             members.insert(member);
             loaded.checksum ^= member_hash(member);
+            if let Some(parts) = parts.as_mut() {
+                parts.push(member);
+            }
         }
         loaded.members = members;
+        loaded.parts = parts.map(PartsWriter::finish);
         loaded.newest_version = self.newest_version(campaign)?;
         Ok(loaded)
     }

@@ -74,11 +74,18 @@ pub struct LoadedMembers {
     /// The newest version among the campaign's rows and removal markers
     /// (0: none), which later changes of it must exceed.
     pub newest_version: u64,
+    /// The members as shadow parts (`core::shadow`), when asked for.
+    pub parts: Option<Vec<Vec<u8>>>,
 }
 
 pub trait Source {
-    /// Every member of `campaign`, with their checksum.
-    fn load_members(&mut self, campaign: &str) -> Result<LoadedMembers, SinkError>;
+    /// Every member of `campaign`, with their checksum; also written into
+    /// shadow parts of about `part_bytes` when given.
+    fn load_members(
+        &mut self,
+        campaign: &str,
+        part_bytes: Option<usize>,
+    ) -> Result<LoadedMembers, SinkError>;
     /// `(row count, checksum as SQL bigint)` of `campaign`.
     fn digest(&mut self, campaign: &str) -> Result<(i64, i64), SinkError>;
     /// Every campaign the database holds.

@@ -17,13 +17,13 @@ use std::io::Write as _;
 use std::str::FromStr;
 use std::time::Duration;
 
-use std::io::Read;
-
 use postgres::{Client, Config, NoTls};
 
 use super::{LoadedMembers, RejectedChange, Sink, SinkError, Source};
 use crate::core::checksum::{member_hash, SQL_CHECKSUM};
+use crate::core::shadow::PartsWriter;
 use crate::core::{validate_text, Change, Collapsed};
+use futures_util::StreamExt;
 
 /// Without a connect timeout a dead host hangs the flusher for minutes.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -40,6 +40,47 @@ pub struct PostgresSink {
     removed: String,
     /// `<table>_rejected`, quoted.
     rejected: String,
+    /// Where loads read COPY output (opened by the first load).
+    copy: Option<CopyConnection>,
+    url: String,
+}
+
+/// A second connection, through tokio-postgres on a runtime of its own, so
+/// a load reads a whole COPY in one async loop: the blocking client enters
+/// its runtime once per row, which took longer than `psql`'s whole `\copy`
+/// of the same rows (0.43 s against 0.28 s for a million).
+struct CopyConnection {
+    runtime: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+}
+
+impl CopyConnection {
+    fn open(url: &str) -> Result<Self, SinkError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|error| SinkError::Connect(format!("cannot start a runtime: {error}")))?;
+        let mut config = tokio_postgres::Config::from_str(url)
+            .map_err(|error| SinkError::Connect(error_chain(&error)))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .application_name("redis-campaign-load");
+        let (client, connection) = runtime
+            .block_on(config.connect(tokio_postgres::NoTls))
+            .map_err(|error| SinkError::Connect(error_chain(&error)))?;
+        // Runs whenever the runtime is blocked on (every use of the client).
+        runtime.spawn(connection);
+        runtime
+            .block_on(
+                client.batch_execute(&format!("SET statement_timeout = {STATEMENT_TIMEOUT_MS}")),
+            )
+            .map_err(setup_error)?;
+        Ok(CopyConnection { runtime, client })
+    }
 }
 
 impl PostgresSink {
@@ -142,7 +183,20 @@ impl PostgresSink {
             table,
             removed,
             rejected,
+            copy: None,
+            url: url.to_owned(),
         })
+    }
+
+    fn copy_connection(&mut self) -> Result<&mut CopyConnection, SinkError> {
+        if self
+            .copy
+            .as_ref()
+            .is_none_or(|copy| copy.client.is_closed())
+        {
+            self.copy = Some(CopyConnection::open(&self.url)?);
+        }
+        Ok(self.copy.as_mut().expect("opened above"))
     }
 
     pub fn is_closed(&self) -> bool {
@@ -153,9 +207,14 @@ impl PostgresSink {
 impl Source for PostgresSink {
     /// Streams the members of `campaign` out of the table with COPY (the
     /// fastest way out of PostgreSQL) and builds the set and its checksum
-    /// in the same pass. Rows that could not be members (an empty string
-    /// written around the module) are skipped and counted.
-    fn load_members(&mut self, campaign: &str) -> Result<LoadedMembers, SinkError> {
+    /// (and the shadow parts, when asked) in the same pass. Rows that could
+    /// not be members (an empty string written around the module) are
+    /// skipped and counted.
+    fn load_members(
+        &mut self,
+        campaign: &str,
+        part_bytes: Option<usize>,
+    ) -> Result<LoadedMembers, SinkError> {
         // COPY takes no parameters: the name goes in as a literal. It holds
         // no NUL (validated) and the session uses standard strings, where
         // doubling the quote is the only escape.
@@ -164,23 +223,33 @@ impl Source for PostgresSink {
             "COPY (SELECT member FROM {} WHERE campaign = {literal}) TO STDOUT",
             self.table
         );
-        let mut reader = self.client.copy_out(&sql).map_err(statement_error)?;
         let mut loaded = LoadedMembers::default();
-        // One pass: each member goes into the set and into the checksum
-        // (a lookup3 hash, cheap next to the insert).
-        let mut carry = Some(Vec::new());
-        while let Some(chunk) = next_chunk(&mut reader, &mut carry)
-            .map_err(|error| SinkError::Statement(error_chain(&error)))?
-        {
-            for_each_field(&chunk, |field| match validate_text(field, None) {
-                Ok(member) => {
-                    loaded.members.insert(member);
-                    loaded.checksum ^= member_hash(member);
-                }
-                Err(_) => loaded.skipped += 1,
-            });
+        let mut parts = part_bytes.map(PartsWriter::new);
+        let copy = self.copy_connection()?;
+        let streamed = copy.runtime.block_on(async {
+            let rows = copy.client.copy_out(&sql).await?;
+            futures_util::pin_mut!(rows);
+            // One pass: each member goes into the set, the checksum (a
+            // lookup3 hash, cheap next to the insert) and the parts.
+            while let Some(message) = rows.next().await {
+                for_each_field(&message?, |field| match validate_text(field, None) {
+                    Ok(member) => {
+                        loaded.members.insert(member);
+                        loaded.checksum ^= member_hash(member);
+                        if let Some(parts) = parts.as_mut() {
+                            parts.push(member);
+                        }
+                    }
+                    Err(_) => loaded.skipped += 1,
+                });
+            }
+            Ok::<(), tokio_postgres::Error>(())
+        });
+        if let Err(error) = streamed {
+            self.copy = None;
+            return Err(statement_error(error));
         }
-        drop(reader);
+        loaded.parts = parts.map(PartsWriter::finish);
         loaded.newest_version = self.newest_version(campaign)?;
         Ok(loaded)
     }
@@ -366,34 +435,6 @@ fn copy_rows(
 
 fn is_unique_violation(error: &postgres::Error) -> bool {
     error.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION)
-}
-
-/// Reads about 256 KiB of COPY output that ends at a line end; `carry`
-/// keeps the start of the next line, and becomes `None` once the stream
-/// has ended (reading a finished COPY again is a protocol error).
-fn next_chunk(
-    reader: &mut impl Read,
-    carry: &mut Option<Vec<u8>>,
-) -> std::io::Result<Option<Vec<u8>>> {
-    const CHUNK: usize = 256 * 1024;
-    let Some(mut chunk) = carry.take() else {
-        return Ok(None);
-    };
-    chunk.reserve(CHUNK);
-    let mut buffer = vec![0; CHUNK];
-    loop {
-        let read = reader.read(&mut buffer)?;
-        if read == 0 {
-            return Ok((!chunk.is_empty()).then_some(chunk));
-        }
-        chunk.extend_from_slice(&buffer[..read]);
-        if chunk.len() >= CHUNK {
-            if let Some(end) = chunk.iter().rposition(|&b| b == b'\n') {
-                *carry = Some(chunk.split_off(end + 1));
-                return Ok(Some(chunk));
-            }
-        }
-    }
 }
 
 /// Calls `visit` with each (unescaped) single-column row of a COPY chunk.
