@@ -56,7 +56,7 @@ pub fn sync(ctx: &Context, args: &[RedisString]) -> CommandResult {
                 members.len()
             }
             ParsedShadowStep::Swap => shadow::swap_in(ctx, key, id)?,
-            ParsedShadowStep::Drop => usize::from(shadow::shadows().take(id).is_some()),
+            ParsedShadowStep::Drop => usize::from(shadow::forget(id)),
         },
     };
     // A replica's own AOF needs it too; while loading this is a no-op.

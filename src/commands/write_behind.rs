@@ -95,6 +95,10 @@ pub fn status_figures() -> Vec<(&'static str, Figure)> {
             count(&LOCK_HOLDS.longest_batch_take_us),
         ),
         ("longest-swap-us", count(&LOCK_HOLDS.longest_swap_us)),
+        (
+            "longest-shadow-part-us",
+            count(&LOCK_HOLDS.longest_shadow_part_us),
+        ),
         ("background-frees", count(&BACKGROUND_FREES)),
     ]
 }

@@ -212,8 +212,8 @@ impl Shadows {
     }
 
     /// Removes every shadow this node collected (a primary's leftovers:
-    /// nobody will send their swap); returns their ids and keys.
-    pub fn drop_received(&mut self) -> Vec<(u64, Vec<u8>)> {
+    /// nobody will send their swap); returns their ids, keys and sets.
+    pub fn drop_received(&mut self) -> Vec<(u64, Vec<u8>, Campaign)> {
         let ids: Vec<u64> = self
             .shadows
             .iter()
@@ -221,10 +221,9 @@ impl Shadows {
             .map(|(&id, _)| id)
             .collect();
         ids.into_iter()
-            .filter_map(|id| {
-                self.shadows
-                    .remove(&id)
-                    .map(|shadow| (id, shadow.key().to_vec()))
+            .filter_map(|id| match self.shadows.remove(&id) {
+                Some(Shadow::Receiving { key, campaign }) => Some((id, key, campaign)),
+                _ => None,
             })
             .collect()
     }
@@ -402,7 +401,12 @@ mod tests {
         let mut shadows = Shadows::default();
         shadows.start_sending(1, b"a".to_vec(), Arc::new(vec![encode_part(&["x"])]));
         shadows.receive(2, b"b", &["y"]);
-        assert_eq!(shadows.drop_received(), vec![(2, b"b".to_vec())]);
+        let dropped = shadows.drop_received();
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(
+            (dropped[0].0, dropped[0].1.as_slice()),
+            (2, b"b".as_slice())
+        );
         assert_eq!(shadows.len(), 1);
         // A part of a shadow this node sends is not collected.
         shadows.receive(1, b"a", &["z"]);

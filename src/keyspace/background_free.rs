@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use crossbeam_channel::Sender;
 
 use crate::core::Campaign;
+use crate::redis_glue::thread_priority;
 
 /// Sets smaller than this are freed at once: it costs less than a hand-off.
 const BACKGROUND_FREE_MIN_MEMBERS: usize = 1_024;
@@ -36,7 +37,10 @@ fn start_free_thread() -> Option<Sender<Box<Campaign>>> {
     let (sender, receiver) = crossbeam_channel::unbounded::<Box<Campaign>>();
     std::thread::Builder::new()
         .name("campaign-free".into())
-        .spawn(move || receiver.iter().for_each(drop))
+        .spawn(move || {
+            thread_priority::lower_this_thread();
+            receiver.iter().for_each(drop)
+        })
         .ok()
         .map(|_| sender)
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use redis_module::{Context, RedisString};
 
-use super::{write, CLOCK};
+use super::{background_free, write, CLOCK};
 use crate::core::clock::now_ms;
 use crate::core::shadow::{Shadow, Shadows};
 use crate::error::CampaignError;
@@ -65,16 +65,37 @@ pub fn abandon(ctx: &Context, id: u64, still_primary: bool) {
     if still_primary {
         propagation::sync_shadow(shadow.key(), id, ShadowStep::Drop).replicate(ctx);
     }
+    discard(shadow);
+}
+
+/// Forgets shadow `id` (`CAMPAIGN.SYNC ... SHADOW id DROP`); true if held.
+pub fn forget(id: u64) -> bool {
+    let shadow = shadows().take(id);
+    let held = shadow.is_some();
+    shadow.map(discard);
+    held
+}
+
+/// Frees a shadow off the main thread when it is large (a collected set;
+/// a sender's parts are still held by its load, which frees them).
+fn discard(shadow: Shadow) {
+    if let Shadow::Receiving { campaign, .. } = shadow {
+        background_free::release(Box::new(campaign));
+    }
 }
 
 /// A primary drops the shadows it collected as a replica or from its AOF:
 /// their swap will never come. Replicas and the AOF drop them too.
 pub fn drop_leftovers(ctx: &Context) -> usize {
     let dropped = shadows().drop_received();
-    for (id, key) in &dropped {
+    for (id, key, _) in &dropped {
         propagation::sync_shadow(key, *id, ShadowStep::Drop).replicate(ctx);
     }
-    dropped.len()
+    let count = dropped.len();
+    for (_, _, campaign) in dropped {
+        background_free::release(Box::new(campaign));
+    }
+    count
 }
 
 /// Every shadow as the `CAMPAIGN.SYNC ... SHADOW id PART` commands that
@@ -95,4 +116,13 @@ pub fn count() -> i64 {
     SHADOWS
         .try_lock()
         .map_or(-1, |shadows| shadows.len() as i64)
+}
+
+/// Forgets the collected shadows without telling anyone (a snapshot being
+/// loaded says which exist).
+pub fn discard_received() {
+    let dropped = shadows().drop_received();
+    for (_, _, campaign) in dropped {
+        background_free::release(Box::new(campaign));
+    }
 }

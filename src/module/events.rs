@@ -45,7 +45,7 @@ fn on_loading(_ctx: &Context, event: LoadingSubevent) {
         JOURNAL.wake();
         if loading {
             // What is loaded now says which shadows exist.
-            shadow::shadows().drop_received();
+            shadow::discard_received();
         } else if SERVER.is_primary() {
             // A primary that loaded shadows (its AOF ended mid-send) will
             // never get their swap.

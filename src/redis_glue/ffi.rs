@@ -148,3 +148,12 @@ pub fn lock_to_propagate(redis: &ThreadSafeContext<DetachedFromClient>, hold: Ho
         std::thread::sleep(PROPAGATION_RETRY);
     }
 }
+
+/// Bytes of AOF waiting in Redis's buffer for the main thread to write
+/// (`INFO persistence` `aof_buffer_length`; 0 without an AOF).
+pub fn aof_buffer_bytes(ctx: &Context) -> u64 {
+    ctx.server_info("persistence")
+        .field("aof_buffer_length")
+        .and_then(|value| value.to_string_lossy().parse().ok())
+        .unwrap_or(0)
+}

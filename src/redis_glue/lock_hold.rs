@@ -31,12 +31,14 @@ pub struct LockHolds {
     pub longest_us: AtomicU64,
     pub longest_batch_take_us: AtomicU64,
     pub longest_swap_us: AtomicU64,
+    pub longest_shadow_part_us: AtomicU64,
 }
 
 pub static LOCK_HOLDS: LockHolds = LockHolds {
     longest_us: AtomicU64::new(0),
     longest_batch_take_us: AtomicU64::new(0),
     longest_swap_us: AtomicU64::new(0),
+    longest_shadow_part_us: AtomicU64::new(0),
 };
 
 impl LockHolds {
@@ -47,7 +49,10 @@ impl LockHolds {
                 .longest_batch_take_us
                 .fetch_max(micros, Ordering::Relaxed),
             Hold::Swap => self.longest_swap_us.fetch_max(micros, Ordering::Relaxed),
-            Hold::Trim | Hold::ShadowPart | Hold::Scan => 0,
+            Hold::ShadowPart => self
+                .longest_shadow_part_us
+                .fetch_max(micros, Ordering::Relaxed),
+            Hold::Trim | Hold::Scan => 0,
         };
     }
 }

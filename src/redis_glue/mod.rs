@@ -8,3 +8,4 @@ pub mod lock_hold;
 pub mod log;
 pub mod panic_guard;
 pub mod server_state;
+pub mod thread_priority;

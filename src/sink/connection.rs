@@ -20,7 +20,7 @@ use super::postgres::PostgresSink;
 use super::{LoadedMembers, RejectedChange, Sink, SinkError, Source};
 use crate::core::member_set::MemberRef;
 use crate::core::{Change, Collapsed};
-use crate::redis_glue::config;
+use crate::redis_glue::{config, thread_priority};
 
 /// A piece of work for the connection thread.
 type Work = Box<dyn FnOnce(&mut Option<PostgresSink>) + Send>;
@@ -42,6 +42,9 @@ fn spawn_connection_thread() -> Result<Sender<Work>, SinkError> {
     std::thread::Builder::new()
         .name("campaign-db".into())
         .spawn(move || {
+            // Parsing a load and formatting a batch yield to the main
+            // thread; this thread never holds the Redis lock.
+            thread_priority::lower_this_thread();
             let mut sink: Option<PostgresSink> = None;
             for job in queue {
                 job(&mut sink);
