@@ -23,7 +23,7 @@ use super::Campaign;
 /// Encoded bytes per part: a part is one replicated command, written to
 /// the AOF and every replica's buffer in one go and applied on replicas in
 /// one call, so it stays far below a millisecond of work.
-pub const PART_BYTES: usize = 128 * 1024;
+pub const PART_BYTES: usize = 256 * 1024;
 
 /// The members of `set` as parts of about `part_bytes` each: a count, then
 /// each member's text.

@@ -174,7 +174,7 @@ const PART_PAUSE: Duration = Duration::from_micros(200);
 
 /// AOF bytes Redis may hold unwritten before the next part waits, how
 /// often it looks again, and the longest it waits per part.
-const AOF_BACKLOG_BYTES: u64 = 4 << 20;
+const AOF_BACKLOG_BYTES: u64 = 16 << 20;
 const AOF_BACKLOG_POLL: Duration = Duration::from_millis(2);
 const AOF_BACKLOG_WAIT: Duration = Duration::from_secs(2);
 

@@ -52,6 +52,8 @@ pub struct PostgresSink {
 struct CopyConnection {
     runtime: tokio::runtime::Runtime,
     client: tokio_postgres::Client,
+    /// Asks for the newest version while the COPY streams.
+    beside: tokio_postgres::Client,
 }
 
 impl CopyConnection {
@@ -69,17 +71,31 @@ impl CopyConnection {
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30))
             .application_name("redis-campaign-load");
-        let (client, connection) = runtime
-            .block_on(config.connect(tokio_postgres::NoTls))
-            .map_err(|error| SinkError::Connect(error_chain(&error)))?;
-        // Runs whenever the runtime is blocked on (every use of the client).
-        runtime.spawn(connection);
-        runtime
-            .block_on(
-                client.batch_execute(&format!("SET statement_timeout = {STATEMENT_TIMEOUT_MS}")),
-            )
-            .map_err(setup_error)?;
-        Ok(CopyConnection { runtime, client })
+        let connect = || -> Result<tokio_postgres::Client, SinkError> {
+            let (client, connection) = runtime
+                .block_on(config.connect(tokio_postgres::NoTls))
+                .map_err(|error| SinkError::Connect(error_chain(&error)))?;
+            // Runs whenever the runtime is blocked on (every use of a client).
+            runtime.spawn(connection);
+            runtime
+                .block_on(
+                    client
+                        .batch_execute(&format!("SET statement_timeout = {STATEMENT_TIMEOUT_MS}")),
+                )
+                .map_err(setup_error)?;
+            Ok(client)
+        };
+        let client = connect()?;
+        let beside = connect()?;
+        Ok(CopyConnection {
+            runtime,
+            client,
+            beside,
+        })
+    }
+
+    fn is_closed(&self) -> bool {
+        self.client.is_closed() || self.beside.is_closed()
     }
 }
 
@@ -188,12 +204,17 @@ impl PostgresSink {
         })
     }
 
+    /// The newest version among a campaign's rows and markers (`$1`).
+    fn newest_version_sql(&self) -> String {
+        format!(
+            "SELECT greatest((SELECT max(version) FROM {} WHERE campaign = $1),
+                             (SELECT max(version) FROM {} WHERE campaign = $1), 0)",
+            self.table, self.removed
+        )
+    }
+
     fn copy_connection(&mut self) -> Result<&mut CopyConnection, SinkError> {
-        if self
-            .copy
-            .as_ref()
-            .is_none_or(|copy| copy.client.is_closed())
-        {
+        if self.copy.as_ref().is_none_or(CopyConnection::is_closed) {
             self.copy = Some(CopyConnection::open(&self.url)?);
         }
         Ok(self.copy.as_mut().expect("opened above"))
@@ -223,34 +244,46 @@ impl Source for PostgresSink {
             "COPY (SELECT member FROM {} WHERE campaign = {literal}) TO STDOUT",
             self.table
         );
+        let newest_sql = self.newest_version_sql();
         let mut loaded = LoadedMembers::default();
         let mut parts = part_bytes.map(PartsWriter::new);
         let copy = self.copy_connection()?;
         let streamed = copy.runtime.block_on(async {
             let rows = copy.client.copy_out(&sql).await?;
-            futures_util::pin_mut!(rows);
-            // One pass: each member goes into the set, the checksum (a
-            // lookup3 hash, cheap next to the insert) and the parts.
-            while let Some(message) = rows.next().await {
-                for_each_field(&message?, |field| match validate_text(field, None) {
-                    Ok(member) => {
-                        loaded.members.insert(member);
-                        loaded.checksum ^= member_hash(member);
-                        if let Some(parts) = parts.as_mut() {
-                            parts.push(member);
+            // The COPY has its snapshot now: the newest version, asked on
+            // the other connection meanwhile, covers every row it sends.
+            let parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&campaign];
+            let newest = copy.beside.query_one(&newest_sql, &parameters);
+            let members = async {
+                futures_util::pin_mut!(rows);
+                // One pass: each member goes into the set, the checksum (a
+                // lookup3 hash, cheap next to the insert) and the parts.
+                while let Some(message) = rows.next().await {
+                    for_each_field(&message?, |field| match validate_text(field, None) {
+                        Ok(member) => {
+                            loaded.members.insert(member);
+                            loaded.checksum ^= member_hash(member);
+                            if let Some(parts) = parts.as_mut() {
+                                parts.push(member);
+                            }
                         }
-                    }
-                    Err(_) => loaded.skipped += 1,
-                });
-            }
-            Ok::<(), tokio_postgres::Error>(())
+                        Err(_) => loaded.skipped += 1,
+                    });
+                }
+                Ok::<(), tokio_postgres::Error>(())
+            };
+            let (members, newest) = futures_util::future::join(members, newest).await;
+            members?;
+            Ok::<i64, tokio_postgres::Error>(newest?.get(0))
         });
-        if let Err(error) = streamed {
-            self.copy = None;
-            return Err(statement_error(error));
+        match streamed {
+            Ok(newest) => loaded.newest_version = newest.max(0) as u64,
+            Err(error) => {
+                self.copy = None;
+                return Err(statement_error(error));
+            }
         }
         loaded.parts = parts.map(PartsWriter::finish);
-        loaded.newest_version = self.newest_version(campaign)?;
         Ok(loaded)
     }
 
@@ -275,11 +308,7 @@ impl Source for PostgresSink {
     }
 
     fn newest_version(&mut self, campaign: &str) -> Result<u64, SinkError> {
-        let sql = format!(
-            "SELECT greatest((SELECT max(version) FROM {} WHERE campaign = $1),
-                             (SELECT max(version) FROM {} WHERE campaign = $1), 0)",
-            self.table, self.removed
-        );
+        let sql = self.newest_version_sql();
         let row = self
             .client
             .query_one(&sql, &[&campaign])
