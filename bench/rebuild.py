@@ -103,7 +103,6 @@ def main_measurements(options):
     primary = replica = None
     try:
         total = fill(postgres, "big", total_asked)
-        copies = [psql_copy_seconds(postgres, "big") for _ in range(options.rounds)]
         primary = RedisServer("database-url", postgres.url, extra=["--appendonly", "yes"])
         replica = RedisServer(extra=["--replicaof", "127.0.0.1", str(primary.port)])
         redis = primary.client()
@@ -113,8 +112,11 @@ def main_measurements(options):
             if time.time() > deadline:
                 raise RuntimeError("the replica did not attach")
             time.sleep(0.1)
-        cold, warm = [], []
+        # psql's copy runs in each round beside the rebuilds, with the same
+        # servers up: this shared machine's speed drifts between minutes.
+        copies, cold, warm = [], [], []
         for _ in range(options.rounds):
+            copies.append(psql_copy_seconds(postgres, "big"))
             redis.call("DEL", "big")
             time.sleep(0.3)
             seconds, loaded = rebuild_seconds(redis, "big")

@@ -170,7 +170,7 @@ pub static SHADOW_TUNING: ShadowTuning = ShadowTuning {
 };
 
 /// Between two parts of a shadow, the main thread's turn.
-const PART_PAUSE: Duration = Duration::from_micros(200);
+const PART_PAUSE: Duration = Duration::from_micros(100);
 
 /// AOF bytes Redis may hold unwritten before the next part waits, how
 /// often it looks again, and the longest it waits per part.

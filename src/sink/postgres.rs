@@ -21,6 +21,7 @@ use postgres::{Client, Config, NoTls};
 
 use super::{LoadedMembers, RejectedChange, Sink, SinkError, Source};
 use crate::core::checksum::{member_hash, SQL_CHECKSUM};
+use crate::core::member_set::MemberSetBuilder;
 use crate::core::shadow::PartsWriter;
 use crate::core::{validate_text, Change, Collapsed};
 use futures_util::StreamExt;
@@ -29,6 +30,10 @@ use futures_util::StreamExt;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest COPY message sent (see `copy_rows`).
 const COPY_PIECE_BYTES: usize = 64 * 1024;
+/// COPY output handed to the thread that builds a loaded set, in chunks
+/// of about this many bytes, at most this many waiting.
+const LOAD_CHUNK_BYTES: usize = 256 * 1024;
+const LOAD_CHUNKS_QUEUED: usize = 16;
 /// A statement that runs longer than this is treated as a failure and retried.
 const STATEMENT_TIMEOUT_MS: u32 = 120_000;
 
@@ -245,37 +250,53 @@ impl Source for PostgresSink {
             self.table
         );
         let newest_sql = self.newest_version_sql();
-        let mut loaded = LoadedMembers::default();
-        let mut parts = part_bytes.map(PartsWriter::new);
         let copy = self.copy_connection()?;
-        let streamed = copy.runtime.block_on(async {
-            let rows = copy.client.copy_out(&sql).await?;
-            // The COPY has its snapshot now: the newest version, asked on
-            // the other connection meanwhile, covers every row it sends.
-            let parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&campaign];
-            let newest = copy.beside.query_one(&newest_sql, &parameters);
-            let members = async {
-                futures_util::pin_mut!(rows);
-                // One pass: each member goes into the set, the checksum (a
-                // lookup3 hash, cheap next to the insert) and the parts.
-                while let Some(message) = rows.next().await {
-                    for_each_field(&message?, |field| match validate_text(field, None) {
-                        Ok(member) => {
-                            loaded.members.insert(member);
-                            loaded.checksum ^= member_hash(member);
-                            if let Some(parts) = parts.as_mut() {
-                                parts.push(member);
-                            }
+        // This thread receives the rows, a second one builds the set: each
+        // alone is slower than PostgreSQL sends them.
+        let (chunks, received) = crossbeam_channel::bounded::<Vec<u8>>(LOAD_CHUNKS_QUEUED);
+        let (streamed, built) = std::thread::scope(|scope| {
+            let builder = scope.spawn(move || build_members(received, part_bytes));
+            let streamed = copy.runtime.block_on(async {
+                let rows = copy.client.copy_out(&sql).await?;
+                // The COPY has its snapshot now: the newest version, asked
+                // on the other connection meanwhile, covers every row.
+                let parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&campaign];
+                let newest = copy.beside.query_one(&newest_sql, &parameters);
+                let forward = async {
+                    futures_util::pin_mut!(rows);
+                    let mut chunk = Vec::with_capacity(LOAD_CHUNK_BYTES + 1024);
+                    // Each message is whole rows, each ending in a newline.
+                    while let Some(message) = rows.next().await {
+                        chunk.extend_from_slice(&message?);
+                        if chunk.len() >= LOAD_CHUNK_BYTES {
+                            let full = std::mem::replace(
+                                &mut chunk,
+                                Vec::with_capacity(LOAD_CHUNK_BYTES + 1024),
+                            );
+                            // The builder only stops early by panicking.
+                            let _ = chunks.send(full);
                         }
-                        Err(_) => loaded.skipped += 1,
-                    });
-                }
-                Ok::<(), tokio_postgres::Error>(())
-            };
-            let (members, newest) = futures_util::future::join(members, newest).await;
-            members?;
-            Ok::<i64, tokio_postgres::Error>(newest?.get(0))
+                    }
+                    if !chunk.is_empty() {
+                        let _ = chunks.send(chunk);
+                    }
+                    Ok::<(), tokio_postgres::Error>(())
+                };
+                let (forwarded, newest) = futures_util::future::join(forward, newest).await;
+                forwarded?;
+                Ok::<i64, tokio_postgres::Error>(newest?.get(0))
+            });
+            drop(chunks);
+            (streamed, builder.join())
         });
+        let mut loaded = match built {
+            Ok(loaded) => loaded,
+            Err(_) => {
+                return Err(SinkError::Statement(
+                    "building the loaded set panicked (see the Redis log)".into(),
+                ))
+            }
+        };
         match streamed {
             Ok(newest) => loaded.newest_version = newest.max(0) as u64,
             Err(error) => {
@@ -283,7 +304,6 @@ impl Source for PostgresSink {
                 return Err(statement_error(error));
             }
         }
-        loaded.parts = parts.map(PartsWriter::finish);
         Ok(loaded)
     }
 
@@ -464,6 +484,32 @@ fn copy_rows(
 
 fn is_unique_violation(error: &postgres::Error) -> bool {
     error.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION)
+}
+
+/// Builds the set, its checksum (a lookup3 hash, cheap next to the insert)
+/// and the parts, when asked, from chunks of COPY output.
+fn build_members(
+    chunks: crossbeam_channel::Receiver<Vec<u8>>,
+    part_bytes: Option<usize>,
+) -> LoadedMembers {
+    let mut loaded = LoadedMembers::default();
+    let mut members = MemberSetBuilder::default();
+    let mut parts = part_bytes.map(PartsWriter::new);
+    for chunk in chunks {
+        for_each_field(&chunk, |field| match validate_text(field, None) {
+            Ok(member) => {
+                members.insert(member);
+                loaded.checksum ^= member_hash(member);
+                if let Some(parts) = parts.as_mut() {
+                    parts.push(member);
+                }
+            }
+            Err(_) => loaded.skipped += 1,
+        });
+    }
+    loaded.members = members.finish();
+    loaded.parts = parts.map(PartsWriter::finish);
+    loaded
 }
 
 /// Calls `visit` with each (unescaped) single-column row of a COPY chunk.
