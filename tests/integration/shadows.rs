@@ -310,3 +310,36 @@ fn a_primary_killed_between_parts_restarts_with_the_old_set() {
     wait_replicated(&mut con, 1);
     assert_all_hold(&[&setup.primary, &setup.replica], CAMPAIGN, Some(&old));
 }
+
+/// `DEBUG RELOAD` (save and load the dataset) and `SWAPDB` between parts.
+#[test]
+fn a_debug_reload_and_a_swapdb_between_parts_leave_replica_and_aof_equal() {
+    let mut setup = setup(&[]);
+    let mut con = setup.primary.connection();
+    int(&mut con, &["CAMPAIGN.ADD", "bystander", "b"]);
+    let rebuild = rebuild_paused(&setup);
+    call(&mut con, &[b"DEBUG", b"RELOAD"]).unwrap();
+    // The load goes on sending: the reload kept its shadow.
+    assert_eq!(status(&mut con)["shadows"], "1");
+    call(&mut con, &[b"SWAPDB", b"0", b"1"]).unwrap();
+    resume(&mut con);
+    assert_eq!(rebuild.join().unwrap(), Ok(setup.new.len() as i64));
+    wait_replicated(&mut con, 1);
+    let (old, new) = (setup.old.clone(), setup.new.clone());
+    let bystander: BTreeSet<String> = ["b".to_owned()].into_iter().collect();
+    for node in [&setup.primary, &setup.replica] {
+        let mut con = node.connection();
+        wait_no_shadows(&mut con);
+        // The swap wrote db 0, which now holds what db 1 held (nothing).
+        assert_cache_holds(&mut con, CAMPAIGN, &new);
+        assert_eq!(int(&mut con, &["EXISTS", "bystander"]), 0);
+        call(&mut con, &[b"SELECT", b"1"]).unwrap();
+        assert_cache_holds(&mut con, CAMPAIGN, &old);
+        assert_cache_holds(&mut con, "bystander", &bystander);
+    }
+    setup.primary.restart();
+    let mut con = setup.primary.connection();
+    assert_cache_holds(&mut con, CAMPAIGN, &new);
+    call(&mut con, &[b"SELECT", b"1"]).unwrap();
+    assert_cache_holds(&mut con, CAMPAIGN, &old);
+}
