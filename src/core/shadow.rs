@@ -147,6 +147,9 @@ impl Shadow {
     }
 }
 
+/// A shadow as a snapshot carries it: id, key, parts.
+pub type SnapshotShadow<'a> = (u64, &'a [u8], Vec<Vec<u8>>);
+
 /// Format of the shadows in a snapshot (after the journal in the aux data).
 pub const FORMAT: u64 = 1;
 
@@ -255,7 +258,7 @@ impl Shadows {
 
     /// Every shadow with the parts a snapshot carries; a snapshot loads
     /// them all as collected shadows.
-    pub fn snapshot(&self) -> Vec<(u64, &[u8], Vec<Vec<u8>>)> {
+    pub fn snapshot(&self) -> Vec<SnapshotShadow<'_>> {
         self.shadows
             .iter()
             .map(|(&id, shadow)| (id, shadow.key(), Self::snapshot_parts(shadow)))
@@ -264,6 +267,7 @@ impl Shadows {
 
     pub fn encode<W: RecordWriter>(&self, writer: &mut W) {
         let snapshot = self.snapshot();
+        writer.write_unsigned(FORMAT);
         writer.write_unsigned(snapshot.len() as u64);
         for (id, key, parts) in snapshot {
             writer.write_unsigned(id);
@@ -276,6 +280,12 @@ impl Shadows {
     }
 
     pub fn decode<R: RecordReader>(reader: &mut R) -> Result<Self, DecodeError> {
+        let format = reader.read_unsigned()?;
+        if format != FORMAT {
+            return Err(DecodeError::UnknownVersion(
+                format.min(i32::MAX as u64) as i32
+            ));
+        }
         let mut shadows = Shadows::default();
         for _ in 0..reader.read_unsigned()? {
             let id = reader.read_unsigned()?;

@@ -70,10 +70,11 @@ pub fn abandon(ctx: &Context, id: u64, still_primary: bool) {
 
 /// Forgets shadow `id` (`CAMPAIGN.SYNC ... SHADOW id DROP`); true if held.
 pub fn forget(id: u64) -> bool {
-    let shadow = shadows().take(id);
-    let held = shadow.is_some();
-    shadow.map(discard);
-    held
+    let Some(shadow) = shadows().take(id) else {
+        return false;
+    };
+    discard(shadow);
+    true
 }
 
 /// Frees a shadow off the main thread when it is large (a collected set;

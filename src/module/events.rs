@@ -2,6 +2,7 @@
 //! flusher, loading pauses it, the cron expires waiters and starts prefill.
 
 use std::os::raw::c_void;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use redis_module::server_events::{LoadingSubevent, ServerRole};
 use redis_module::{raw, Context, InfoContext, RedisResult, RedisValue};
@@ -10,6 +11,7 @@ use redis_module_macros::{
 };
 
 use crate::commands::write_behind::{status_figures, Figure};
+use crate::core::clock::now_ms;
 use crate::keyspace::journal::JOURNAL;
 use crate::keyspace::negative;
 use crate::keyspace::shadow;
@@ -18,6 +20,11 @@ use crate::redis_glue::ffi::{api, avoid_replica_traffic, call_text};
 use crate::redis_glue::panic_guard::run_callback;
 use crate::redis_glue::server_state::SERVER;
 use crate::write_behind::WRITE_BEHIND;
+
+/// When the shadows a primary loaded are dropped (unix ms, 0: none to do),
+/// and how long after loading: a cluster replica's role is known by then.
+static DROP_LEFTOVERS_AT_MS: AtomicU64 = AtomicU64::new(0);
+const LEFTOVER_GRACE_MS: u64 = 10_000;
 
 #[role_changed_event_handler]
 fn on_role_changed(_ctx: &Context, role: ServerRole) {
@@ -46,10 +53,13 @@ fn on_loading(_ctx: &Context, event: LoadingSubevent) {
         if loading {
             // What is loaded now says which shadows exist.
             shadow::discard_received();
-        } else if SERVER.is_primary() {
+        } else {
             // A primary that loaded shadows (its AOF ended mid-send) will
-            // never get their swap.
-            LOADS.submit(Job::DropLeftoverShadows);
+            // never get their swap. A cluster replica still looks like a
+            // primary here (its primary is set by the first cluster crons)
+            // and must keep them: the rest may come by partial resync. So
+            // the cron decides a little later.
+            DROP_LEFTOVERS_AT_MS.store(now_ms() + LEFTOVER_GRACE_MS, Ordering::Relaxed);
         }
     });
 }
@@ -59,6 +69,13 @@ fn on_cron(ctx: &Context, _hz: u64) {
     run_callback("cron", (), || {
         WRITE_BEHIND.on_cron(ctx);
         LOADS.on_cron();
+        let drop_at = DROP_LEFTOVERS_AT_MS.load(Ordering::Relaxed);
+        if drop_at != 0 && now_ms() >= drop_at {
+            DROP_LEFTOVERS_AT_MS.store(0, Ordering::Relaxed);
+            if SERVER.is_primary() {
+                LOADS.submit(Job::DropLeftoverShadows);
+            }
+        }
         negative::expire_missing();
         prefill::on_cron(ctx);
     });
