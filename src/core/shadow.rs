@@ -28,18 +28,16 @@ pub const PART_BYTES: usize = 256 * 1024;
 /// The members of `set` as parts of about `part_bytes` each: a count, then
 /// each member's text.
 pub fn encode_parts(set: &MemberSet, part_bytes: usize) -> Vec<Vec<u8>> {
-    let mut parts = PartsWriter::new(part_bytes);
-    for member in set.iter() {
-        parts.push(member.as_str());
-    }
-    parts.finish()
+    let mut writer = PartsWriter::new(part_bytes);
+    let mut parts: Vec<Vec<u8>> = set.iter().filter_map(|m| writer.push(m.as_str())).collect();
+    parts.extend(writer.finish());
+    parts
 }
 
 /// Members written into parts of about `part_bytes` as they come (a load
 /// writes the rows it reads, before it knows whether they will be sent).
 pub struct PartsWriter {
     part_bytes: usize,
-    parts: Vec<Vec<u8>>,
     current: PartWriter,
 }
 
@@ -47,23 +45,20 @@ impl PartsWriter {
     pub fn new(part_bytes: usize) -> Self {
         PartsWriter {
             part_bytes: part_bytes.max(1),
-            parts: Vec::new(),
             current: PartWriter::default(),
         }
     }
 
-    pub fn push(&mut self, member: &str) {
+    /// Adds a member; returns the part it completed, if it did.
+    pub fn push(&mut self, member: &str) -> Option<Vec<u8>> {
         self.current.push(member);
-        if self.current.bytes.len() >= self.part_bytes {
-            self.parts.push(std::mem::take(&mut self.current).finish());
-        }
+        (self.current.bytes.len() >= self.part_bytes)
+            .then(|| std::mem::take(&mut self.current).finish())
     }
 
-    pub fn finish(mut self) -> Vec<Vec<u8>> {
-        if self.current.count > 0 {
-            self.parts.push(self.current.finish());
-        }
-        self.parts
+    /// The last part, if any member is in it.
+    pub fn finish(self) -> Option<Vec<u8>> {
+        (self.current.count > 0).then(|| self.current.finish())
     }
 }
 
@@ -129,12 +124,9 @@ pub fn decode_part(part: &[u8]) -> Result<Vec<&str>, DecodeError> {
 /// One shadow on this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Shadow {
-    /// The primary sends it: every part, and how many have gone out.
-    Sending {
-        key: Vec<u8>,
-        parts: Arc<Vec<Vec<u8>>>,
-        sent: usize,
-    },
+    /// The primary sends it: the parts that have gone out (shared with
+    /// the load sending them, which frees them off the main thread).
+    Sending { key: Vec<u8>, sent: Vec<Arc<[u8]>> },
     /// A replica (or an AOF replay) collects it.
     Receiving { key: Vec<u8>, campaign: Campaign },
 }
@@ -172,22 +164,15 @@ impl Shadows {
         self.shadows.get(&id)
     }
 
-    /// The primary starts sending `parts` as shadow `id` of `key`.
-    pub fn start_sending(&mut self, id: u64, key: Vec<u8>, parts: Arc<Vec<Vec<u8>>>) {
-        self.shadows.insert(
-            id,
-            Shadow::Sending {
-                key,
-                parts,
-                sent: 0,
-            },
-        );
-    }
-
-    /// The part after the last one sent went out.
-    pub fn mark_sent(&mut self, id: u64) {
-        if let Some(Shadow::Sending { parts, sent, .. }) = self.shadows.get_mut(&id) {
-            *sent = (*sent + 1).min(parts.len());
+    /// The primary sent `part` of shadow `id` of `key` (registered with
+    /// its first part).
+    pub fn record_sent(&mut self, id: u64, key: &[u8], part: Arc<[u8]>) {
+        let shadow = self.shadows.entry(id).or_insert_with(|| Shadow::Sending {
+            key: key.to_vec(),
+            sent: Vec::new(),
+        });
+        if let Shadow::Sending { sent, .. } = shadow {
+            sent.push(part);
         }
     }
 
@@ -242,16 +227,16 @@ impl Shadows {
         }
     }
 
-    /// Whether shadow `id` is being sent and every part went out.
-    pub fn all_sent(&self, id: u64) -> bool {
-        matches!(self.shadows.get(&id), Some(Shadow::Sending { parts, sent, .. }) if *sent == parts.len())
+    /// Whether this node is sending shadow `id`.
+    pub fn is_sending(&self, id: u64) -> bool {
+        matches!(self.shadows.get(&id), Some(Shadow::Sending { .. }))
     }
 
     /// The parts as a snapshot must carry them: what a sender sent so far,
     /// what a receiver collected (re-encoded).
     pub fn snapshot_parts(shadow: &Shadow) -> Vec<Vec<u8>> {
         match shadow {
-            Shadow::Sending { parts, sent, .. } => parts[..*sent].to_vec(),
+            Shadow::Sending { sent, .. } => sent.iter().map(|part| part.to_vec()).collect(),
             Shadow::Receiving { campaign, .. } => encode_parts(campaign.members(), PART_BYTES),
         }
     }
@@ -385,11 +370,11 @@ mod tests {
 
     #[test]
     fn a_snapshot_carries_what_was_sent_and_what_was_collected() {
-        let parts = Arc::new(encode_parts(&set_of(&mixed(5_000)), 4096));
+        let parts = encode_parts(&set_of(&mixed(5_000)), 4096);
         let mut primary = Shadows::default();
-        primary.start_sending(9, b"sent".to_vec(), parts.clone());
-        primary.mark_sent(9);
-        primary.mark_sent(9);
+        for part in &parts[..2] {
+            primary.record_sent(9, b"sent", Arc::from(part.as_slice()));
+        }
         let mut replica = Shadows::default();
         for part in &parts[..2] {
             replica.receive(9, b"sent", &decode_part(part).unwrap());
@@ -409,7 +394,7 @@ mod tests {
     #[test]
     fn leftovers_are_dropped_but_sends_stay() {
         let mut shadows = Shadows::default();
-        shadows.start_sending(1, b"a".to_vec(), Arc::new(vec![encode_part(&["x"])]));
+        shadows.record_sent(1, b"a", Arc::from(encode_part(&["x"])));
         shadows.receive(2, b"b", &["y"]);
         let dropped = shadows.drop_received();
         assert_eq!(dropped.len(), 1);
@@ -420,16 +405,13 @@ mod tests {
         assert_eq!(shadows.len(), 1);
         // A part of a shadow this node sends is not collected.
         shadows.receive(1, b"a", &["z"]);
-        assert!(matches!(shadows.get(1), Some(Shadow::Sending { .. })));
-        assert!(!shadows.all_sent(1));
-        shadows.mark_sent(1);
-        assert!(shadows.all_sent(1));
+        assert!(shadows.is_sending(1));
     }
 
     #[test]
     fn a_restored_snapshot_keeps_the_shadows_being_sent() {
         let mut shadows = Shadows::default();
-        shadows.start_sending(1, b"a".to_vec(), Arc::new(vec![encode_part(&["x"])]));
+        shadows.record_sent(1, b"a", Arc::from(encode_part(&["x"])));
         shadows.receive(2, b"b", &["old"]);
         let mut loaded = Shadows::default();
         loaded.receive(1, b"a", &["stale copy"]);

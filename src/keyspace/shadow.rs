@@ -27,15 +27,11 @@ pub fn new_id() -> u64 {
     CLOCK.issue(1, CLOCK.newest(), now_ms())
 }
 
-/// The primary sends the next part of shadow `id` of `key` (registered
-/// with `parts` on the first), to replicas and the AOF.
-pub fn send_part(ctx: &Context, id: u64, key: &[u8], parts: &Arc<Vec<Vec<u8>>>, index: usize) {
-    let mut shadows = shadows();
-    if index == 0 {
-        shadows.start_sending(id, key.to_vec(), parts.clone());
-    }
-    propagation::sync_shadow(key, id, ShadowStep::Part(&parts[index])).replicate(ctx);
-    shadows.mark_sent(id);
+/// The primary sends the next part of shadow `id` of `key` to replicas
+/// and the AOF, and keeps it for snapshots taken before the swap.
+pub fn send_part(ctx: &Context, id: u64, key: &[u8], part: &Arc<[u8]>) {
+    propagation::sync_shadow(key, id, ShadowStep::Part(part)).replicate(ctx);
+    shadows().record_sent(id, key, part.clone());
 }
 
 /// Puts collected shadow `id` in place at key `name` (a replica, an AOF

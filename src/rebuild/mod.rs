@@ -265,20 +265,21 @@ impl Loads {
     /// Completes a load on the main thread (the GIL is held): swap, send
     /// the change to replicas and the AOF, reply to everyone waiting, then
     /// apply the held writes in order.
-    pub fn finish(&self, ctx: &Context, job: &LoadJob, outcome: Result<Loaded, String>) {
+    /// `shadow`: the id of a shadow the load sent parts of, which is
+    /// swapped in, or dropped everywhere if the swap does not happen.
+    pub fn finish(
+        &self,
+        ctx: &Context,
+        job: &LoadJob,
+        outcome: Result<Loaded, String>,
+        shadow: Option<u64>,
+    ) {
         select_db(ctx, job.key.db);
         let name = ctx.create_string(job.key.name.clone());
         // Whatever happens in the swap, every waiter below gets its answer.
         // A node demoted while the load ran must not change its dataset:
         // its primary's stream is the only source of changes now.
         let demoted = !SERVER.is_primary();
-        let shadow_id = match &outcome {
-            Ok(Loaded {
-                propagation: Prepared::Shadow(id),
-                ..
-            }) => Some(*id),
-            _ => None,
-        };
         let result = run_callback("load swap", Err(internal_error(job)), || {
             if demoted {
                 return Err(CampaignError::NoLongerPrimary);
@@ -291,7 +292,7 @@ impl Loads {
                 .and_then(|loaded| self.swap(ctx, job, &name, loaded))
         });
         // A shadow the swap did not take in is dropped everywhere.
-        if let Some(id) = shadow_id {
+        if let Some(id) = shadow {
             shadow::abandon(ctx, id, SERVER.is_primary());
         }
         let load = {
@@ -383,9 +384,15 @@ impl Loads {
             return Ok(0);
         }
         let heard = matches!(loaded.propagation, Prepared::Unheard) && propagation_heard(ctx);
-        let shadow_sent = matches!(loaded.propagation,
-            Prepared::Shadow(id) if shadow::shadows().all_sent(id));
-        let plan = swap::plan(loaded.propagation, base_unchanged, heard, shadow_sent);
+        // A shadow that left the registry (dropped meanwhile) cannot swap.
+        let propagation = match loaded.propagation {
+            Prepared::Shadow { id, complete } => Prepared::Shadow {
+                id,
+                complete: complete && shadow::shadows().is_sending(id),
+            },
+            other => other,
+        };
+        let plan = swap::plan(propagation, base_unchanged, heard);
         match &plan {
             Plan::Nothing => {}
             Plan::Diff { added, removed } => {

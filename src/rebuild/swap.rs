@@ -23,9 +23,9 @@ pub enum Prepared {
     },
     /// Many changed: the whole set, in parts for a shadow.
     Parts(Vec<Vec<u8>>),
-    /// Those parts were sent (all, unless the node was demoted meanwhile)
-    /// as shadow `id`.
-    Shadow(u64),
+    /// Parts were sent as shadow `id`: all of them (`complete`), or some
+    /// before the node stopped being a primary.
+    Shadow { id: u64, complete: bool },
     /// No AOF, no replica and no replication backlog when the load began:
     /// nothing prepared (checked again at the swap).
     Unheard,
@@ -95,16 +95,16 @@ pub fn prepare(
 /// Settles what to send at the swap. A diff only applies to the set it was
 /// computed against: if the key changed under the load (deleted, replaced,
 /// written to), the whole set goes instead. A shadow replaces whatever the
-/// key holds, so it applies whatever happened meanwhile, once complete
-/// (`shadow_sent`).
-pub fn plan(prepared: Prepared, base_unchanged: bool, heard: bool, shadow_sent: bool) -> Plan {
+/// key holds, so it applies whatever happened meanwhile, once complete.
+pub fn plan(prepared: Prepared, base_unchanged: bool, heard: bool) -> Plan {
     match prepared {
         Prepared::Unheard if !heard => Plan::Nothing,
         Prepared::Diff { added, removed } if base_unchanged => Plan::Diff { added, removed },
-        Prepared::Shadow(id) if shadow_sent => Plan::Shadow(id),
-        Prepared::Diff { .. } | Prepared::Unheard | Prepared::Parts(_) | Prepared::Shadow(_) => {
-            Plan::Whole
-        }
+        Prepared::Shadow { id, complete: true } => Plan::Shadow(id),
+        Prepared::Diff { .. }
+        | Prepared::Unheard
+        | Prepared::Parts(_)
+        | Prepared::Shadow { .. } => Plan::Whole,
     }
 }
 
@@ -168,12 +168,10 @@ mod tests {
         };
         assert!(parts.len() > 10);
         // Sent: swapped in once complete, else the whole set at the swap.
-        assert_eq!(
-            plan(Prepared::Shadow(5), false, true, true),
-            Plan::Shadow(5)
-        );
-        assert_eq!(plan(Prepared::Shadow(5), true, true, false), Plan::Whole);
-        assert_eq!(plan(Prepared::Parts(parts), true, true, false), Plan::Whole);
+        let sent = |complete| Prepared::Shadow { id: 5, complete };
+        assert_eq!(plan(sent(true), false, true), Plan::Shadow(5));
+        assert_eq!(plan(sent(false), true, true), Plan::Whole);
+        assert_eq!(plan(Prepared::Parts(parts), true, true), Plan::Whole);
     }
 
     #[test]
@@ -187,7 +185,7 @@ mod tests {
         // The key was deleted while the load ran: the diff cannot apply.
         let deleted = base_unchanged(None, Some(&snapshot));
         assert!(!deleted);
-        assert_eq!(plan(diff(), deleted, true, false), Plan::Whole);
+        assert_eq!(plan(diff(), deleted, true), Plan::Whole);
         // Created while a load of a missing key ran: likewise.
         let mut created = Campaign::new();
         created.insert("z");
@@ -195,7 +193,7 @@ mod tests {
         // Untouched: the diff goes.
         assert!(base_unchanged(None, None));
         assert_eq!(
-            plan(diff(), true, true, false),
+            plan(diff(), true, true),
             Plan::Diff {
                 added: vec!["b".into()],
                 removed: vec![]
@@ -205,8 +203,8 @@ mod tests {
 
     #[test]
     fn nothing_is_sent_when_nobody_listens_before_and_after() {
-        assert_eq!(plan(Prepared::Unheard, true, false, false), Plan::Nothing);
+        assert_eq!(plan(Prepared::Unheard, true, false), Plan::Nothing);
         // A replica attached during the load: the whole set goes.
-        assert_eq!(plan(Prepared::Unheard, true, true, false), Plan::Whole);
+        assert_eq!(plan(Prepared::Unheard, true, true), Plan::Whole);
     }
 }

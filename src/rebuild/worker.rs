@@ -28,8 +28,9 @@ use crate::redis_glue::panic_guard::{run_callback, PANIC_IN_NEXT_LOAD};
 use crate::redis_glue::server_state::SERVER;
 use crate::redis_glue::{config, log};
 use crate::sink::connection::Database;
-use crate::sink::Source;
+use crate::sink::{PartsOut, Source};
 use crate::write_behind::WRITE_BEHIND;
+use crossbeam_channel::Sender;
 
 const INTERNAL_ERROR: &str = "internal error (see the Redis log)";
 
@@ -62,30 +63,41 @@ pub fn start() {
 fn run(database: &mut Database, job: Job) {
     match job {
         Job::Load(job) => {
-            // Even a panic must reach `finish`: it unblocks the waiters.
+            // A missing key's set goes to replicas and the AOF whole: its
+            // parts are sent while the load still reads the rows.
+            let streamed = job.propagate && job.snapshot.is_none();
+            let (outcome, shadow) = if streamed {
+                load_streaming(database, &job)
+            } else {
+                let mut shadow = None;
+                // Even a panic must reach `finish`: it unblocks the waiters.
+                let outcome = run_callback("load", Err(INTERNAL_ERROR.into()), || {
+                    let mut loaded = load_committed(database, &job, None)?;
+                    if let Prepared::Parts(parts) = loaded.propagation {
+                        let mut sender = ShadowSender::new(&job);
+                        parts.into_iter().for_each(|part| sender.send(part));
+                        loaded.propagation = sender.prepared();
+                        shadow = Some(sender);
+                    }
+                    Ok(loaded)
+                });
+                (outcome, shadow)
+            };
             let redis = ThreadSafeContext::<DetachedFromClient>::new();
-            // Kept here until after the swap, so the registry's copy of the
-            // parts is never the last one, freed under the lock.
-            let mut sent_parts = None;
-            let outcome = run_callback("load", Err(INTERNAL_ERROR.into()), || {
-                if let Some(target) = job.flush_target {
-                    WRITE_BEHIND.wait_until_committed(target)?;
-                }
-                let mut loaded = load(database, &job, CATCH_UP_WAIT)?;
-                if let Prepared::Parts(parts) = loaded.propagation {
-                    let parts = Arc::new(parts);
-                    loaded.propagation = send_shadow(&redis, &job, &parts);
-                    sent_parts = Some(parts);
-                }
-                Ok(loaded)
-            });
             // The swap and the held writes are propagated: never while
             // clients are paused.
-            LOADS.finish(&lock_to_propagate(&redis, Hold::Swap), &job, outcome);
+            let shadow_id = shadow.as_ref().and_then(ShadowSender::id);
+            LOADS.finish(
+                &lock_to_propagate(&redis, Hold::Swap),
+                &job,
+                outcome,
+                shadow_id,
+            );
             // Dropped here, without the GIL: after the swap the job's
-            // snapshot may be the last handle on a large old set.
+            // snapshot may be the last handle on a large old set, and the
+            // sender's copies of the parts the last ones.
+            drop(shadow);
             drop(job);
-            drop(sent_parts);
         }
         Job::Verify(job) => verify(database, job),
         Job::DropLeftoverShadows => {
@@ -104,28 +116,98 @@ fn run(database: &mut Database, job: Job) {
     }
 }
 
+/// Commits the campaign's pending entries first, then loads it.
+fn load_committed(
+    database: &mut Database,
+    job: &LoadJob,
+    stream: Option<Sender<Vec<u8>>>,
+) -> Result<Loaded, String> {
+    if let Some(target) = job.flush_target {
+        WRITE_BEHIND.wait_until_committed(target)?;
+    }
+    load(database, job, CATCH_UP_WAIT, stream)
+}
+
+/// Loads while a second thread sends the parts the load writes, each as
+/// soon as it is full.
+fn load_streaming<'a>(
+    database: &mut Database,
+    job: &'a LoadJob,
+) -> (Result<Loaded, String>, Option<ShadowSender<'a>>) {
+    let (parts, received) = crossbeam_channel::unbounded::<Vec<u8>>();
+    // true: the load succeeded, send what is left; false: stop.
+    let (done, finished) = crossbeam_channel::bounded::<bool>(1);
+    std::thread::scope(|scope| {
+        let sending = scope.spawn(|| {
+            let mut sender = ShadowSender::new(job);
+            loop {
+                crossbeam_channel::select! {
+                    recv(received) -> part => match part {
+                        Ok(part) => sender.send(part),
+                        Err(_) => break,
+                    },
+                    recv(finished) -> succeeded => {
+                        // Every part is queued by then: a load returns
+                        // after its builder has handed over the last one.
+                        if succeeded == Ok(true) {
+                            received.try_iter().for_each(|part| sender.send(part));
+                        }
+                        break;
+                    }
+                }
+            }
+            sender
+        });
+        let outcome = run_callback("load", Err(INTERNAL_ERROR.into()), || {
+            load_committed(database, job, Some(parts))
+        });
+        // A database thread past its deadline may still hold the channel's
+        // sending end: the sender stops on this word, not on its closing.
+        let _ = done.send(outcome.is_ok());
+        let sender = run_callback("shadow send", None, || sending.join().ok());
+        let outcome = match (outcome, &sender) {
+            (Ok(mut loaded), Some(sender)) => {
+                loaded.propagation = sender.prepared();
+                Ok(loaded)
+            }
+            (Ok(_), None) => Err(INTERNAL_ERROR.into()),
+            (Err(error), _) => Err(error),
+        };
+        (outcome, sender)
+    })
+}
+
 /// Loads the job's campaign from `source` and prepares how the swap will
-/// reach replicas and the AOF.
+/// reach replicas and the AOF: parts go to `stream` as the load writes
+/// them (then the swap sends the shadow they make up), or are kept in case
+/// the change is too large for a diff.
 ///
 /// A campaign whose key left this node knowing a newer version than the
 /// database holds (after a slot moved, its old owner is still committing
 /// changes the deleted value had) is loaded once the database has caught
 /// up, or after `catch_up` anyway (those changes may be lost for good: a
 /// node that died with them), with a warning.
-pub fn load(source: &mut impl Source, job: &LoadJob, catch_up: Duration) -> Result<Loaded, String> {
+pub fn load(
+    source: &mut impl Source,
+    job: &LoadJob,
+    catch_up: Duration,
+    stream: Option<Sender<Vec<u8>>>,
+) -> Result<Loaded, String> {
     if PANIC_IN_NEXT_LOAD.swap(false, Ordering::Relaxed) {
         panic!("CAMPAIGN.DEBUG PANIC-IN-NEXT-LOAD");
     }
     if job.known_version > 0 {
         wait_for_catch_up(source, job, Instant::now() + catch_up)?;
     }
-    // A set that changed a lot goes to replicas and the AOF in parts:
-    // written from the rows as they come, dropped if a diff will do.
-    let part_bytes = job
-        .propagate
-        .then(|| SHADOW_TUNING.part_bytes.load(Ordering::Relaxed));
+    let part_bytes = SHADOW_TUNING.part_bytes.load(Ordering::Relaxed);
+    let parts = match stream {
+        Some(sender) => PartsOut::Stream(part_bytes, sender),
+        None if job.propagate => PartsOut::Collect(part_bytes),
+        None => PartsOut::None,
+    };
+    let streamed = matches!(parts, PartsOut::Stream(..));
     let mut loaded = source
-        .load_members(&job.campaign, part_bytes)
+        .load_members(&job.campaign, parts)
         .map_err(|error| error.to_string())?;
     if loaded.skipped > 0 {
         log::warning(format!(
@@ -134,7 +216,10 @@ pub fn load(source: &mut impl Source, job: &LoadJob, catch_up: Duration) -> Resu
             job.campaign.escape_debug()
         ));
     }
-    let propagation = if let Some(part_bytes) = part_bytes {
+    let propagation = if streamed {
+        // Settled by the sender (see `load_streaming`).
+        Prepared::Unheard
+    } else if job.propagate {
         swap::prepare(
             job.snapshot.as_ref(),
             &loaded.members,
@@ -181,22 +266,54 @@ const AOF_BACKLOG_WAIT: Duration = Duration::from_secs(2);
 /// The longest a test pause holds a shadow's parts.
 const TEST_PAUSE_LIMIT: Duration = Duration::from_secs(60);
 
-/// Sends the loaded set's `parts` to replicas and the AOF as a shadow,
-/// each under its own hold of the Redis lock (the main thread serves
-/// clients in between); the swap then sends one small command. Stops
-/// early if this node stops being a primary (the swap then fails).
-fn send_shadow(
-    redis: &ThreadSafeContext<DetachedFromClient>,
-    job: &LoadJob,
-    parts: &Arc<Vec<Vec<u8>>>,
-) -> Prepared {
-    let id = shadow::new_id();
-    for index in 0..parts.len() {
+/// Sends a loaded set's parts to replicas and the AOF as a shadow, each
+/// under its own hold of the Redis lock (the main thread serves clients in
+/// between); the swap then sends one small command. Stops if this node
+/// stops being a primary (the swap then fails).
+pub struct ShadowSender<'a> {
+    redis: ThreadSafeContext<DetachedFromClient>,
+    job: &'a LoadJob,
+    id: u64,
+    /// The parts sent, shared with the registry (freed here, off the lock).
+    sent: Vec<Arc<[u8]>>,
+    interrupted: bool,
+}
+
+impl<'a> ShadowSender<'a> {
+    fn new(job: &'a LoadJob) -> Self {
+        ShadowSender {
+            redis: ThreadSafeContext::new(),
+            job,
+            id: shadow::new_id(),
+            sent: Vec::new(),
+            interrupted: false,
+        }
+    }
+
+    /// The shadow's id, once a part went out.
+    fn id(&self) -> Option<u64> {
+        (!self.sent.is_empty()).then_some(self.id)
+    }
+
+    /// What the swap does: swap the shadow in if every part went out.
+    fn prepared(&self) -> Prepared {
+        Prepared::Shadow {
+            id: self.id,
+            complete: !self.interrupted && !self.sent.is_empty(),
+        }
+    }
+
+    fn send(&mut self, part: Vec<u8>) {
+        if self.interrupted {
+            return;
+        }
+        let part: Arc<[u8]> = Arc::from(part);
         let mut waited = Duration::ZERO;
         loop {
-            let ctx = lock_to_propagate(redis, Hold::ShadowPart);
+            let ctx = lock_to_propagate(&self.redis, Hold::ShadowPart);
             if !SERVER.is_primary() {
-                return Prepared::Shadow(id);
+                self.interrupted = true;
+                return;
             }
             // While a background fsync runs, Redis keeps the AOF in its
             // buffer; appending to a large one reallocates it under the
@@ -207,16 +324,17 @@ fn send_shadow(
                 waited += AOF_BACKLOG_POLL;
                 continue;
             }
-            select_db(&ctx, job.key.db);
-            shadow::send_part(&ctx, id, &job.key.name, parts, index);
+            select_db(&ctx, self.job.key.db);
+            shadow::send_part(&ctx, self.id, &self.job.key.name, &part);
             break;
         }
+        self.sent.push(part);
         // The lock is not queued fairly: taken again at once, the main
         // thread could wait out many parts (measured: 43 ms). Pausing lets
         // it take the lock and write each part to the AOF and replicas.
         std::thread::sleep(PART_PAUSE);
         let pause_after = SHADOW_TUNING.pause_after.load(Ordering::Relaxed);
-        if pause_after == index + 1 {
+        if pause_after == self.sent.len() {
             let until = Instant::now() + TEST_PAUSE_LIMIT;
             SHADOW_TUNING.paused.store(true, Ordering::Relaxed);
             while SHADOW_TUNING.pause_after.load(Ordering::Relaxed) == pause_after
@@ -227,7 +345,6 @@ fn send_shadow(
             SHADOW_TUNING.paused.store(false, Ordering::Relaxed);
         }
     }
-    Prepared::Shadow(id)
 }
 
 /// How long a load waits for the database to reach the version this node
@@ -371,9 +488,9 @@ mod tests {
         fn load_members(
             &mut self,
             campaign: &str,
-            part_bytes: Option<usize>,
+            parts: PartsOut,
         ) -> Result<crate::sink::LoadedMembers, crate::sink::SinkError> {
-            self.database.load_members(campaign, part_bytes)
+            self.database.load_members(campaign, parts)
         }
         fn digest(&mut self, campaign: &str) -> Result<(i64, i64), crate::sink::SinkError> {
             self.database.digest(campaign)
@@ -405,6 +522,7 @@ mod tests {
             &mut database,
             &job("c", Some(&cached), true),
             Duration::ZERO,
+            None,
         )
         .unwrap();
         assert_eq!(loaded.campaign.len(), 3);
@@ -425,19 +543,19 @@ mod tests {
     fn nothing_is_prepared_when_nobody_listens() {
         let mut database = MemorySink::default();
         database.insert("c", "a");
-        let loaded = load(&mut database, &job("c", None, false), Duration::ZERO).unwrap();
+        let loaded = load(&mut database, &job("c", None, false), Duration::ZERO, None).unwrap();
         assert_eq!(loaded.propagation, Prepared::Unheard);
     }
 
     #[test]
     fn a_failing_database_fails_the_load() {
         let mut database = MemorySink::failing(1);
-        let error = load(&mut database, &job("c", None, true), Duration::ZERO)
+        let error = load(&mut database, &job("c", None, true), Duration::ZERO, None)
             .err()
             .unwrap();
         assert!(error.contains("down"), "{error}");
         // The next attempt reconnects and works.
-        assert!(load(&mut database, &job("c", None, true), Duration::ZERO).is_ok());
+        assert!(load(&mut database, &job("c", None, true), Duration::ZERO, None).is_ok());
     }
 
     #[test]
@@ -452,20 +570,20 @@ mod tests {
         database.database.insert("c", "late");
         let mut waiting = job("c", None, false);
         waiting.known_version = known;
-        let loaded = load(&mut database, &waiting, Duration::from_secs(60)).unwrap();
+        let loaded = load(&mut database, &waiting, Duration::from_secs(60), None).unwrap();
         assert_eq!(database.polls, 4, "polled until the database caught up");
         assert!(loaded.campaign.contains("late"));
 
         // Never caught up: loaded anyway once the wait is over.
         database.polls = 0;
         database.polls_behind = usize::MAX;
-        let loaded = load(&mut database, &waiting, Duration::from_millis(20)).unwrap();
+        let loaded = load(&mut database, &waiting, Duration::from_millis(20), None).unwrap();
         assert!(database.polls >= 1 && loaded.campaign.contains("late"));
 
         // A version older than the markers' retention is not waited for.
         database.polls = 0;
         waiting.known_version = 5;
-        load(&mut database, &waiting, Duration::from_secs(60)).unwrap();
+        load(&mut database, &waiting, Duration::from_secs(60), None).unwrap();
         assert_eq!(database.polls, 0);
     }
 }

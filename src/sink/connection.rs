@@ -17,7 +17,7 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
 use super::postgres::PostgresSink;
-use super::{LoadedMembers, RejectedChange, Sink, SinkError, Source};
+use super::{LoadedMembers, PartsOut, RejectedChange, Sink, SinkError, Source};
 use crate::core::member_set::MemberRef;
 use crate::core::{Change, Collapsed};
 use crate::redis_glue::{config, thread_priority};
@@ -184,10 +184,10 @@ impl Source for Database {
     fn load_members(
         &mut self,
         campaign: &str,
-        part_bytes: Option<usize>,
+        parts: PartsOut,
     ) -> Result<LoadedMembers, SinkError> {
         let campaign = campaign.to_owned();
-        self.with_connection(move |sink| sink.load_members(&campaign, part_bytes))
+        self.with_connection(move |sink| sink.load_members(&campaign, parts))
     }
 
     fn digest(&mut self, campaign: &str) -> Result<(i64, i64), SinkError> {

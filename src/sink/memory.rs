@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{LoadedMembers, RejectedChange, Sink, SinkError, Source};
+use super::{LoadedMembers, PartsOut, RejectedChange, Sink, SinkError, Source};
 use crate::core::checksum::{as_sql_bigint, member_hash};
 use crate::core::shadow::PartsWriter;
 use crate::core::{Change, Collapsed, MemberSet};
@@ -143,21 +143,23 @@ impl Source for MemorySink {
     fn load_members(
         &mut self,
         campaign: &str,
-        part_bytes: Option<usize>,
+        parts_out: PartsOut,
     ) -> Result<LoadedMembers, SinkError> {
         self.fail_if_asked()?;
         let mut loaded = LoadedMembers::default();
         let mut members = MemberSet::new();
-        let mut parts = part_bytes.map(PartsWriter::new);
+        let mut parts = parts_out.writer();
         for member in self.members_of(campaign) {
             members.insert(member);
             loaded.checksum ^= member_hash(member);
-            if let Some(parts) = parts.as_mut() {
-                parts.push(member);
+            if let Some(part) = parts.as_mut().and_then(|parts| parts.push(member)) {
+                parts_out.deliver(part, &mut loaded.parts);
             }
         }
+        if let Some(part) = parts.and_then(PartsWriter::finish) {
+            parts_out.deliver(part, &mut loaded.parts);
+        }
         loaded.members = members;
-        loaded.parts = parts.map(PartsWriter::finish);
         loaded.newest_version = self.newest_version(campaign)?;
         Ok(loaded)
     }

@@ -11,6 +11,7 @@ pub mod postgres;
 
 use thiserror::Error;
 
+use crate::core::shadow::PartsWriter;
 use crate::core::{Collapsed, MemberSet, Op};
 
 #[derive(Debug, Error)]
@@ -74,18 +75,48 @@ pub struct LoadedMembers {
     /// The newest version among the campaign's rows and removal markers
     /// (0: none), which later changes of it must exceed.
     pub newest_version: u64,
-    /// The members as shadow parts (`core::shadow`), when asked for.
+    /// The members as shadow parts (`core::shadow`), when collected.
     pub parts: Option<Vec<Vec<u8>>>,
+}
+
+/// What a load does with the members as shadow parts (`core::shadow`).
+#[derive(Clone, Default)]
+pub enum PartsOut {
+    #[default]
+    None,
+    /// Parts of about this many bytes, in `LoadedMembers::parts`.
+    Collect(usize),
+    /// Parts of about this many bytes, each sent as soon as it is full.
+    Stream(usize, crossbeam_channel::Sender<Vec<u8>>),
+}
+
+impl PartsOut {
+    /// The writer these parts need, if any.
+    pub fn writer(&self) -> Option<PartsWriter> {
+        match self {
+            PartsOut::None => None,
+            PartsOut::Collect(bytes) | PartsOut::Stream(bytes, _) => Some(PartsWriter::new(*bytes)),
+        }
+    }
+
+    /// Hands over a finished part.
+    pub fn deliver(&self, part: Vec<u8>, collected: &mut Option<Vec<Vec<u8>>>) {
+        match self {
+            PartsOut::None => {}
+            PartsOut::Collect(_) => collected.get_or_insert_with(Vec::new).push(part),
+            // A receiver gone (its load failed) no longer wants them.
+            PartsOut::Stream(_, sender) => {
+                let _ = sender.send(part);
+            }
+        }
+    }
 }
 
 pub trait Source {
     /// Every member of `campaign`, with their checksum; also written into
-    /// shadow parts of about `part_bytes` when given.
-    fn load_members(
-        &mut self,
-        campaign: &str,
-        part_bytes: Option<usize>,
-    ) -> Result<LoadedMembers, SinkError>;
+    /// shadow parts as `parts` asks.
+    fn load_members(&mut self, campaign: &str, parts: PartsOut)
+        -> Result<LoadedMembers, SinkError>;
     /// `(row count, checksum as SQL bigint)` of `campaign`.
     fn digest(&mut self, campaign: &str) -> Result<(i64, i64), SinkError>;
     /// Every campaign the database holds.

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use postgres::{Client, Config, NoTls};
 
-use super::{LoadedMembers, RejectedChange, Sink, SinkError, Source};
+use super::{LoadedMembers, PartsOut, RejectedChange, Sink, SinkError, Source};
 use crate::core::checksum::{member_hash, SQL_CHECKSUM};
 use crate::core::member_set::MemberSetBuilder;
 use crate::core::shadow::PartsWriter;
@@ -239,7 +239,7 @@ impl Source for PostgresSink {
     fn load_members(
         &mut self,
         campaign: &str,
-        part_bytes: Option<usize>,
+        parts: PartsOut,
     ) -> Result<LoadedMembers, SinkError> {
         // COPY takes no parameters: the name goes in as a literal. It holds
         // no NUL (validated) and the session uses standard strings, where
@@ -255,7 +255,7 @@ impl Source for PostgresSink {
         // alone is slower than PostgreSQL sends them.
         let (chunks, received) = crossbeam_channel::bounded::<Vec<u8>>(LOAD_CHUNKS_QUEUED);
         let (streamed, built) = std::thread::scope(|scope| {
-            let builder = scope.spawn(move || build_members(received, part_bytes));
+            let builder = scope.spawn(move || build_members(received, parts));
             let streamed = copy.runtime.block_on(async {
                 let rows = copy.client.copy_out(&sql).await?;
                 // The COPY has its snapshot now: the newest version, asked
@@ -490,25 +490,27 @@ fn is_unique_violation(error: &postgres::Error) -> bool {
 /// and the parts, when asked, from chunks of COPY output.
 fn build_members(
     chunks: crossbeam_channel::Receiver<Vec<u8>>,
-    part_bytes: Option<usize>,
+    parts_out: PartsOut,
 ) -> LoadedMembers {
     let mut loaded = LoadedMembers::default();
     let mut members = MemberSetBuilder::default();
-    let mut parts = part_bytes.map(PartsWriter::new);
+    let mut parts = parts_out.writer();
     for chunk in chunks {
         for_each_field(&chunk, |field| match validate_text(field, None) {
             Ok(member) => {
                 members.insert(member);
                 loaded.checksum ^= member_hash(member);
-                if let Some(parts) = parts.as_mut() {
-                    parts.push(member);
+                if let Some(part) = parts.as_mut().and_then(|parts| parts.push(member)) {
+                    parts_out.deliver(part, &mut loaded.parts);
                 }
             }
             Err(_) => loaded.skipped += 1,
         });
     }
+    if let Some(part) = parts.and_then(PartsWriter::finish) {
+        parts_out.deliver(part, &mut loaded.parts);
+    }
     loaded.members = members.finish();
-    loaded.parts = parts.map(PartsWriter::finish);
     loaded
 }
 

@@ -73,7 +73,16 @@ fn debug(con: &mut Connection, args: &[&str]) {
 /// three; returns once the primary is paused and the replica has
 /// collected those parts.
 fn rebuild_paused(setup: &Setup) -> JoinHandle<Result<i64, String>> {
+    rebuild_paused_with(setup, false)
+}
+
+/// `rebuild_paused`, of a missing key when `missing` (its parts go out
+/// while the load still reads the rows).
+fn rebuild_paused_with(setup: &Setup, missing: bool) -> JoinHandle<Result<i64, String>> {
     let mut con = setup.primary.connection();
+    if missing {
+        assert_eq!(int(&mut con, &["DEL", CAMPAIGN]), 1);
+    }
     debug(&mut con, &["SHADOW-PARTS", "4096", "3"]);
     let mut rebuild_con = setup.primary.connection();
     let rebuild = std::thread::spawn(move || {
@@ -342,4 +351,51 @@ fn a_debug_reload_and_a_swapdb_between_parts_leave_replica_and_aof_equal() {
     assert_cache_holds(&mut con, CAMPAIGN, &new);
     call(&mut con, &[b"SELECT", b"1"]).unwrap();
     assert_cache_holds(&mut con, CAMPAIGN, &old);
+}
+
+/// A missing key's set is sent while it loads: a full sync, an AOF rewrite
+/// and a failover between its parts.
+#[test]
+fn a_missing_keys_parts_sent_while_loading_survive_a_full_sync_and_a_rewrite() {
+    let mut setup = setup(&[]);
+    let mut con = setup.primary.connection();
+    let rebuild = rebuild_paused_with(&setup, true);
+    let late = start_replica_of(&setup.primary, flushing_to(&setup.database));
+    wait_replicated(&mut con, 2);
+    call(&mut con, &[b"BGREWRITEAOF"]).unwrap();
+    wait_for_aof_rewrite(&mut con);
+    resume(&mut con);
+    assert_eq!(rebuild.join().unwrap(), Ok(setup.new.len() as i64));
+    wait_replicated(&mut con, 2);
+    let new = setup.new.clone();
+    assert_all_hold(
+        &[&setup.primary, &setup.replica, &late],
+        CAMPAIGN,
+        Some(&new),
+    );
+    drop(late);
+    restart_both(&mut setup, CAMPAIGN, Some(&new));
+}
+
+#[test]
+fn a_failover_between_parts_sent_while_loading_leaves_the_key_missing() {
+    let setup = setup(&[]);
+    let mut con = setup.primary.connection();
+    let rebuild = rebuild_paused_with(&setup, true);
+    let mut replica_con = setup.replica.connection();
+    call(&mut replica_con, &[b"REPLICAOF", b"NO", b"ONE"]).unwrap();
+    let port = setup.replica.port.to_string();
+    call(&mut con, &[b"REPLICAOF", b"127.0.0.1", port.as_bytes()]).unwrap();
+    resume(&mut con);
+    let refused = rebuild.join().unwrap().unwrap_err();
+    assert!(
+        refused.starts_with("READONLY") || refused.starts_with("UNBLOCKED"),
+        "{refused}"
+    );
+    let linked = wait_until(Duration::from_secs(20), || {
+        info_field(&mut con, "replication", "master_link_status") == "up"
+    });
+    assert!(linked, "{}", setup.primary.log());
+    wait_replicated(&mut replica_con, 1);
+    assert_all_hold(&[&setup.replica, &setup.primary], CAMPAIGN, None);
 }
