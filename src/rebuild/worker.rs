@@ -30,7 +30,6 @@ use crate::redis_glue::{config, log};
 use crate::sink::connection::Database;
 use crate::sink::{PartsOut, Source};
 use crate::write_behind::WRITE_BEHIND;
-use crossbeam_channel::Sender;
 
 const INTERNAL_ERROR: &str = "internal error (see the Redis log)";
 
@@ -63,26 +62,24 @@ pub fn start() {
 fn run(database: &mut Database, job: Job) {
     match job {
         Job::Load(job) => {
-            // A missing key's set goes to replicas and the AOF whole: its
-            // parts are sent while the load still reads the rows.
-            let streamed = job.propagate && job.snapshot.is_none();
-            let (outcome, shadow) = if streamed {
-                load_streaming(database, &job)
-            } else {
-                let mut shadow = None;
-                // Even a panic must reach `finish`: it unblocks the waiters.
-                let outcome = run_callback("load", Err(INTERNAL_ERROR.into()), || {
-                    let mut loaded = load_committed(database, &job, None)?;
-                    if let Prepared::Parts(parts) = loaded.propagation {
-                        let mut sender = ShadowSender::new(&job);
-                        parts.into_iter().for_each(|part| sender.send(part));
-                        loaded.propagation = sender.prepared();
-                        shadow = Some(sender);
-                    }
-                    Ok(loaded)
-                });
-                (outcome, shadow)
-            };
+            let mut shadow = None;
+            // Even a panic must reach `finish`: it unblocks the waiters.
+            let outcome = run_callback("load", Err(INTERNAL_ERROR.into()), || {
+                if let Some(target) = job.flush_target {
+                    WRITE_BEHIND.wait_until_committed(target)?;
+                }
+                let mut loaded = load(database, &job, CATCH_UP_WAIT)?;
+                // Sent after the load, not while it reads: the main thread
+                // writes every part to the AOF and replicas, and while the
+                // load takes both cores that showed as HAS p99 4x idle.
+                if let Prepared::Parts(parts) = loaded.propagation {
+                    let mut sender = ShadowSender::new(&job);
+                    parts.into_iter().for_each(|part| sender.send(part));
+                    loaded.propagation = sender.prepared();
+                    shadow = Some(sender);
+                }
+                Ok(loaded)
+            });
             let redis = ThreadSafeContext::<DetachedFromClient>::new();
             // The swap and the held writes are propagated: never while
             // clients are paused.
@@ -116,83 +113,16 @@ fn run(database: &mut Database, job: Job) {
     }
 }
 
-/// Commits the campaign's pending entries first, then loads it.
-fn load_committed(
-    database: &mut Database,
-    job: &LoadJob,
-    stream: Option<Sender<Vec<u8>>>,
-) -> Result<Loaded, String> {
-    if let Some(target) = job.flush_target {
-        WRITE_BEHIND.wait_until_committed(target)?;
-    }
-    load(database, job, CATCH_UP_WAIT, stream)
-}
-
-/// Loads while a second thread sends the parts the load writes, each as
-/// soon as it is full.
-fn load_streaming<'a>(
-    database: &mut Database,
-    job: &'a LoadJob,
-) -> (Result<Loaded, String>, Option<ShadowSender<'a>>) {
-    let (parts, received) = crossbeam_channel::unbounded::<Vec<u8>>();
-    // true: the load succeeded, send what is left; false: stop.
-    let (done, finished) = crossbeam_channel::bounded::<bool>(1);
-    std::thread::scope(|scope| {
-        let sending = scope.spawn(|| {
-            let mut sender = ShadowSender::new(job);
-            loop {
-                crossbeam_channel::select! {
-                    recv(received) -> part => match part {
-                        Ok(part) => sender.send(part),
-                        Err(_) => break,
-                    },
-                    recv(finished) -> succeeded => {
-                        // Every part is queued by then: a load returns
-                        // after its builder has handed over the last one.
-                        if succeeded == Ok(true) {
-                            received.try_iter().for_each(|part| sender.send(part));
-                        }
-                        break;
-                    }
-                }
-            }
-            sender
-        });
-        let outcome = run_callback("load", Err(INTERNAL_ERROR.into()), || {
-            load_committed(database, job, Some(parts))
-        });
-        // A database thread past its deadline may still hold the channel's
-        // sending end: the sender stops on this word, not on its closing.
-        let _ = done.send(outcome.is_ok());
-        let sender = run_callback("shadow send", None, || sending.join().ok());
-        let outcome = match (outcome, &sender) {
-            (Ok(mut loaded), Some(sender)) => {
-                loaded.propagation = sender.prepared();
-                Ok(loaded)
-            }
-            (Ok(_), None) => Err(INTERNAL_ERROR.into()),
-            (Err(error), _) => Err(error),
-        };
-        (outcome, sender)
-    })
-}
-
 /// Loads the job's campaign from `source` and prepares how the swap will
-/// reach replicas and the AOF: parts go to `stream` as the load writes
-/// them (then the swap sends the shadow they make up), or are kept in case
-/// the change is too large for a diff.
+/// reach replicas and the AOF: the parts of the whole set are written as
+/// the rows come, and kept in case the change is too large for a diff.
 ///
 /// A campaign whose key left this node knowing a newer version than the
 /// database holds (after a slot moved, its old owner is still committing
 /// changes the deleted value had) is loaded once the database has caught
 /// up, or after `catch_up` anyway (those changes may be lost for good: a
 /// node that died with them), with a warning.
-pub fn load(
-    source: &mut impl Source,
-    job: &LoadJob,
-    catch_up: Duration,
-    stream: Option<Sender<Vec<u8>>>,
-) -> Result<Loaded, String> {
+pub fn load(source: &mut impl Source, job: &LoadJob, catch_up: Duration) -> Result<Loaded, String> {
     if PANIC_IN_NEXT_LOAD.swap(false, Ordering::Relaxed) {
         panic!("CAMPAIGN.DEBUG PANIC-IN-NEXT-LOAD");
     }
@@ -200,12 +130,11 @@ pub fn load(
         wait_for_catch_up(source, job, Instant::now() + catch_up)?;
     }
     let part_bytes = SHADOW_TUNING.part_bytes.load(Ordering::Relaxed);
-    let parts = match stream {
-        Some(sender) => PartsOut::Stream(part_bytes, sender),
-        None if job.propagate => PartsOut::Collect(part_bytes),
-        None => PartsOut::None,
+    let parts = if job.propagate {
+        PartsOut::Collect(part_bytes)
+    } else {
+        PartsOut::None
     };
-    let streamed = matches!(parts, PartsOut::Stream(..));
     let mut loaded = source
         .load_members(&job.campaign, parts)
         .map_err(|error| error.to_string())?;
@@ -216,10 +145,7 @@ pub fn load(
             job.campaign.escape_debug()
         ));
     }
-    let propagation = if streamed {
-        // Settled by the sender (see `load_streaming`).
-        Prepared::Unheard
-    } else if job.propagate {
+    let propagation = if job.propagate {
         swap::prepare(
             job.snapshot.as_ref(),
             &loaded.members,
@@ -522,7 +448,6 @@ mod tests {
             &mut database,
             &job("c", Some(&cached), true),
             Duration::ZERO,
-            None,
         )
         .unwrap();
         assert_eq!(loaded.campaign.len(), 3);
@@ -543,19 +468,19 @@ mod tests {
     fn nothing_is_prepared_when_nobody_listens() {
         let mut database = MemorySink::default();
         database.insert("c", "a");
-        let loaded = load(&mut database, &job("c", None, false), Duration::ZERO, None).unwrap();
+        let loaded = load(&mut database, &job("c", None, false), Duration::ZERO).unwrap();
         assert_eq!(loaded.propagation, Prepared::Unheard);
     }
 
     #[test]
     fn a_failing_database_fails_the_load() {
         let mut database = MemorySink::failing(1);
-        let error = load(&mut database, &job("c", None, true), Duration::ZERO, None)
+        let error = load(&mut database, &job("c", None, true), Duration::ZERO)
             .err()
             .unwrap();
         assert!(error.contains("down"), "{error}");
         // The next attempt reconnects and works.
-        assert!(load(&mut database, &job("c", None, true), Duration::ZERO, None).is_ok());
+        assert!(load(&mut database, &job("c", None, true), Duration::ZERO).is_ok());
     }
 
     #[test]
@@ -570,20 +495,20 @@ mod tests {
         database.database.insert("c", "late");
         let mut waiting = job("c", None, false);
         waiting.known_version = known;
-        let loaded = load(&mut database, &waiting, Duration::from_secs(60), None).unwrap();
+        let loaded = load(&mut database, &waiting, Duration::from_secs(60)).unwrap();
         assert_eq!(database.polls, 4, "polled until the database caught up");
         assert!(loaded.campaign.contains("late"));
 
         // Never caught up: loaded anyway once the wait is over.
         database.polls = 0;
         database.polls_behind = usize::MAX;
-        let loaded = load(&mut database, &waiting, Duration::from_millis(20), None).unwrap();
+        let loaded = load(&mut database, &waiting, Duration::from_millis(20)).unwrap();
         assert!(database.polls >= 1 && loaded.campaign.contains("late"));
 
         // A version older than the markers' retention is not waited for.
         database.polls = 0;
         waiting.known_version = 5;
-        load(&mut database, &waiting, Duration::from_secs(60), None).unwrap();
+        load(&mut database, &waiting, Duration::from_secs(60)).unwrap();
         assert_eq!(database.polls, 0);
     }
 }

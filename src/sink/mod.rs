@@ -80,14 +80,12 @@ pub struct LoadedMembers {
 }
 
 /// What a load does with the members as shadow parts (`core::shadow`).
-#[derive(Clone, Default)]
+#[derive(Clone, Copy, Default)]
 pub enum PartsOut {
     #[default]
     None,
     /// Parts of about this many bytes, in `LoadedMembers::parts`.
     Collect(usize),
-    /// Parts of about this many bytes, each sent as soon as it is full.
-    Stream(usize, crossbeam_channel::Sender<Vec<u8>>),
 }
 
 impl PartsOut {
@@ -95,7 +93,7 @@ impl PartsOut {
     pub fn writer(&self) -> Option<PartsWriter> {
         match self {
             PartsOut::None => None,
-            PartsOut::Collect(bytes) | PartsOut::Stream(bytes, _) => Some(PartsWriter::new(*bytes)),
+            PartsOut::Collect(bytes) => Some(PartsWriter::new(*bytes)),
         }
     }
 
@@ -104,10 +102,6 @@ impl PartsOut {
         match self {
             PartsOut::None => {}
             PartsOut::Collect(_) => collected.get_or_insert_with(Vec::new).push(part),
-            // A receiver gone (its load failed) no longer wants them.
-            PartsOut::Stream(_, sender) => {
-                let _ = sender.send(part);
-            }
         }
     }
 }

@@ -76,8 +76,7 @@ fn rebuild_paused(setup: &Setup) -> JoinHandle<Result<i64, String>> {
     rebuild_paused_with(setup, false)
 }
 
-/// `rebuild_paused`, of a missing key when `missing` (its parts go out
-/// while the load still reads the rows).
+/// `rebuild_paused`, of a missing key when `missing`.
 fn rebuild_paused_with(setup: &Setup, missing: bool) -> JoinHandle<Result<i64, String>> {
     let mut con = setup.primary.connection();
     if missing {
@@ -353,10 +352,10 @@ fn a_debug_reload_and_a_swapdb_between_parts_leave_replica_and_aof_equal() {
     assert_cache_holds(&mut con, CAMPAIGN, &old);
 }
 
-/// A missing key's set is sent while it loads: a full sync, an AOF rewrite
-/// and a failover between its parts.
+/// A missing key's rebuild: a full sync, an AOF rewrite and a failover
+/// between its parts.
 #[test]
-fn a_missing_keys_parts_sent_while_loading_survive_a_full_sync_and_a_rewrite() {
+fn a_missing_keys_parts_survive_a_full_sync_and_a_rewrite() {
     let mut setup = setup(&[]);
     let mut con = setup.primary.connection();
     let rebuild = rebuild_paused_with(&setup, true);
@@ -378,7 +377,7 @@ fn a_missing_keys_parts_sent_while_loading_survive_a_full_sync_and_a_rewrite() {
 }
 
 #[test]
-fn a_failover_between_parts_sent_while_loading_leaves_the_key_missing() {
+fn a_failover_between_a_missing_keys_parts_leaves_it_missing() {
     let setup = setup(&[]);
     let mut con = setup.primary.connection();
     let rebuild = rebuild_paused_with(&setup, true);
