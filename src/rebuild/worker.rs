@@ -8,20 +8,20 @@ use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use redis_module::redisvalue::RedisValueKey;
-use redis_module::{DetachedFromClient, RedisValue, ThreadSafeContext};
+use redis_module::{Context, DetachedFromClient, RedisValue, ThreadSafeContext};
 
 use super::prefill::my_cluster_slots;
 use super::registry::Waiter;
 use super::swap::{self, Prepared};
-use super::{Job, LoadJob, Loaded, VerifyJob, LOADS};
+use super::{propagation_heard, Job, LoadJob, Loaded, VerifyJob, LOADS};
 use crate::core::checksum::as_sql_bigint;
 use crate::core::clock::now_ms;
 use crate::core::cluster::key_slot;
-use crate::core::shadow::PART_BYTES;
+use crate::core::shadow::{encode_parts, PART_BYTES};
 use crate::core::version::version_ms;
 use crate::core::Campaign;
 use crate::error::CampaignError;
-use crate::keyspace::shadow;
+use crate::keyspace::{shadow, with_campaign};
 use crate::redis_glue::ffi::{aof_buffer_bytes, lock_to_propagate, select_db};
 use crate::redis_glue::lock_hold::{hold_lock, Hold};
 use crate::redis_glue::panic_guard::{run_callback, PANIC_IN_NEXT_LOAD};
@@ -69,6 +69,11 @@ fn run(database: &mut Database, job: Job) {
                     WRITE_BEHIND.wait_until_committed(target)?;
                 }
                 let mut loaded = load(database, &job, CATCH_UP_WAIT)?;
+                if plan_outdated(&job, &loaded) {
+                    let part_bytes = SHADOW_TUNING.part_bytes.load(Ordering::Relaxed);
+                    let parts = encode_parts(loaded.campaign.members(), part_bytes);
+                    loaded.propagation = Prepared::Parts(parts);
+                }
                 // Sent after the load, not while it reads: the main thread
                 // writes every part to the AOF and replicas, and while the
                 // load takes both cores that showed as HAS p99 4x idle.
@@ -111,6 +116,33 @@ fn run(database: &mut Database, job: Job) {
         }
         Job::Prefill(slots) => prefill(database, slots),
     }
+}
+
+/// Whether what the load prepared for replicas and the AOF no longer fits
+/// (a replica attached although nobody listened when it started; the key
+/// a diff was computed against changed meanwhile): the whole set then goes
+/// as a shadow, in parts, rather than in one command at the swap. Checked
+/// under a short hold; a change between this check and the swap still
+/// falls back to the one command.
+fn plan_outdated(job: &LoadJob, loaded: &Loaded) -> bool {
+    if loaded.campaign.is_empty() {
+        return false;
+    }
+    let check = |ctx: &Context| match &loaded.propagation {
+        Prepared::Unheard => propagation_heard(ctx),
+        Prepared::Diff { .. } => {
+            let name = ctx.create_string(job.key.name.clone());
+            let snapshot = job.snapshot.as_ref().map(|(set, _)| set);
+            !with_campaign(ctx, &name, |current| {
+                swap::base_unchanged(current, snapshot)
+            })
+        }
+        Prepared::Parts(_) | Prepared::Shadow { .. } => false,
+    };
+    let redis = ThreadSafeContext::<DetachedFromClient>::new();
+    let ctx = hold_lock(&redis, Hold::Scan);
+    select_db(&ctx, job.key.db);
+    check(&ctx)
 }
 
 /// Loads the job's campaign from `source` and prepares how the swap will

@@ -33,13 +33,13 @@ fn verify(con: &mut Connection, campaign: &str) -> HashMap<String, i64> {
 
 /// Holds an exclusive lock on the table until dropped: a rebuild's read
 /// waits on it, which makes "while a rebuild runs" deterministic.
-struct TableLock {
+pub(crate) struct TableLock {
     release: std::sync::mpsc::Sender<()>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl TableLock {
-    fn take(database: &Postgres) -> TableLock {
+    pub(crate) fn take(database: &Postgres) -> TableLock {
         let mut client = database.client();
         let (locked_tx, locked_rx) = std::sync::mpsc::channel();
         let (release, release_rx) = std::sync::mpsc::channel::<()>();
@@ -69,7 +69,7 @@ impl Drop for TableLock {
     }
 }
 
-fn wait_rebuilding(con: &mut Connection, count: &str) {
+pub(crate) fn wait_rebuilding(con: &mut Connection, count: &str) {
     assert!(
         wait_until(Duration::from_secs(10), || status(con)["rebuilding"]
             == count),

@@ -11,10 +11,11 @@ use redis::Connection;
 
 use crate::harness::campaign::{
     add, assert_cache_holds, flush, flushing_to, info_field, members, rows_of, start_replica_of,
-    status, wait_for_aof_rewrite, write_around,
+    status, wait_for_aof_rewrite, wait_for_replicas, write_around,
 };
 use crate::harness::redis_server::{call, int};
 use crate::harness::{wait_until, Postgres, RedisOptions, RedisServer};
+use crate::rebuild::{wait_rebuilding, TableLock};
 
 const CAMPAIGN: &str = "big";
 
@@ -106,12 +107,7 @@ fn resume(con: &mut Connection) {
 }
 
 fn wait_replicated(con: &mut Connection, replicas: i64) {
-    let acked: i64 = redis::cmd("WAIT")
-        .arg(replicas)
-        .arg(20_000)
-        .query(con)
-        .unwrap();
-    assert_eq!(acked, replicas, "the replicas did not acknowledge");
+    wait_for_replicas(con, replicas);
 }
 
 fn wait_no_shadows(con: &mut Connection) {
@@ -397,4 +393,58 @@ fn a_failover_between_a_missing_keys_parts_leaves_it_missing() {
     assert!(linked, "{}", setup.primary.log());
     wait_replicated(&mut replica_con, 1);
     assert_all_hold(&[&setup.replica, &setup.primary], CAMPAIGN, None);
+}
+
+/// A load prepared a diff, then its key was deleted: the whole set goes
+/// in parts, not in one command under the lock.
+#[test]
+fn a_del_during_a_small_change_sends_the_whole_set_in_parts() {
+    let database = Postgres::start();
+    let primary = RedisServer::start_with(primary_options(&database));
+    let replica = start_replica_of(&primary, flushing_to(&database));
+    let mut con = primary.connection();
+    add(&mut con, CAMPAIGN, &members("m-", 0..5_000));
+    flush(&mut con);
+    write_around(&database, CAMPAIGN, &members("new-", 0..5));
+    let lock = TableLock::take(&database);
+    let mut rebuild_con = primary.connection();
+    let rebuild = std::thread::spawn(move || {
+        redis::cmd("CAMPAIGN.REBUILD")
+            .arg(CAMPAIGN)
+            .query::<i64>(&mut rebuild_con)
+    });
+    wait_rebuilding(&mut con, "1");
+    assert_eq!(int(&mut con, &["DEL", CAMPAIGN]), 1);
+    drop(lock);
+    assert_eq!(rebuild.join().unwrap().unwrap(), 5_005);
+    wait_replicated(&mut con, 1);
+    assert!(aof_holds(&primary, b"SHADOW") && !aof_holds(&primary, b"REPLACE"));
+    let expected = rows_of(&database, CAMPAIGN);
+    assert_all_hold(&[&primary, &replica], CAMPAIGN, Some(&expected));
+}
+
+/// Nobody listened when the load started; a replica attached during it
+/// (and got the old set by full sync): it gets the new one.
+#[test]
+fn a_replica_attached_during_a_load_gets_the_new_set() {
+    let database = Postgres::start();
+    let primary = RedisServer::start_with(flushing_to(&database));
+    let mut con = primary.connection();
+    add(&mut con, CAMPAIGN, &members("m-", 0..1_000));
+    flush(&mut con);
+    write_around(&database, CAMPAIGN, &members("new-", 0..20_000));
+    let lock = TableLock::take(&database);
+    let mut rebuild_con = primary.connection();
+    let rebuild = std::thread::spawn(move || {
+        redis::cmd("CAMPAIGN.REBUILD")
+            .arg(CAMPAIGN)
+            .query::<i64>(&mut rebuild_con)
+    });
+    wait_rebuilding(&mut con, "1");
+    let replica = start_replica_of(&primary, flushing_to(&database));
+    drop(lock);
+    assert_eq!(rebuild.join().unwrap().unwrap(), 21_000);
+    wait_replicated(&mut con, 1);
+    let expected = rows_of(&database, CAMPAIGN);
+    assert_all_hold(&[&primary, &replica], CAMPAIGN, Some(&expected));
 }

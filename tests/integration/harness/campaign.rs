@@ -174,12 +174,25 @@ pub fn start_replica_of(primary: &RedisServer, options: RedisOptions) -> RedisSe
 
 /// Waits until one replica has applied everything `primary` sent.
 pub fn wait_for_replica(primary: &mut Connection) {
+    wait_for_replicas(primary, 1);
+}
+
+/// Waits until `replicas` replicas have applied everything `primary` sent.
+/// WAIT counts only the calling connection's own writes, and what the
+/// module sends from its threads (a rebuild's swap) is nobody's: a PUBLISH
+/// here first (replicated, and no key) orders it behind.
+pub fn wait_for_replicas(primary: &mut Connection, replicas: i64) {
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg("replication-fence")
+        .arg("1")
+        .query(primary)
+        .unwrap();
     let acked: i64 = redis::cmd("WAIT")
-        .arg(1)
+        .arg(replicas)
         .arg(20_000)
         .query(primary)
         .unwrap();
-    assert_eq!(acked, 1, "the replica did not acknowledge");
+    assert_eq!(acked, replicas, "the replicas did not acknowledge");
 }
 
 /// Waits until a BGREWRITEAOF has finished, and checks it succeeded.
