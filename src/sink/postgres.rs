@@ -61,21 +61,28 @@ struct CopyConnection {
     beside: tokio_postgres::Client,
 }
 
+/// The connection settings of `url`, with a connect timeout (without one
+/// a dead host hangs the caller for minutes) and keepalives.
+fn session_config(url: &str, application: &str) -> Result<tokio_postgres::Config, SinkError> {
+    let mut config = tokio_postgres::Config::from_str(url)
+        .map_err(|error| SinkError::Connect(error_chain(&error)))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30))
+        .application_name(application);
+    Ok(config)
+}
+
 impl CopyConnection {
     fn open(url: &str) -> Result<Self, SinkError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|error| SinkError::Connect(format!("cannot start a runtime: {error}")))?;
-        let mut config = tokio_postgres::Config::from_str(url)
-            .map_err(|error| SinkError::Connect(error_chain(&error)))?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        config
-            .keepalives(true)
-            .keepalives_idle(Duration::from_secs(30))
-            .application_name("redis-campaign-load");
+        let config = session_config(url, "redis-campaign-load")?;
         let connect = || -> Result<tokio_postgres::Client, SinkError> {
             let (client, connection) = runtime
                 .block_on(config.connect(tokio_postgres::NoTls))
@@ -114,16 +121,7 @@ impl PostgresSink {
         let removed_index = quoted_table(&format!("{table_name}_removed_version"));
         // Unqualified: an index lives in its table's schema.
         let removed_index_name = removed_index.rsplit('.').next().unwrap_or(&removed_index);
-        let mut config =
-            Config::from_str(url).map_err(|error| SinkError::Connect(error_chain(&error)))?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        config
-            .keepalives(true)
-            .keepalives_idle(Duration::from_secs(30))
-            .application_name("redis-campaign");
-        let mut client = config
+        let mut client = Config::from(session_config(url, "redis-campaign")?)
             .connect(NoTls)
             .map_err(|error| SinkError::Connect(error_chain(&error)))?;
         // Members are UTF-8 text: in another encoding one member could make
