@@ -113,13 +113,13 @@ docker build --network host --build-arg BASE="$BASE_IMAGE" -t "$IMAGE" "$REPO_RO
     die "docker build failed; see $DOCKER_RUN/build.log"
 }
 
-example_init docker 17701 17702
+example_init docker 17700 17750
 example_start_servers
 trap docker_cleanup EXIT
 
 # --- the image against PostgreSQL on this machine ---------------------------
 
-CPORT="$(free_port_from 17711)"
+CPORT="$(free_port_from 17710)"
 docker rm -f "$CONTAINER" >/dev/null 2>&1 || true
 docker volume rm -f "$CONTAINER-data" >/dev/null 2>&1 || true
 log "docker: docker run $IMAGE --port $CPORT (PostgreSQL on port $PG_PORT)"
@@ -156,8 +156,8 @@ docker rm -f "$CONTAINER" >/dev/null
 
 # --- docker-compose.yml: the image beside PostgreSQL built from the base -----
 
-COMPOSE_REDIS_PORT="$(free_port_from 17721)"
-COMPOSE_PG_PORT="$(free_port_from 17722)"
+COMPOSE_REDIS_PORT="$(free_port_from 17720)"
+COMPOSE_PG_PORT="$(free_port_from 17760)"
 export CAMPAIGN_BASE_IMAGE="$BASE_IMAGE" CAMPAIGN_REDIS_PORT="$COMPOSE_REDIS_PORT" CAMPAIGN_PG_PORT="$COMPOSE_PG_PORT"
 log "docker: docker-compose up -d --build (Redis $COMPOSE_REDIS_PORT, PostgreSQL $COMPOSE_PG_PORT; log $DOCKER_RUN/compose.log)"
 (cd "$REPO_ROOT" && docker-compose -p "$COMPOSE_PROJECT" up -d --build >"$DOCKER_RUN/compose.log" 2>&1) || {

@@ -32,10 +32,10 @@ promtool check rules "$MON_DIR/alerts.yml"
 python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$MON_DIR/grafana-dashboard.json" ||
     die "grafana-dashboard.json is not valid JSON"
 
-example_init monitoring 17601 17602
+example_init monitoring 17600 17650
 example_start_servers
 
-EXPORTER_PORT="$(free_port_from 17621)"
+EXPORTER_PORT="$(free_port_from 17630)"
 EXPORTER_LOG="$RUN_DIR/exporter.log"
 log "monitoring: prometheus-redis-exporter on 127.0.0.1:$EXPORTER_PORT ($(prometheus-redis-exporter -version 2>&1 | sed -n 's/.*Exporter \([^ ]*\).*/\1/p'))"
 prometheus-redis-exporter \
@@ -67,7 +67,7 @@ python3 "$MON_DIR/check_metrics.py" "$REDIS_PORT" "$METRICS_URL" \
     campaign_database_connected=1 campaign_flushed=5 campaign_rejected=1 campaign_loads_done'>'0 campaign_pending=0
 
 log "monitoring: database disconnected (changes pending, flush errors)"
-closed_port="$(free_port_from 17641)"
+closed_port="$(free_port_from 17680)"
 rcli CONFIG SET campaign.database-url "host=127.0.0.1 port=$closed_port dbname=campaign user=postgres connect_timeout=1" >/dev/null
 expect_eq "ADD while disconnected" 2 "$(rcli CAMPAIGN.ADD mon-a 5 6)"
 for _ in $(seq 1 150); do
