@@ -1,39 +1,52 @@
-# redis-campaign: Redis with the campaign module loaded.
+# redis-campaign: Debian bookworm's Redis 7.0 with the campaign module.
 #
-# Build:
+# The image takes the module built outside it, on Debian bookworm (or any
+# system whose glibc is not newer than bookworm's 2.36):
+#
+#   cargo build --release
 #   docker build -t redis-campaign .
 #
-# Run (the module is loaded; no database configured yet, so changes are kept
-# in the journal until campaign.database-url is set):
-#   docker run --rm -p 6379:6379 redis-campaign
+# Why not a build stage with a Rust image: the module needs Rust 1.90 or newer
+# (Debian bookworm packages 1.63), and on the machines this project is built
+# and tested on no Rust image can be pulled and no toolchain downloaded inside
+# a build; the host's rustup toolchain builds the same .so. Only
+# target/release/libredis_campaign.so and docker/ enter the build context
+# (.dockerignore).
 #
-# Give the PostgreSQL connection as a module argument after the module path
-# (repeat the whole command line: arguments replace CMD):
-#   docker run --rm -p 6379:6379 redis-campaign \
-#     redis-server --appendonly yes \
-#       --loadmodule /usr/local/lib/redis/modules/libredis_campaign.so \
-#       database-url "host=db port=5432 dbname=app user=campaign password=secret connect_timeout=5"
+# BASE is any Debian bookworm image; CI passes one made with debootstrap and
+# `docker import` (docker/test.sh), elsewhere the default is pulled. The build
+# runs apt-get, so it needs network access (`docker build --network host`
+# where the engine runs without a bridge).
 #
-# or set it at run time:  redis-cli CONFIG SET campaign.database-url "postgresql://..."
-# or mount a redis.conf (see redis.conf.example) with
-#   loadmodule /usr/local/lib/redis/modules/libredis_campaign.so
-#   campaign.database-url "..."
-# and run `redis-server /path/to/redis.conf`.
+# Run (the PostgreSQL connection from the environment, written into a
+# config file the server reads, so the password is not on a command line):
+#
+#   docker run --rm --network host \
+#     -e CAMPAIGN_DATABASE_URL="host=127.0.0.1 dbname=app user=campaign password=secret" \
+#     -v campaign-data:/data redis-campaign
+#
+# Extra arguments go to redis-server (`... redis-campaign --port 6390`);
+# CAMPAIGN_<SETTING> variables set the other campaign.* settings
+# (CAMPAIGN_FLUSH_INTERVAL_MS=50 sets campaign.flush-interval-ms).
+ARG BASE=debian:bookworm-slim
+FROM ${BASE}
 
-FROM rust:1-bookworm AS build
+# Metadata first and files last: with the vfs storage driver every step
+# copies the whole file system, so the few steps after the package install
+# are what a rebuild with a new module costs.
+EXPOSE 6379
+ENTRYPOINT ["/opt/redis-campaign/entrypoint.sh"]
 
-# build-essential compiles redismodule.c; libclang-dev is needed by bindgen.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libclang-dev build-essential pkg-config \
-    && rm -rf /var/lib/apt/lists/*
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb \
+    && mkdir -p /data /run/redis-campaign /usr/local/lib/redis/modules \
+    && chown redis:redis /data /run/redis-campaign
 
-WORKDIR /build
-COPY Cargo.toml Cargo.lock ./
-COPY src ./src
-RUN cargo build --release --locked
+# docker/entrypoint.sh and docker/redis.conf (and the PostgreSQL image's
+# files, unused here).
+COPY docker/ /opt/redis-campaign/
+COPY target/release/libredis_campaign.so /usr/local/lib/redis/modules/libredis_campaign.so
 
-FROM redis:7.2
-
-COPY --from=build /build/target/release/libredis_campaign.so /usr/local/lib/redis/modules/libredis_campaign.so
-
-CMD ["redis-server", "--loadmodule", "/usr/local/lib/redis/modules/libredis_campaign.so"]
+USER redis
+VOLUME /data

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Checks that README.md shows every client snippet exactly as the file that
-examples/run-all.sh runs (or, for go-redis and Jedis, keeps), so README and
-the tested code cannot drift apart. Standard library only."""
+"""Checks that docs/clients.md shows every client snippet exactly as the file
+that examples/run-all.sh runs (or, for go-redis and Jedis, keeps), so the
+docs and the tested code cannot drift apart. Standard library only."""
 
 import os
 import re
@@ -32,15 +32,15 @@ def rust_snippet():
 
 
 def main():
-    readme = read("README.md")
+    readme = read("docs/clients.md")
     blocks = re.findall(r"^```[a-z]*\n(.*?)^```$", readme, flags=re.S | re.M)
     snippets = [(path, read(path)) for path in FILES] + [(RUST + " (redis-rs block)", rust_snippet())]
     failed = 0
     for name, text in snippets:
         if any(text.strip() in block for block in blocks):
-            print(f"  ok  README shows {name}")
+            print(f"  ok  docs/clients.md shows {name}")
         else:
-            print(f"  FAIL  README does not show {name} as it is")
+            print(f"  FAIL  docs/clients.md does not show {name} as it is")
             failed += 1
     print(f"snippets: {len(snippets) - failed} passed, {failed} failed")
     return 1 if failed else 0

@@ -8,7 +8,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 PACKAGES=(redis-server redis-tools postgresql libclang-dev build-essential pkg-config)
-MIN_RUST="1.80"
+MIN_RUST="1.90" # Cargo.toml rust-version
 
 command -v dpkg >/dev/null 2>&1 || die "dpkg not found: this script supports Debian and derivatives only"
 
