@@ -10,6 +10,10 @@
 //! - `CAMPAIGN.SYNC key REPLACE encoding-version blob`: a whole set.
 //! - `CAMPAIGN.SYNC key VERSION v`: the campaign's newest version (after a
 //!   rebuilt set, in an AOF rewrite).
+//! - `CAMPAIGN.SYNC key INCOMPLETE`: a missing key becomes an empty
+//!   incomplete campaign (a write the database could not be waited for;
+//!   an AOF rewrite of an incomplete campaign, followed by its members as
+//!   set content: ADD the present, REM the absent).
 //! - `CAMPAIGN.SYNC key SHADOW id PART blob`, `... SHADOW id SWAP`, `...
 //!   SHADOW id DROP`: a rebuilt set sent in bounded parts into a shadow,
 //!   then swapped in under `key` (or dropped); see `core::shadow`.
@@ -166,6 +170,14 @@ pub fn sync_version(key: &[u8], version: u64) -> WireCommand<'_> {
     }
 }
 
+/// `CAMPAIGN.SYNC key INCOMPLETE`.
+pub fn sync_incomplete(key: &[u8]) -> WireCommand<'_> {
+    WireCommand {
+        command: SYNC_COMMAND,
+        args: vec![Cow::Borrowed(key), word("INCOMPLETE")],
+    }
+}
+
 /// `CAMPAIGN.SYNC key REPLACE version blob`: the whole set, encoded.
 pub fn sync_replace<'a>(key: &'a [u8], encoded_set: &'a [u8]) -> WireCommand<'a> {
     WireCommand {
@@ -278,6 +290,9 @@ pub enum Sync<'a> {
         key: &'a RedisString,
         version: u64,
     },
+    Incomplete {
+        key: &'a RedisString,
+    },
     /// A step of shadow `id`; a part's members are decoded and validated.
     Shadow {
         key: &'a RedisString,
@@ -294,6 +309,9 @@ pub enum ParsedShadowStep<'a> {
 
 /// Parses `CAMPAIGN.SYNC` (`args[0]` is the command name).
 pub fn parse_sync(args: &[RedisString]) -> Result<Sync<'_>, CampaignError> {
+    if args.len() == 3 && args[2].as_slice().eq_ignore_ascii_case(b"INCOMPLETE") {
+        return Ok(Sync::Incomplete { key: &args[1] });
+    }
     if args.len() < 4 {
         return Err(CampaignError::WrongArity);
     }

@@ -50,6 +50,7 @@ pub fn sync(ctx: &Context, args: &[RedisString]) -> CommandResult {
             count
         }
         Sync::Version { key, version } => usize::from(write::raise_version(ctx, key, version)?),
+        Sync::Incomplete { key } => usize::from(write::make_incomplete(ctx, key)?),
         Sync::Shadow { key, id, step } => match step {
             ParsedShadowStep::Part(members) => {
                 shadow::shadows().receive(id, key.as_slice(), &members);

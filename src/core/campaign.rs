@@ -6,6 +6,7 @@
 //! Writes to a campaign are held while a rebuild runs, so `make_mut` finds
 //! the set unshared and never copies it on that path.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use super::checksum::member_hash;
@@ -20,16 +21,107 @@ pub struct Campaign {
     /// (SPEC section 4); it travels with the value (RDB, DUMP/RESTORE,
     /// MIGRATE, replication) so no node goes below it.
     version: u64,
+    /// `Some` for an **incomplete** campaign: written to while it could
+    /// not be loaded from the database. `members` then holds the members
+    /// written present since, this the members written absent; every other
+    /// member is unknown until a load completes it.
+    absent: Option<Box<Absent>>,
 }
 
-/// Encoding of a campaign value (the type's encoding version): 3 = the
-/// member set (its encoding 2) followed by the campaign's version. 1 and 2
-/// (member sets of those encodings, no version) still load, as version 0.
-pub const ENCODING_VERSION: i32 = 3;
+/// Incomplete campaign values alive in this process (for STATUS).
+pub static INCOMPLETE_VALUES: AtomicI64 = AtomicI64::new(0);
+
+/// The members an incomplete campaign knows to be absent; counts itself
+/// in `INCOMPLETE_VALUES` while it lives.
+#[derive(Debug, PartialEq, Eq)]
+struct Absent(MemberSet);
+
+impl Absent {
+    fn new(members: MemberSet) -> Box<Self> {
+        INCOMPLETE_VALUES.fetch_add(1, Ordering::Relaxed);
+        Box::new(Absent(members))
+    }
+}
+
+impl Clone for Absent {
+    fn clone(&self) -> Self {
+        INCOMPLETE_VALUES.fetch_add(1, Ordering::Relaxed);
+        Absent(self.0.clone())
+    }
+}
+
+impl Drop for Absent {
+    fn drop(&mut self) {
+        INCOMPLETE_VALUES.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What an incomplete campaign knows of a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known {
+    Present,
+    Absent,
+    Unknown,
+}
+
+/// Encoding of a campaign value (the type's encoding version): 4 = the
+/// member set (its encoding 2), the campaign's version, and whether it is
+/// incomplete (then its absent members). 3 (no incomplete state), 1 and 2
+/// (member sets of those encodings, no version: version 0) still load.
+pub const ENCODING_VERSION: i32 = 4;
 
 impl Campaign {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An incomplete campaign that knows nothing yet.
+    pub fn incomplete() -> Self {
+        Campaign {
+            absent: Some(Absent::new(MemberSet::default())),
+            ..Self::default()
+        }
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.absent.is_none()
+    }
+
+    /// What the campaign knows of `member` (a complete one knows all).
+    pub fn knows(&self, member: &str) -> Known {
+        if self.members.contains(member) {
+            Known::Present
+        } else if self
+            .absent
+            .as_ref()
+            .is_none_or(|absent| absent.0.contains(member))
+        {
+            Known::Absent
+        } else {
+            Known::Unknown
+        }
+    }
+
+    /// The members an incomplete campaign knows to be absent.
+    pub fn absent_members(&self) -> Option<&MemberSet> {
+        self.absent.as_ref().map(|absent| &absent.0)
+    }
+
+    /// The campaign `loaded` from the database, completed with what this
+    /// incomplete one learned since: loaded − absent + present, at the
+    /// newer of both versions. (A complete `self` keeps `loaded` as it is.)
+    pub fn completed(&self, loaded: Campaign) -> Campaign {
+        let mut merged = loaded;
+        merged.advance_version(self.version);
+        if let Some(absent) = &self.absent {
+            for member in absent.0.iter() {
+                merged.remove(&member);
+            }
+            for member in self.members.iter() {
+                merged.insert(&member);
+            }
+        }
+        merged
     }
 
     /// Wraps a set built elsewhere (a rebuild), computing its checksum.
@@ -41,6 +133,7 @@ impl Campaign {
             members: Arc::new(members),
             checksum,
             version: 0,
+            absent: None,
         }
     }
 
@@ -50,6 +143,7 @@ impl Campaign {
             members: Arc::new(members),
             checksum,
             version: 0,
+            absent: None,
         }
     }
 
@@ -63,7 +157,11 @@ impl Campaign {
         self.version = self.version.max(version);
     }
 
+    /// Adds `member`; true when it was not known present before.
     pub fn insert(&mut self, member: &str) -> bool {
+        if let Some(absent) = &mut self.absent {
+            absent.0.remove(member);
+        }
         let inserted = Arc::make_mut(&mut self.members).insert(member);
         if inserted {
             self.checksum ^= member_hash(member);
@@ -71,7 +169,16 @@ impl Campaign {
         inserted
     }
 
+    /// Removes `member`; true when it was known present before (for an
+    /// incomplete campaign: when it was not known absent before).
     pub fn remove(&mut self, member: &str) -> bool {
+        if let Some(absent) = &mut self.absent {
+            let present = Arc::make_mut(&mut self.members).remove(member);
+            if present {
+                self.checksum ^= member_hash(member);
+            }
+            return absent.0.insert(member) || present;
+        }
         let removed = Arc::make_mut(&mut self.members).remove(member);
         if removed {
             self.checksum ^= member_hash(member);
@@ -111,13 +218,21 @@ impl Campaign {
 
     pub fn heap_bytes(&self) -> usize {
         // Shared sets are counted by each holder, like Redis counts COPY.
-        self.members.heap_bytes()
+        self.members.heap_bytes() + self.absent.as_ref().map_or(0, |a| a.0.heap_bytes())
     }
 
-    /// Writes the value in `ENCODING_VERSION`.
+    /// Writes the value in `ENCODING_VERSION`: the set, the version, then
+    /// 0 (complete) or 1 and the absent members (incomplete).
     pub fn encode<W: RecordWriter>(&self, writer: &mut W) {
         self.members.encode(writer);
         writer.write_unsigned(self.version);
+        match &self.absent {
+            None => writer.write_unsigned(0),
+            Some(absent) => {
+                writer.write_unsigned(1);
+                absent.0.encode(writer);
+            }
+        }
     }
 
     /// Reads a value written in `encoding` (1 to `ENCODING_VERSION`).
@@ -127,6 +242,16 @@ impl Campaign {
             3 => {
                 let mut campaign = Campaign::from_members(MemberSet::decode(reader, 2)?);
                 campaign.version = reader.read_unsigned()?;
+                Ok(campaign)
+            }
+            4 => {
+                let mut campaign = Campaign::from_members(MemberSet::decode(reader, 2)?);
+                campaign.version = reader.read_unsigned()?;
+                match reader.read_unsigned()? {
+                    0 => {}
+                    1 => campaign.absent = Some(Absent::new(MemberSet::decode(reader, 2)?)),
+                    other => return Err(DecodeError::UnknownVersion(other as i32)),
+                }
                 Ok(campaign)
             }
             other => Err(DecodeError::UnknownVersion(other)),
@@ -172,7 +297,48 @@ mod tests {
         campaign.members().encode(&mut buffer);
         let old = Campaign::decode(&mut buffer, 2).unwrap();
         assert_eq!((old.len(), old.version()), (2, 0));
-        assert!(Campaign::decode(&mut RecordBuffer::default(), 4).is_err());
+        assert!(Campaign::decode(&mut RecordBuffer::default(), 5).is_err());
+    }
+
+    #[test]
+    fn an_incomplete_campaign_knows_what_was_written_and_completes_on_top() {
+        use crate::core::codec::RecordBuffer;
+        let before = INCOMPLETE_VALUES.load(Ordering::Relaxed);
+        let mut campaign = Campaign::incomplete();
+        assert!(campaign.insert("a"));
+        assert!(!campaign.insert("a"), "already known present");
+        assert!(campaign.remove("b"), "not known absent before");
+        assert!(!campaign.remove("b"));
+        campaign.insert("c");
+        assert!(campaign.remove("c"), "known present, now absent");
+        campaign.advance_version(9);
+        assert_eq!(
+            ["a", "b", "c", "z"].map(|m| campaign.knows(m)),
+            [Known::Present, Known::Absent, Known::Absent, Known::Unknown]
+        );
+        assert!(!campaign.is_complete());
+        assert!(INCOMPLETE_VALUES.load(Ordering::Relaxed) > before);
+
+        let mut buffer = RecordBuffer::default();
+        campaign.encode(&mut buffer);
+        let decoded = Campaign::decode(&mut buffer, ENCODING_VERSION).unwrap();
+        assert_eq!(decoded, campaign);
+
+        let mut loaded = Campaign::new();
+        for member in ["b", "c", "d"] {
+            loaded.insert(member);
+        }
+        let complete = campaign.completed(loaded);
+        assert!(complete.is_complete());
+        let mut members: Vec<String> = complete.members().iter().map(|m| m.to_string()).collect();
+        members.sort();
+        assert_eq!(members, ["a", "d"]);
+        assert_eq!(complete.version(), 9);
+        assert_eq!(
+            complete.checksum(),
+            Campaign::from_members(complete.members().clone()).checksum()
+        );
+        assert_eq!(complete.knows("z"), Known::Absent);
     }
 
     #[test]

@@ -101,12 +101,12 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
             // read-through would skip it): RESTORE of one is refused. While
             // loading a dataset it is kept, with a warning, so an RDB made
             // by an older version still starts.
-            Ok(set) if set.is_empty() && !SERVER.is_loading() => {
+            Ok(set) if set.is_empty() && set.is_complete() && !SERVER.is_loading() => {
                 log::warning("refused a campaign payload with no members (RESTORE)");
                 ptr::null_mut()
             }
             Ok(set) => {
-                if set.is_empty() {
+                if set.is_empty() && set.is_complete() {
                     log::warning("loaded a campaign with no members");
                 }
                 // RDB, RESTORE, MIGRATE, a full sync: later changes made
@@ -139,6 +139,10 @@ extern "C" fn aof_rewrite(
         // SAFETY: as above; the key outlives this callback.
         let key = unsafe { string_bytes(&key) };
         with_value(value, |campaign| {
+            if !campaign.is_complete() {
+                // SAFETY: `aof` is the live handle of this rewrite.
+                unsafe { propagation::sync_incomplete(key).emit_aof(aof) };
+            }
             // Members come formatted on the fly (ids and UUIDs are stored
             // as numbers), so they go out a command's worth at a time.
             let mut chunk: Vec<MemberRef> = Vec::with_capacity(propagation::MEMBERS_PER_SYNC);
@@ -158,6 +162,15 @@ extern "C" fn aof_rewrite(
             }
             if !chunk.is_empty() {
                 emit(&mut chunk);
+            }
+            // An incomplete campaign's absent members, as removals.
+            if let Some(absent) = campaign.absent_members() {
+                let absent: Vec<MemberRef> = absent.iter().collect();
+                let words: Vec<&str> = absent.iter().map(MemberRef::as_str).collect();
+                for command in propagation::sync_members(key, Op::Remove, &words) {
+                    // SAFETY: `aof` is the live handle of this rewrite.
+                    unsafe { command.emit_aof(aof) };
+                }
             }
             if campaign.version() > 0 {
                 let command = propagation::sync_version(key, campaign.version());

@@ -49,6 +49,10 @@ pub enum IfMissing {
     /// Change nothing and say so: the caller loads the campaign first, so
     /// that Redis never holds part of a campaign the database holds whole.
     Report,
+    /// Create an **incomplete** campaign (the database cannot be waited
+    /// for): it knows the members written since, and the module completes
+    /// it from the database later.
+    Incomplete,
 }
 
 /// What `apply_change` did.
@@ -81,6 +85,14 @@ pub fn apply_change(
     let before = existing.as_deref().map(Campaign::version);
     if propagation != Propagation::StateOnly {
         JOURNAL.check_capacity(ctx)?;
+    }
+    let incomplete = match &existing {
+        Some(set) => !set.is_complete(),
+        None => if_missing == IfMissing::Incomplete,
+    };
+    if incomplete {
+        let created = existing.is_none();
+        return apply_incomplete(ctx, &key, name, campaign, op, members, propagation, created);
     }
     // One member (a queue consumer's ADD) needs no list of its own.
     let changed: Cow<[&str]> = match (op, existing) {
@@ -148,6 +160,91 @@ pub fn apply_change(
         delete_if_empty(ctx, &key, name);
     }
     Ok(Applied::Changed(changed.len()))
+}
+
+/// A write to an incomplete campaign (created here when `created`): every
+/// member is journaled, whatever the set knew (its effect in the database
+/// is unknown), and always sent with its versions. The reply counts the
+/// members whose known state changed (ADD: not known present before; REM:
+/// not known absent before).
+#[allow(clippy::too_many_arguments)]
+fn apply_incomplete(
+    ctx: &Context,
+    key: &RedisKeyWritable,
+    name: &RedisString,
+    campaign: &str,
+    op: Op,
+    members: &[&str],
+    propagation: Propagation,
+    created: bool,
+) -> Result<Applied, CampaignError> {
+    if created {
+        key.set_value(&CAMPAIGN_TYPE, Campaign::incomplete())
+            .map_err(|_| CampaignError::WrongType)?;
+        forget_missing(&KeyId::of(ctx, name));
+        if matches!(propagation, Propagation::Client | Propagation::Held) {
+            // Replicas and the AOF make it incomplete too, not whole.
+            propagation::sync_incomplete(name.as_slice()).replicate(ctx);
+        }
+    }
+    let set = write_campaign(key)?.ok_or(CampaignError::WrongType)?;
+    let mut unique: Vec<&str> = Vec::with_capacity(members.len());
+    for member in members {
+        if !unique.contains(member) {
+            unique.push(member);
+        }
+    }
+    let count = unique
+        .iter()
+        .filter(|member| match op {
+            Op::Add => set.insert(member),
+            Op::Remove => set.remove(member),
+        })
+        .count();
+    let floor = set.version();
+    match propagation {
+        Propagation::Client | Propagation::Held => {
+            let total = unique.len() as u64;
+            let first = if propagation == Propagation::Client && is_replayed(ctx) {
+                CLOCK.follow(total, floor)
+            } else {
+                CLOCK.issue(total, floor, cached_now_ms())
+            };
+            set.advance_version(first + total - 1);
+            JOURNAL.record(ctx, op, campaign, &unique, first);
+            if is_replayed(ctx) {
+                ctx.replicate_verbatim();
+            } else {
+                propagation::sync_change(name.as_slice(), op, first, &unique).replicate(ctx);
+            }
+        }
+        Propagation::Replicated { first_version } => {
+            let last = first_version + members.len() as u64 - 1;
+            CLOCK.observe(last);
+            set.advance_version(last);
+            JOURNAL.record(ctx, op, campaign, members, first_version);
+        }
+        Propagation::StateOnly => {}
+    }
+    let event = match op {
+        Op::Add => c"campaign.add",
+        Op::Remove => c"campaign.rem",
+    };
+    notify_keyspace_event(ctx, NotifyEvent::MODULE, event, name);
+    Ok(Applied::Changed(count))
+}
+
+/// `CAMPAIGN.SYNC key INCOMPLETE`: the primary made the campaign
+/// incomplete; a missing key becomes an empty incomplete campaign.
+pub fn make_incomplete(ctx: &Context, name: &RedisString) -> Result<bool, CampaignError> {
+    let key = ctx.open_key_writable(name);
+    if write_campaign(&key)?.is_some() {
+        return Ok(false);
+    }
+    key.set_value(&CAMPAIGN_TYPE, Campaign::incomplete())
+        .map_err(|_| CampaignError::WrongType)?;
+    forget_missing(&KeyId::of(ctx, name));
+    Ok(true)
 }
 
 /// Raises the version of the campaign at `key`, if it exists.

@@ -11,14 +11,15 @@
 //!
 //! Adds go in by COPY (straight into the table, or through a temporary
 //! table and an upsert when some rows exist); removals by COPY into a
-//! temporary table and three set statements, leaving markers in
-//! `<table>_removed`. Concurrent batches of two nodes (a slot that moved
-//! with changes pending) are ordered by the table's primary key: an add
-//! inserts the row, and a removal first inserts a placeholder for a row it
-//! does not see (`ON CONFLICT DO NOTHING` waits for a concurrent insert of
-//! the same row to commit or abort), so one of the two always sees the
-//! other's committed work: the add's check against newer markers, or the
-//! removal's version comparison.
+//! temporary table, one deletion, and markers copied into
+//! `<table>_removed` (an upsert when some exist). Concurrent batches of two
+//! nodes (a slot that moved with changes pending) are ordered by the
+//! table's primary key: an add inserts the row, and a removal that deleted
+//! nothing for some member inserts a placeholder for each row it does not
+//! see (`ON CONFLICT DO NOTHING` waits for a concurrent insert of the same
+//! row to commit or abort) and deletes again, so one of the two always
+//! sees the other's committed work: the add's check against newer
+//! markers, or the removal's version comparison.
 
 use std::fmt::Write as _;
 use std::str::FromStr;
@@ -277,42 +278,76 @@ async fn apply_removes(
     copy_rows(transaction, "campaign_flush_removes", &rows).await?;
     // Each removal is a few index probes: a hash join against the whole
     // table (which the planner picks for a batch of thousands) reads every
-    // row of it for every batch.
+    // row of it for every batch; the statistics make the probes' plans.
     transaction
-        .batch_execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+        .batch_execute(
+            "ANALYZE campaign_flush_removes;
+             SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off",
+        )
         .await?;
-    // The placeholder (see the module comment). A table that refuses it
-    // (a CHECK, a trigger, INSERT revoked) refuses a concurrent add of the
-    // same member too, so there is no race to guard: removals go on
-    // without it.
+    let delete = format!(
+        "WITH gone AS (DELETE FROM {table} AS t USING campaign_flush_removes AS d
+                       WHERE t.campaign = d.campaign AND t.member = d.member
+                         AND (t.version IS NULL OR t.version <= d.version)
+                       RETURNING 1)
+         SELECT count(*) FROM gone"
+    );
+    let deleted: i64 = transaction.query_typed(&delete, &[]).await?[0].get(0);
+    if deleted < batch.removes.len() as i64 {
+        // Some removal deleted nothing: its row may be one a concurrent
+        // transaction inserts. The placeholder (see the module comment)
+        // waits for it; the second deletion then sees it.
+        if place_placeholders(transaction, table).await? {
+            transaction.query_typed(&delete, &[]).await?;
+        }
+    }
+    // The markers: nearly always new, so copied straight in; one that
+    // exists (a member removed before, a batch applied again, another
+    // node's) rolls back to an upsert that keeps the newer version.
+    let direct = transaction.savepoint("direct_markers").await?;
+    match copy_rows(&direct, removed, &rows).await {
+        Ok(()) => direct.commit().await,
+        Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            direct.rollback().await?;
+            transaction
+                .batch_execute(&format!(
+                    "INSERT INTO {removed} AS r (campaign, member, version)
+                     SELECT campaign, member, version FROM campaign_flush_removes
+                     ON CONFLICT (campaign, member) DO UPDATE
+                     SET version = EXCLUDED.version, removed_at = now()
+                     WHERE r.version < EXCLUDED.version"
+                ))
+                .await
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Inserts a placeholder row for each removal whose row this transaction
+/// does not see (a concurrent insert of one makes it wait); false when the
+/// table refuses them (a CHECK, a trigger, INSERT revoked), which refuses
+/// a concurrent add of those members too: there is no race to guard then.
+async fn place_placeholders(
+    transaction: &mut Transaction<'_>,
+    table: &str,
+) -> Result<bool, tokio_postgres::Error> {
     let placeholders = transaction.savepoint("placeholders").await?;
     let placed = placeholders
         .batch_execute(&format!(
             "INSERT INTO {table} (campaign, member, version)
-             SELECT campaign, member, version FROM campaign_flush_removes
+             SELECT campaign, member, version FROM campaign_flush_removes AS d
+             WHERE NOT EXISTS (SELECT 1 FROM {table} AS t
+                               WHERE t.campaign = d.campaign AND t.member = d.member)
              ON CONFLICT (campaign, member) DO NOTHING"
         ))
         .await;
     match placed {
-        Ok(()) => placeholders.commit().await?,
+        Ok(()) => placeholders.commit().await.map(|()| true),
         Err(error) if matches!(statement_error(&error), SinkError::Rejected(_)) => {
-            placeholders.rollback().await?
+            placeholders.rollback().await.map(|()| false)
         }
-        Err(error) => return Err(error),
+        Err(error) => Err(error),
     }
-    // The deletion of every row not newer than the removal, then the marker.
-    transaction
-        .batch_execute(&format!(
-            "DELETE FROM {table} AS t USING campaign_flush_removes AS d
-             WHERE t.campaign = d.campaign AND t.member = d.member
-               AND (t.version IS NULL OR t.version <= d.version);
-             INSERT INTO {removed} AS r (campaign, member, version)
-             SELECT campaign, member, version FROM campaign_flush_removes
-             ON CONFLICT (campaign, member) DO UPDATE
-             SET version = EXCLUDED.version, removed_at = now()
-             WHERE r.version < EXCLUDED.version;"
-        ))
-        .await
 }
 
 /// Sends `rows` (COPY text) into `table`, a piece at a time: the
