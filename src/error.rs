@@ -28,8 +28,6 @@ pub enum CampaignError {
     FlushTimeout,
     #[error("campaign is being rebuilt and the write could not wait (campaign.write-block-timeout-ms passed, or MULTI/script): nothing was changed")]
     WriteBlocked,
-    #[error("campaign '{campaign}' is not loaded: a write first loads it from the database, which cannot be waited for inside MULTI or a script (or with campaign.write-block-timeout-ms 0): nothing was changed")]
-    NotLoaded { campaign: String },
     #[error("loading campaign '{campaign}' from the database failed: {reason}")]
     LoadFailed { campaign: String, reason: String },
     #[error("{0} cannot wait inside MULTI or a script")]
@@ -41,6 +39,9 @@ pub enum CampaignError {
     /// A load or a held write finished after this node became a replica.
     #[error("this node became a replica before the load of the campaign finished: nothing was changed, retry on the primary")]
     NoLongerPrimary,
+    /// CARD/VERIFY of an incomplete campaign: no figure would be true.
+    #[error("campaign '{campaign}' is incomplete (written while the database could not load it): it is completed from the database as soon as the database answers; retry then")]
+    Incomplete { campaign: String },
     /// A database round trip of an administrative command failed.
     #[error("{0}")]
     Database(String),
@@ -55,9 +56,7 @@ impl CampaignError {
         match self {
             CampaignError::WrongType => "WRONGTYPE",
             CampaignError::JournalFull { .. } => "BUSY",
-            CampaignError::FlushTimeout
-            | CampaignError::WriteBlocked
-            | CampaignError::NotLoaded { .. } => "TIMEOUT",
+            CampaignError::FlushTimeout | CampaignError::WriteBlocked => "TIMEOUT",
             CampaignError::WrongArity
             | CampaignError::InvalidMember { .. }
             | CampaignError::InvalidCampaignName(_)
@@ -69,6 +68,7 @@ impl CampaignError {
             | CampaignError::Database(_)
             | CampaignError::Internal { .. } => "ERR",
             CampaignError::NoLongerPrimary => "READONLY",
+            CampaignError::Incomplete { .. } => "TRYAGAIN",
         }
     }
 

@@ -8,11 +8,12 @@ use super::{
     campaign_name_within, member_length_limit, parse_members, parse_members_within, CommandResult,
     MAX_CAMPAIGN_NAME_BYTES,
 };
-use crate::core::{validate_text, Campaign, Op};
+use crate::core::campaign::Known;
+use crate::core::{validate_text, Op};
 use crate::error::CampaignError;
 use crate::keyspace::write::{apply_change, Applied, IfMissing, Propagation};
 use crate::keyspace::{answers, read_campaign};
-use crate::rebuild::LOADS;
+use crate::rebuild::{MissingWrite, LOADS};
 use crate::redis_glue::config;
 use crate::redis_glue::server_state::{is_replayed, SERVER};
 
@@ -53,11 +54,23 @@ fn change_members(ctx: &Context, args: &[RedisString], op: Op) -> CommandResult 
     };
     match apply(if_missing(ctx))? {
         Applied::Changed(count) => Ok(RedisValue::Integer(count as i64)),
-        Applied::Missing if LOADS.load_before_write(ctx, name, campaign, op, &members)? => {
-            Ok(RedisValue::NoReply)
-        }
-        // The database is known not to hold it: created as it is.
-        Applied::Missing => Ok(RedisValue::Integer(apply(IfMissing::Create)?.count() as i64)),
+        Applied::Missing => match LOADS.plan_missing_write(ctx, name) {
+            MissingWrite::LoadFirst => {
+                LOADS.load_before_write(ctx, name, campaign, op, &members);
+                Ok(RedisValue::NoReply)
+            }
+            // The database cannot be waited for: accepted at once, the
+            // campaign incomplete until the database completes it.
+            MissingWrite::Incomplete => {
+                let count = apply(IfMissing::Incomplete)?.count();
+                LOADS.start_completion(ctx, name);
+                Ok(RedisValue::Integer(count as i64))
+            }
+            // The database is known not to hold it: created as it is.
+            MissingWrite::Create => {
+                Ok(RedisValue::Integer(apply(IfMissing::Create)?.count() as i64))
+            }
+        },
     }
 }
 
@@ -121,9 +134,11 @@ pub fn has(ctx: &Context, args: &[RedisString]) -> CommandResult {
             }
         })?;
     let key = ctx.open_key(&args[1]);
-    match read_campaign(&key)? {
-        Some(set) => Ok(RedisValue::Integer(set.contains(member).into())),
-        None => read_through(ctx, &args[1], vec![member.to_owned()], false),
+    match read_campaign(&key)?.map(|set| set.knows(member)) {
+        Some(Known::Present) => Ok(RedisValue::Integer(1)),
+        Some(Known::Absent) => Ok(RedisValue::Integer(0)),
+        // Missing, or incomplete and not written since: as a missing one.
+        Some(Known::Unknown) | None => read_through(ctx, &args[1], vec![member.to_owned()], false),
     }
 }
 
@@ -135,8 +150,10 @@ pub fn mhas(ctx: &Context, args: &[RedisString]) -> CommandResult {
     let members = parse_members(ctx, args, 2)?;
     let key = ctx.open_key(&args[1]);
     match read_campaign(&key)? {
-        Some(set) => Ok(answers(Some(set), &members, true)),
-        None => {
+        Some(set) if members.iter().all(|m| set.knows(m) != Known::Unknown) => {
+            Ok(answers(Some(set), &members, true))
+        }
+        _ => {
             let owned = members.iter().map(|m| m.to_string()).collect();
             read_through(ctx, &args[1], owned, true)
         }
@@ -166,6 +183,14 @@ pub fn card(ctx: &Context, args: &[RedisString]) -> CommandResult {
         return Err(CampaignError::WrongArity);
     }
     let key = ctx.open_key(&args[1]);
-    let count = read_campaign(&key)?.map_or(0, Campaign::len);
+    let count = match read_campaign(&key)? {
+        Some(set) if !set.is_complete() => {
+            return Err(CampaignError::Incomplete {
+                campaign: args[1].to_string_lossy(),
+            })
+        }
+        Some(set) => set.len(),
+        None => 0,
+    };
     Ok(RedisValue::Integer(count as i64))
 }

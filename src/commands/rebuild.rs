@@ -46,6 +46,9 @@ pub fn verify(ctx: &Context, args: &[RedisString]) -> CommandResult {
     check_can_wait(ctx, args, "CAMPAIGN.VERIFY")?;
     let campaign = campaign_name(ctx, &args[1])?.to_owned();
     let key = ctx.open_key(&args[1]);
+    if read_campaign(&key)?.is_some_and(|set| !set.is_complete()) {
+        return Err(CampaignError::Incomplete { campaign });
+    }
     let (cache_members, cache_checksum) =
         read_campaign(&key)?.map_or((0, 0), |set| (set.len(), set.checksum()));
     let pending = JOURNAL.lock(ctx).pending_for(&campaign);

@@ -7,6 +7,7 @@ use redis_module::redisvalue::RedisValueKey;
 use redis_module::{Context, ContextFlags, RedisString, RedisValue};
 
 use super::CommandResult;
+use crate::core::campaign::INCOMPLETE_VALUES;
 use crate::core::clock::now_ms;
 use crate::error::CampaignError;
 use crate::keyspace::background_free::BACKGROUND_FREES;
@@ -127,6 +128,10 @@ pub fn status_figures() -> Vec<(&'static str, Figure)> {
             Figure::Number(LOADS.active.load(Ordering::Relaxed) as i64),
         ),
         ("shadows", Figure::Number(shadow::count())),
+        (
+            "incomplete",
+            Figure::Number(INCOMPLETE_VALUES.load(Ordering::Relaxed)),
+        ),
         ("loads-done", count(&loads.loads_done)),
         ("loads-failed", count(&loads.loads_failed)),
         ("verify-runs", count(&loads.verify_runs)),

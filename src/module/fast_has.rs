@@ -9,6 +9,7 @@ use std::os::raw::c_int;
 use crate::redis_glue::ffi::api;
 use redis_module::{raw, RedisError};
 
+use crate::core::campaign::Known;
 use crate::core::{validate_text, Campaign};
 use crate::error::CampaignError;
 use crate::keyspace::CAMPAIGN_TYPE;
@@ -90,5 +91,10 @@ unsafe fn answer_from(
     let campaign = unsafe { value_of(key).cast::<Campaign>().as_ref()? };
     // validate_text accepted it: the member is UTF-8.
     let member = std::str::from_utf8(member).ok()?;
-    Some(Ok(campaign.contains(member)))
+    match campaign.knows(member) {
+        Known::Present => Some(Ok(true)),
+        Known::Absent => Some(Ok(false)),
+        // An incomplete campaign not written for it: the ordinary path.
+        Known::Unknown => None,
+    }
 }

@@ -39,6 +39,7 @@ use crate::redis_glue::ffi::{call_text, select_db};
 use crate::redis_glue::log;
 use crate::redis_glue::panic_guard::run_callback;
 use crate::redis_glue::server_state::{is_replayed, SERVER};
+use crate::sink::health::HEALTH;
 
 /// What a worker hands back for the swap.
 pub struct Loaded {
@@ -99,6 +100,16 @@ pub struct Loads {
     pub(crate) job_receiver: Receiver<Job>,
 }
 
+/// What a client's write to a missing campaign key does.
+pub enum MissingWrite {
+    /// Load it first (the client waits, the write is held).
+    LoadFirst,
+    /// Accept it at once into an incomplete campaign.
+    Incomplete,
+    /// Create it: the database is known not to hold it.
+    Create,
+}
+
 pub static LOADS: LazyLock<Loads> = LazyLock::new(|| {
     let (jobs, job_receiver) = crossbeam_channel::unbounded();
     Loads {
@@ -132,8 +143,11 @@ impl Loads {
         if !starting {
             return;
         }
+        // An incomplete campaign is no base to compare a load with.
         let snapshot = with_campaign(ctx, name, |campaign| {
-            campaign.map(|campaign| (campaign.snapshot(), campaign.checksum()))
+            campaign
+                .filter(|campaign| campaign.is_complete())
+                .map(|campaign| (campaign.snapshot(), campaign.checksum()))
         });
         let campaign = String::from_utf8_lossy(name.as_slice()).into_owned();
         let journal = JOURNAL.lock(ctx);
@@ -206,11 +220,27 @@ impl Loads {
         Ok(true)
     }
 
-    /// ADD/REM on a missing campaign key, on a primary with a database:
-    /// loads the campaign first and holds the write until then, so Redis
-    /// never holds part of a campaign. False when the database is known
-    /// not to hold it (negative cache, or a name it cannot store): the
-    /// write then creates it.
+    /// What a client's ADD/REM on a missing campaign key does, on a
+    /// primary with a database (SPEC section 2: writes never wait on the
+    /// database; Redis never passes part of a campaign off as whole).
+    pub fn plan_missing_write(&self, ctx: &Context, name: &RedisString) -> MissingWrite {
+        let key = KeyId::of(ctx, name);
+        if negative::known_missing(&key) || !is_storable_campaign_name(name.as_slice()) {
+            return MissingWrite::Create;
+        }
+        let may_wait = config::WRITE_BLOCK_TIMEOUT_MS.get() > 0
+            && !ctx.get_flags().contains(ContextFlags::DENY_BLOCKING);
+        if may_wait && HEALTH.connected.load(Ordering::Relaxed) {
+            MissingWrite::LoadFirst
+        } else {
+            MissingWrite::Incomplete
+        }
+    }
+
+    /// Loads the campaign first and holds the write until then (the
+    /// caller checked with `plan_missing_write`). Should the load fail, or
+    /// outlast `read-through-timeout-ms`, the write is applied to an
+    /// incomplete campaign instead.
     pub fn load_before_write(
         &self,
         ctx: &Context,
@@ -218,18 +248,18 @@ impl Loads {
         campaign: &str,
         op: Op,
         members: &[&str],
-    ) -> Result<bool, CampaignError> {
-        let key = KeyId::of(ctx, name);
-        if negative::known_missing(&key) || !is_storable_campaign_name(name.as_slice()) {
-            return Ok(false);
-        }
-        let not_loaded = CampaignError::NotLoaded {
-            campaign: campaign.to_owned(),
-        };
-        check_can_hold(ctx, not_loaded)?;
+    ) {
         self.start_load(ctx, name, Waiter::Background);
         self.hold(ctx, name, campaign, op, members);
-        Ok(true)
+    }
+
+    /// Starts completing an incomplete campaign from the database, in the
+    /// background, when the database is known to answer (otherwise the
+    /// completion cron does it once it does).
+    pub fn start_completion(&self, ctx: &Context, name: &RedisString) {
+        if HEALTH.connected.load(Ordering::Relaxed) && SERVER.may_use_database() {
+            self.start_load(ctx, name, Waiter::Background);
+        }
     }
 
     /// Blocks the client and queues its write behind the running load (the
@@ -330,12 +360,11 @@ impl Loads {
             }
         });
         // Held writes apply in order to the loaded set, or to the old one
-        // when the load failed; with no set at all they fail rather than
-        // create part of a campaign.
-        let loaded_or_present = result.is_ok() || with_campaign(ctx, &name, |set| set.is_some());
+        // when the load failed; with no set at all they make the campaign
+        // incomplete rather than create part of it.
         for held in load.held {
             let reply = match &result {
-                Err(error) if demoted || !loaded_or_present => Err(reply_error(error)),
+                Err(error) if demoted => Err(reply_error(error)),
                 _ => run_callback("held write", Err(internal_error(job)), || {
                     let members: Vec<&str> = held.members.iter().map(String::as_str).collect();
                     apply_change(
@@ -345,7 +374,11 @@ impl Loads {
                         held.op,
                         &members,
                         Propagation::Held,
-                        IfMissing::Create,
+                        if result.is_ok() {
+                            IfMissing::Create
+                        } else {
+                            IfMissing::Incomplete
+                        },
                     )
                 })
                 .map(|applied| RedisValue::Integer(applied.count() as i64))
@@ -368,6 +401,18 @@ impl Loads {
         let base_unchanged =
             swap::base_unchanged(current, job.snapshot.as_ref().map(|(set, _)| set));
         let mut loaded = loaded;
+        // Completing an incomplete campaign: what was written since goes on
+        // top of the database's rows (and to replicas and the AOF after
+        // the loaded set, as set content).
+        let written_since = current.filter(|set| !set.is_complete()).map(|set| {
+            let present: Vec<String> = set.members().iter().map(|m| m.to_string()).collect();
+            let absent: Vec<String> = set
+                .absent_members()
+                .map(|absent| absent.iter().map(|m| m.to_string()).collect())
+                .unwrap_or_default();
+            loaded.campaign = set.completed(std::mem::take(&mut loaded.campaign));
+            (present, absent)
+        });
         // The set changes, the campaign's versions go on.
         loaded
             .campaign
@@ -410,6 +455,13 @@ impl Loads {
                 let mut writer = BlobWriter::default();
                 loaded.campaign.members().encode(&mut writer);
                 propagation::sync_replace(name.as_slice(), &writer.bytes).replicate(ctx);
+            }
+        }
+        if let Some((present, absent)) = &written_since {
+            for (op, members) in [(Op::Add, present), (Op::Remove, absent)] {
+                for command in propagation::sync_members(name.as_slice(), op, members) {
+                    command.replicate(ctx);
+                }
             }
         }
         if !matches!(plan, Plan::Nothing) && loaded.campaign.version() > 0 {

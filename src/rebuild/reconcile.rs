@@ -1,6 +1,7 @@
 //! The reconciler: every `verify-interval-s` it commits the journal, then
 //! compares each campaign of db 0 with the database (count and checksum)
-//! and rebuilds the ones that drifted.
+//! and rebuilds the ones that drifted. Every second, while incomplete
+//! campaigns exist and the database answers, it starts their completion.
 
 use std::cell::RefCell;
 use std::sync::atomic::Ordering;
@@ -11,6 +12,7 @@ use redis_module::{DetachedFromClient, KeysCursor, ThreadSafeContext};
 
 use super::registry::Waiter;
 use super::LOADS;
+use crate::core::campaign::INCOMPLETE_VALUES;
 use crate::core::checksum::as_sql_bigint;
 use crate::core::{validate_text, Campaign, MAX_CAMPAIGN_NAME_BYTES};
 use crate::keyspace::journal::JOURNAL;
@@ -22,9 +24,12 @@ use crate::redis_glue::log;
 use crate::redis_glue::panic_guard::spawn_supervised;
 use crate::redis_glue::server_state::SERVER;
 use crate::sink::connection::Database;
-use crate::sink::health::Use;
+use crate::sink::health::{Use, HEALTH};
 use crate::sink::Source;
 use crate::write_behind::WRITE_BEHIND;
+
+/// How often incomplete campaigns are looked for.
+const COMPLETION_EVERY: Duration = Duration::from_secs(1);
 
 /// Keys looked at per GIL hold while listing campaigns.
 const SCAN_ROUNDS_PER_LOCK: usize = 10;
@@ -54,8 +59,13 @@ struct CacheFigures {
 impl Reconciler {
     fn run(&mut self) {
         let mut last_round = Instant::now();
+        let mut last_completion = Instant::now();
         loop {
             std::thread::sleep(Duration::from_millis(200));
+            if last_completion.elapsed() >= COMPLETION_EVERY {
+                last_completion = Instant::now();
+                complete_incomplete();
+            }
             let interval = config::VERIFY_INTERVAL_S.get() as u64;
             let due = interval > 0 && last_round.elapsed() >= Duration::from_secs(interval);
             if due && SERVER.may_use_database() {
@@ -125,6 +135,10 @@ fn list_campaigns(redis: &ThreadSafeContext<DetachedFromClient>) -> Vec<CacheFig
         let Ok(Some(set)) = key.get_value::<Campaign>(&CAMPAIGN_TYPE) else {
             return;
         };
+        // Completed by their own load, not compared.
+        if !set.is_complete() {
+            return;
+        }
         match validate_text(name.as_slice(), Some(MAX_CAMPAIGN_NAME_BYTES)) {
             Ok(campaign) => found.borrow_mut().push(CacheFigures {
                 campaign: campaign.to_owned(),
@@ -158,4 +172,49 @@ fn list_campaigns(redis: &ThreadSafeContext<DetachedFromClient>) -> Vec<CacheFig
         ));
     }
     found.into_inner()
+}
+
+/// Starts the load that completes each incomplete campaign of db 0 (not
+/// loading already), when there are any and the database answers.
+fn complete_incomplete() {
+    if INCOMPLETE_VALUES.load(Ordering::Relaxed) <= 0
+        || !HEALTH.connected.load(Ordering::Relaxed)
+        || !SERVER.may_use_database()
+    {
+        return;
+    }
+    let redis = ThreadSafeContext::<DetachedFromClient>::new();
+    let found = RefCell::new(Vec::new());
+    let cursor = KeysCursor::new();
+    let collect = |_: &redis_module::Context,
+                   name: &redis_module::RedisString,
+                   key: Option<&redis_module::key::RedisKey>| {
+        let incomplete = key
+            .and_then(|key| key.get_value::<Campaign>(&CAMPAIGN_TYPE).ok().flatten())
+            .is_some_and(|set| !set.is_complete());
+        if incomplete {
+            found.borrow_mut().push(name.as_slice().to_vec());
+        }
+    };
+    let mut more = true;
+    while more {
+        let ctx = hold_lock(&redis, Hold::Scan);
+        select_db(&ctx, 0);
+        for _ in 0..SCAN_ROUNDS_PER_LOCK {
+            more = cursor.scan(&ctx, &collect);
+            if !more {
+                break;
+            }
+        }
+    }
+    let ctx = hold_lock(&redis, Hold::Scan);
+    select_db(&ctx, 0);
+    for name in found.into_inner() {
+        let name = ctx.create_string(name);
+        let still_incomplete =
+            with_campaign(&ctx, &name, |set| set.is_some_and(|s| !s.is_complete()));
+        if still_incomplete && !LOADS.is_loading(&ctx, &name) {
+            LOADS.start_load(&ctx, &name, Waiter::Background);
+        }
+    }
 }
