@@ -36,6 +36,8 @@ use crate::sink::{RejectedChange, Sink, SinkError};
 const IDLE_WAIT: Duration = Duration::from_millis(500);
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// How often an idle flusher checks that the database answers.
+const PROBE_EVERY_MS: u64 = 1_000;
 /// How often removal markers past their retention are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
@@ -265,7 +267,7 @@ impl<S: Sink> Flusher<S> {
             if SERVER.may_use_database() && self.retry_due() {
                 if batch_due() {
                     self.flush_once(journal, config::FLUSH_BATCH_SIZE.get() as usize);
-                } else if !HEALTH.connected.load(Ordering::Relaxed) {
+                } else if probe_due() {
                     self.check_database();
                 }
                 if self.failures == 0 {
@@ -281,10 +283,11 @@ impl<S: Sink> Flusher<S> {
             return at.saturating_duration_since(now).min(IDLE_WAIT);
         }
         // Nothing to do, or nothing it may do: sleep until woken (a new
-        // setting, a role change) or the idle tick, never spin.
+        // setting, a role change), the idle tick or the next probe.
         let pending = JOURNAL.figures.pending.load(Ordering::Relaxed);
         if pending == 0 || !SERVER.may_use_database() {
-            return IDLE_WAIT;
+            let probe_at = HEALTH.last_ok_ms.load(Ordering::Relaxed) + PROBE_EVERY_MS;
+            return Duration::from_millis(probe_at.saturating_sub(now_ms()).max(50)).min(IDLE_WAIT);
         }
         if batch_due() {
             return Duration::ZERO;
@@ -293,6 +296,15 @@ impl<S: Sink> Flusher<S> {
             + config::FLUSH_INTERVAL_MS.get() as u64;
         Duration::from_millis(due_ms.saturating_sub(now_ms())).min(IDLE_WAIT)
     }
+}
+
+/// With nothing to flush the database is still asked now and then, so
+/// STATUS (`database`) and the choice a write to a missing campaign makes
+/// (load it first, or accept it incomplete) follow a database that went
+/// away while idle.
+fn probe_due() -> bool {
+    !HEALTH.connected.load(Ordering::Relaxed)
+        || now_ms() >= HEALTH.last_ok_ms.load(Ordering::Relaxed) + PROBE_EVERY_MS
 }
 
 /// A batch is due when a FLUSH waits, a full batch is pending, or the

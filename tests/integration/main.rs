@@ -11,6 +11,7 @@ mod encoding;
 mod errors;
 mod faults;
 mod hardening;
+mod incomplete;
 mod membership;
 mod pauses;
 mod persistence;

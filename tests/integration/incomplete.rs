@@ -1,0 +1,232 @@
+//! Writes never wait on the database: during an outage a write to a
+//! campaign Redis does not hold is accepted at once into an incomplete
+//! campaign, answered from what was written, carried by persistence and
+//! replication, and completed from the database once it answers. Each
+//! test compares PostgreSQL's rows and the caches' answers with what was
+//! acknowledged.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use redis::Connection;
+
+use crate::harness::campaign::{
+    flush, flushing_to, info_field, rows_of, start_replica_of, status, wait_for_aof_rewrite,
+    wait_for_replica, write_around,
+};
+use crate::harness::redis_server::{call, error, int};
+use crate::harness::{wait_until, Postgres, RedisServer};
+
+fn set_of(members: &[String]) -> BTreeSet<String> {
+    members.iter().cloned().collect()
+}
+
+fn wait_connected(con: &mut Connection) {
+    let connected = wait_until(Duration::from_secs(20), || {
+        status(con)["database"] == "connected"
+    });
+    assert!(connected, "{:?}", status(con));
+}
+
+fn wait_disconnected(con: &mut Connection) {
+    let noticed = wait_until(Duration::from_secs(20), || {
+        status(con)["database"] == "disconnected"
+    });
+    assert!(noticed, "{:?}", status(con));
+}
+
+/// Waits until no campaign is incomplete, then checks `campaign` is whole
+/// and equal to the database.
+fn assert_completed(con: &mut Connection, database: &Postgres, campaign: &str) {
+    let done = wait_until(Duration::from_secs(30), || status(con)["incomplete"] == "0");
+    assert!(done, "{:?}", status(con));
+    let verified: Vec<(String, i64)> = redis::cmd("CAMPAIGN.VERIFY")
+        .arg(campaign)
+        .query(con)
+        .unwrap();
+    assert!(verified.contains(&("consistent".into(), 1)), "{verified:?}");
+    let card = int(con, &["CAMPAIGN.CARD", campaign]);
+    assert_eq!(card as usize, rows_of(database, campaign).len());
+}
+
+/// 1,000 pipelined one-member ADDs to `campaign`; all answered.
+fn pipelined_adds(con: &mut Connection, campaign: &str, members: &[String]) -> Duration {
+    let mut pipe = redis::pipe();
+    for member in members {
+        pipe.cmd("CAMPAIGN.ADD").arg(campaign).arg(member);
+    }
+    let started = Instant::now();
+    let replies: Vec<i64> = pipe.query(con).unwrap();
+    assert_eq!(replies.len(), members.len());
+    started.elapsed()
+}
+
+/// PostgreSQL stopped: writes to a never-loaded, a deleted-with-pending
+/// and an expired campaign are all answered at once and read back; once
+/// PostgreSQL is back the rows are the old rows plus the acknowledged
+/// changes and every campaign is complete and consistent.
+#[test]
+fn an_outage_never_blocks_writes_to_campaigns_redis_does_not_hold() {
+    let mut database = Postgres::start_owned();
+    let server = RedisServer::start_with(flushing_to(&database));
+    let mut con = server.connection();
+    wait_connected(&mut con);
+    let old: Vec<String> = (0..50).map(|i| format!("old-{i}")).collect();
+    write_around(&database, "never", &old);
+    for campaign in ["deleted", "expired"] {
+        call(&mut con, &[b"CAMPAIGN.ADD", campaign.as_bytes(), b"kept"]).unwrap();
+    }
+    flush(&mut con);
+    database.stop();
+    wait_disconnected(&mut con);
+    // A change left pending, then the key goes.
+    int(&mut con, &["CAMPAIGN.ADD", "deleted", "pending-one"]);
+    int(&mut con, &["DEL", "deleted"]);
+    int(&mut con, &["PEXPIRE", "expired", "1"]);
+    thread_sleep(20);
+
+    let mut total = Duration::ZERO;
+    let mut written = Vec::new();
+    for campaign in ["never", "deleted", "expired"] {
+        let members: Vec<String> = (0..1_000).map(|i| format!("{campaign}-{i}")).collect();
+        total += pipelined_adds(&mut con, campaign, &members);
+        written.push((campaign, members));
+    }
+    assert!(total < Duration::from_secs(1), "{total:?}");
+    int(&mut con, &["CAMPAIGN.REM", "never", "old-3"]);
+    for (campaign, members) in &written {
+        let answers: Vec<i64> = redis::cmd("CAMPAIGN.MHAS")
+            .arg(*campaign)
+            .arg(&members[..])
+            .query(&mut con)
+            .unwrap();
+        assert!(answers.iter().all(|&answer| answer == 1), "{campaign}");
+    }
+    assert_eq!(int(&mut con, &["CAMPAIGN.HAS", "never", "old-3"]), 0);
+    assert_eq!(status(&mut con)["incomplete"], "3");
+    assert!(error(&mut con, &["CAMPAIGN.CARD", "never"]).starts_with("TRYAGAIN"));
+
+    database.start_again();
+    flush(&mut con);
+    let mut expected_never = set_of(&old);
+    expected_never.remove("old-3");
+    expected_never.extend(written[0].1.iter().cloned());
+    assert_eq!(rows_of(&database, "never"), expected_never);
+    let mut expected_deleted = set_of(&written[1].1);
+    expected_deleted.extend(["kept".to_string(), "pending-one".to_string()]);
+    assert_eq!(rows_of(&database, "deleted"), expected_deleted);
+    let mut expected_expired = set_of(&written[2].1);
+    expected_expired.insert("kept".into());
+    assert_eq!(rows_of(&database, "expired"), expected_expired);
+    for campaign in ["never", "deleted", "expired"] {
+        assert_completed(&mut con, &database, campaign);
+    }
+    assert_eq!(int(&mut con, &["CAMPAIGN.HAS", "never", "old-7"]), 1);
+    assert_eq!(int(&mut con, &["CAMPAIGN.HAS", "deleted", "kept"]), 1);
+}
+
+fn thread_sleep(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+/// Inside MULTI and a script, where nothing may block, a write to a
+/// campaign only PostgreSQL holds is accepted into an incomplete campaign
+/// and completed in the background; HAS there answers the cache.
+#[test]
+fn writes_inside_multi_and_scripts_are_accepted_and_completed() {
+    let database = Postgres::start();
+    let server = RedisServer::start_with(flushing_to(&database));
+    let mut con = server.connection();
+    wait_connected(&mut con);
+    let old: Vec<String> = (0..20).map(|i| format!("old-{i}")).collect();
+    write_around(&database, "in-multi", &old);
+    write_around(&database, "in-script", &old);
+    let (added, has): (i64, i64) = redis::pipe()
+        .atomic()
+        .cmd("CAMPAIGN.ADD")
+        .arg("in-multi")
+        .arg("new")
+        .cmd("CAMPAIGN.HAS")
+        .arg("in-multi")
+        .arg("new")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!((added, has), (1, 1));
+    let scripted: i64 = redis::cmd("EVAL")
+        .arg("return redis.call('CAMPAIGN.ADD', KEYS[1], 'new')")
+        .arg(1)
+        .arg("in-script")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(scripted, 1);
+    flush(&mut con);
+    let mut expected = set_of(&old);
+    expected.insert("new".into());
+    for campaign in ["in-multi", "in-script"] {
+        assert_eq!(rows_of(&database, campaign), expected);
+        assert_completed(&mut con, &database, campaign);
+        assert_eq!(int(&mut con, &["CAMPAIGN.HAS", campaign, "old-5"]), 1);
+    }
+}
+
+/// An incomplete campaign survives DEBUG RELOAD, AOF rewrites with and
+/// without the RDB preamble, a replica's full sync and a failover to that
+/// replica, which then completes it.
+#[test]
+fn an_incomplete_campaign_survives_persistence_replication_and_failover() {
+    let mut database = Postgres::start_owned();
+    let options = flushing_to(&database)
+        .config("appendonly yes")
+        .config("appendfsync always");
+    let primary = RedisServer::start_with(options.clone());
+    let mut con = primary.connection();
+    wait_connected(&mut con);
+    let old: Vec<String> = (0..10).map(|i| format!("old-{i}")).collect();
+    write_around(&database, "c", &old);
+    database.stop();
+    wait_disconnected(&mut con);
+    int(&mut con, &["CAMPAIGN.ADD", "c", "new-1", "new-2"]);
+    int(&mut con, &["CAMPAIGN.REM", "c", "old-1"]);
+    let expect_answers = |con: &mut Connection| {
+        assert_eq!(status(con)["incomplete"], "1", "{:?}", status(con));
+        assert_eq!(int(con, &["CAMPAIGN.HAS", "c", "new-2"]), 1);
+        assert_eq!(int(con, &["CAMPAIGN.HAS", "c", "old-1"]), 0);
+        assert!(error(con, &["CAMPAIGN.CARD", "c"]).starts_with("TRYAGAIN"));
+    };
+    expect_answers(&mut con);
+    call(&mut con, &[b"DEBUG", b"RELOAD"]).unwrap();
+    expect_answers(&mut con);
+    for preamble in ["no", "yes"] {
+        call(
+            &mut con,
+            &[
+                b"CONFIG",
+                b"SET",
+                b"aof-use-rdb-preamble",
+                preamble.as_bytes(),
+            ],
+        )
+        .unwrap();
+        call(&mut con, &[b"BGREWRITEAOF"]).unwrap();
+        wait_for_aof_rewrite(&mut con);
+        call(&mut con, &[b"DEBUG", b"LOADAOF"]).unwrap();
+        expect_answers(&mut con);
+    }
+    let replica = start_replica_of(&primary, flushing_to(&database));
+    let mut replica_con = replica.connection();
+    wait_for_replica(&mut con);
+    expect_answers(&mut replica_con);
+    // The primary goes; the replica takes over and completes it.
+    drop(primary);
+    call(&mut replica_con, &[b"REPLICAOF", b"NO", b"ONE"]).unwrap();
+    database.start_again();
+    flush(&mut replica_con);
+    let mut expected = set_of(&old);
+    expected.remove("old-1");
+    expected.extend(["new-1".to_string(), "new-2".to_string()]);
+    assert_eq!(rows_of(&database, "c"), expected);
+    assert_completed(&mut replica_con, &database, "c");
+    assert_eq!(int(&mut replica_con, &["CAMPAIGN.HAS", "c", "old-4"]), 1);
+    let role = info_field(&mut replica_con, "replication", "role");
+    assert_eq!(role, "master");
+}
