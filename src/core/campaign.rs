@@ -22,10 +22,12 @@ pub struct Campaign {
     version: u64,
 }
 
-/// Encoding of a campaign value (the type's encoding version): 3 = the
-/// member set (its encoding 2) followed by the campaign's version. 1 and 2
-/// (member sets of those encodings, no version) still load, as version 0.
-pub const ENCODING_VERSION: i32 = 3;
+/// Encoding of a campaign value (the type's encoding version): 5 = the
+/// member set (its encoding 4, with prefixed ids) followed by the
+/// campaign's version. 3 (a set of encoding 2 and the version) and the bare
+/// sets 1, 2 and 4 (no version: loaded as version 0) still load. Bare sets
+/// and campaign values share one number space (see `member_codec`).
+pub const ENCODING_VERSION: i32 = 5;
 
 impl Campaign {
     pub fn new() -> Self {
@@ -123,9 +125,10 @@ impl Campaign {
     /// Reads a value written in `encoding` (1 to `ENCODING_VERSION`).
     pub fn decode<R: RecordReader>(reader: &mut R, encoding: i32) -> Result<Self, DecodeError> {
         match encoding {
-            1 | 2 => MemberSet::decode(reader, encoding).map(Campaign::from_members),
-            3 => {
-                let mut campaign = Campaign::from_members(MemberSet::decode(reader, 2)?);
+            1 | 2 | 4 => MemberSet::decode(reader, encoding).map(Campaign::from_members),
+            3 | 5 => {
+                let set_encoding = if encoding == 3 { 2 } else { 4 };
+                let mut campaign = Campaign::from_members(MemberSet::decode(reader, set_encoding)?);
                 campaign.version = reader.read_unsigned()?;
                 Ok(campaign)
             }
@@ -167,12 +170,12 @@ mod tests {
         let decoded = Campaign::decode(&mut buffer, ENCODING_VERSION).unwrap();
         assert_eq!(decoded, campaign);
 
-        // Encoding 2 is the member set alone: it loads with version 0.
+        // Encoding 4 is the member set alone: it loads with version 0.
         let mut buffer = RecordBuffer::default();
         campaign.members().encode(&mut buffer);
-        let old = Campaign::decode(&mut buffer, 2).unwrap();
-        assert_eq!((old.len(), old.version()), (2, 0));
-        assert!(Campaign::decode(&mut RecordBuffer::default(), 4).is_err());
+        let bare = Campaign::decode(&mut buffer, 4).unwrap();
+        assert_eq!((bare.len(), bare.version()), (2, 0));
+        assert!(Campaign::decode(&mut RecordBuffer::default(), 6).is_err());
     }
 
     #[test]
