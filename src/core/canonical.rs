@@ -76,13 +76,20 @@ pub(crate) fn parse_number(bytes: &[u8]) -> Option<u64> {
 /// The split is unique (the prefix does not end in a digit), so the prefix
 /// followed by the formatted id gives back exactly the member. "user:042",
 /// "user:" and "user42" are not prefixed ids.
+///
+/// On the HAS path of every string member, so it rejects early: by length,
+/// by the last byte, by a leading zero, before looking at the prefix.
 #[inline]
 pub(crate) fn parse_prefixed(bytes: &[u8]) -> Option<(usize, u64)> {
-    let mut start = bytes.len();
+    let len = bytes.len();
+    if !(2..=PREFIX_MAX_LEN + NUMBER_MAX_LEN).contains(&len) || !bytes[len - 1].is_ascii_digit() {
+        return None;
+    }
+    let mut start = len - 1;
     while start > 0 && bytes[start - 1].is_ascii_digit() {
         start -= 1;
     }
-    if start == 0 || start > PREFIX_MAX_LEN || start == bytes.len() {
+    if start == 0 || start > PREFIX_MAX_LEN || (bytes[start] == b'0' && start + 1 < len) {
         return None;
     }
     let (prefix, digits) = bytes.split_at(start);

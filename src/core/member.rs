@@ -73,9 +73,16 @@ fn is_ascii_without_nul(bytes: &[u8]) -> bool {
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
-        // Padded with 1s, which are neither NUL nor beyond ASCII.
-        let mut last = [1_u8; 8];
-        last[..rest.len()].copy_from_slice(rest);
+        let last = match bytes.last_chunk::<8>() {
+            // The last 8 bytes, overlapping the words already checked.
+            Some(last) => *last,
+            None => {
+                // Padded with 1s, which are neither NUL nor beyond ASCII.
+                let mut last = [1_u8; 8];
+                last[..rest.len()].copy_from_slice(rest);
+                last
+            }
+        };
         flags |= bad(u64::from_le_bytes(last));
     }
     flags == 0

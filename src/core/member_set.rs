@@ -23,7 +23,7 @@ use std::fmt;
 
 use super::canonical::{classify, parse_prefixed, Kind};
 use super::number_set::NumberSet;
-use super::prefixed_set::{PrefixedSet, Slot};
+use super::prefixed_set::PrefixedSet;
 use super::string_set::StringSet;
 use super::uuid_set::UuidSet;
 
@@ -98,16 +98,10 @@ impl MemberSet {
         match classify(member) {
             Kind::Number(id) => self.numbers.remove(id),
             Kind::Uuid(uuid) => self.uuids.remove(uuid),
-            Kind::Text(text) => {
-                if let Some((prefix, id)) = parse_prefixed(text.as_bytes()) {
-                    match self.prefixed.slot(&text.as_bytes()[..prefix]) {
-                        Slot::Table(at) => return self.prefixed.remove_at(at, id),
-                        Slot::Absent => return false,
-                        Slot::Strings => {}
-                    }
-                }
-                self.strings.remove(text)
-            }
+            Kind::Text(text) => match self.prefixed.find(text.as_bytes()) {
+                Some((at, id)) => self.prefixed.remove_at(at, id),
+                None => self.strings.remove(text),
+            },
         }
     }
 
@@ -124,14 +118,10 @@ impl MemberSet {
     /// A member that is neither a plain id nor a UUID.
     #[inline]
     fn contains_text(&self, text: &str) -> bool {
-        if let Some((prefix, id)) = parse_prefixed(text.as_bytes()) {
-            match self.prefixed.slot(&text.as_bytes()[..prefix]) {
-                Slot::Table(at) => return self.prefixed.contains_at(at, id),
-                Slot::Absent => return false,
-                Slot::Strings => {}
-            }
+        match self.prefixed.find(text.as_bytes()) {
+            Some((at, id)) => self.prefixed.contains_at(at, id),
+            None => self.strings.contains(text),
         }
-        self.strings.contains(text)
     }
 
     pub fn len(&self) -> usize {

@@ -13,6 +13,7 @@
 //! table is not saturated, and none is added once it is: either would need
 //! a scan of the strings.
 
+use super::canonical::parse_number;
 use super::number_set::NumberSet;
 
 /// Most prefixes kept in one set's table: "a few per campaign", and a
@@ -30,7 +31,7 @@ pub(crate) struct PrefixedSet {
 }
 
 /// Where a prefixed id belongs.
-pub(crate) enum Slot {
+enum Slot {
     /// In the container of the table entry at this index.
     Table(usize),
     /// Among the strings (the table is full and lacks its prefix).
@@ -47,7 +48,7 @@ impl PrefixedSet {
 
     /// Where members of `prefix` are (see [`Slot`]).
     #[inline]
-    pub fn slot(&self, prefix: &[u8]) -> Slot {
+    fn slot(&self, prefix: &[u8]) -> Slot {
         for (at, (known, _)) in self.prefixes.iter().enumerate() {
             if **known == *prefix {
                 return Slot::Table(at);
@@ -58,6 +59,25 @@ impl PrefixedSet {
         } else {
             Slot::Absent
         }
+    }
+
+    /// The table entry and id of `member` if it is a prefix of the table
+    /// followed by a canonical id: then it is in that container or absent.
+    /// Otherwise (`None`) it is a string if anything: a member of another
+    /// prefix is among the strings or nowhere (see the module comment), so
+    /// a lookup needs no parse of a prefix the table does not hold.
+    #[inline]
+    pub fn find(&self, member: &[u8]) -> Option<(usize, u64)> {
+        for (at, (prefix, _)) in self.prefixes.iter().enumerate() {
+            if let Some(digits) = member.strip_prefix(&**prefix) {
+                // A prefix ends in punctuation: at most one can be followed
+                // by digits only.
+                if let Some(id) = parse_number(digits) {
+                    return Some((at, id));
+                }
+            }
+        }
+        None
     }
 
     #[inline]
