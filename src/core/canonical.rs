@@ -69,9 +69,10 @@ pub(crate) fn parse_number(bytes: &[u8]) -> Option<u64> {
 
 /// A member of the form `<prefix><canonical decimal id>`: the id is the
 /// whole run of ASCII digits at the end of the member, canonical as for
-/// [`parse_number`]; the prefix is the rest, 1 to `PREFIX_MAX_LEN` bytes of
-/// printable ASCII (no space) ending in punctuation (`user:`, `cust-`,
-/// `acct_`, `v2/org#`). Returns the prefix length and the id.
+/// [`parse_number`]; the prefix is the rest, 2 to `PREFIX_MAX_LEN` bytes of
+/// printable ASCII (no space) that start with a letter and end in
+/// punctuation (`user:`, `cust-`, `acct_`, `v2/org#`; not `-` of "-1" or
+/// `1.` of "1.5"). Returns the prefix length and the id.
 ///
 /// The split is unique (the prefix does not end in a digit), so the prefix
 /// followed by the formatted id gives back exactly the member. "user:042",
@@ -103,7 +104,8 @@ pub(crate) fn parse_prefixed(bytes: &[u8]) -> Option<(usize, u64)> {
 /// [`parse_prefixed`]).
 #[inline]
 pub(crate) fn is_prefix(bytes: &[u8]) -> bool {
-    matches!(bytes.last(), Some(last) if last.is_ascii_punctuation())
+    matches!(bytes.first(), Some(first) if first.is_ascii_alphabetic())
+        && matches!(bytes.last(), Some(last) if last.is_ascii_punctuation())
         && bytes.len() <= PREFIX_MAX_LEN
         && bytes.iter().all(u8::is_ascii_graphic)
 }
@@ -251,7 +253,7 @@ mod tests {
         assert_eq!(parse_prefixed(b"user:0"), Some((5, 0)));
         assert_eq!(parse_prefixed(b"cust-7"), Some((5, 7)));
         assert_eq!(parse_prefixed(b"v2/acct_9"), Some((8, 9)));
-        assert_eq!(parse_prefixed(b"-1"), Some((1, 1)));
+        assert_eq!(parse_prefixed(b"x:1"), Some((2, 1)));
         assert_eq!(
             parse_prefixed(b"abcdefghijklmno:18446744073709551615"),
             Some((16, u64::MAX))
@@ -271,6 +273,10 @@ mod tests {
             "user:18446744073709551616",
             "abcdefghijklmnop:1",
             "user:\u{0}1",
+            "-1",
+            "+7",
+            "1.5",
+            "_user:1",
         ] {
             assert_eq!(parse_prefixed(text.as_bytes()), None, "{text:?}");
         }
