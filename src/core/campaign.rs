@@ -178,6 +178,23 @@ mod tests {
         assert!(Campaign::decode(&mut RecordBuffer::default(), 6).is_err());
     }
 
+    /// `CAMPAIGN.SYNC ... REPLACE` sends a bare set (a rebuild's members)
+    /// under the set's encoding number and the receiver reads it as a
+    /// campaign value: the numbers of the two must not collide.
+    #[test]
+    fn a_bare_set_under_its_own_number_reads_as_a_campaign() {
+        use crate::core::codec::{BlobReader, BlobWriter};
+        use crate::core::member_set::ENCODING_VERSION as SET_ENCODING;
+        let members = ["user:42", "user:042", "7", "zoë", "cust-9"];
+        let set: MemberSet = members.into_iter().collect();
+        let mut writer = BlobWriter::default();
+        set.encode(&mut writer);
+        assert_ne!(SET_ENCODING, ENCODING_VERSION);
+        let received = Campaign::decode(&mut BlobReader::new(&writer.bytes), SET_ENCODING).unwrap();
+        assert_eq!(received, Campaign::from_members(set));
+        assert_eq!(received.version(), 0);
+    }
+
     #[test]
     fn copies_share_until_written() {
         let mut original = Campaign::new();
