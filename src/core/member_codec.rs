@@ -141,23 +141,17 @@ fn decode_sections<R: RecordReader>(
         prefixed,
         strings: StringSet::default(),
     };
-    decode_strings(reader, &mut set, with_prefixed)?;
+    decode_strings(reader, &mut set)?;
     Ok(set)
 }
 
 /// The strings section, each member inserted (a string of version 2 may
 /// now have a compact form; in version 4 it may be a prefixed id whose
-/// prefix found no room in the table). Room for them is made ahead only
-/// where they are known to stay strings (`all_strings`).
-fn decode_strings<R: RecordReader>(
-    reader: &mut R,
-    set: &mut MemberSet,
-    all_strings: bool,
-) -> Result<(), DecodeError> {
+/// prefix found no room in the table). No room is made ahead: which of
+/// the string tables (short or arena) a member takes is known only as it
+/// comes.
+fn decode_strings<R: RecordReader>(reader: &mut R, set: &mut MemberSet) -> Result<(), DecodeError> {
     let string_count = reader.read_unsigned()?;
-    if all_strings {
-        set.reserve_strings(string_count.min(MAX_PREALLOCATED_MEMBERS) as usize);
-    }
     let mut failure = None;
     read_packed(reader, string_count, |bytes| {
         let (len, header) = leb128::read(bytes)?;

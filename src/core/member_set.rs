@@ -153,11 +153,6 @@ impl MemberSet {
             + self.prefixed.heap_bytes()
             + self.strings.heap_bytes()
     }
-
-    /// Makes room for `members` more strings (a load).
-    pub(super) fn reserve_strings(&mut self, members: usize) {
-        self.strings.reserve(members, 0);
-    }
 }
 
 /// Set equality.

@@ -1,4 +1,5 @@
-//! An ordered linear-probing table, the index of `StringSet` and `UuidSet`.
+//! An ordered linear-probing table, the index of `StringSet` (and its
+//! table of short members) and `UuidSet`.
 //!
 //! Each entry has a hash and a home slot, monotone in the hash. Entries
 //! are ordered by hash along the array, each at or after its home slot
@@ -210,6 +211,11 @@ impl<S: Slot> ProbeTable<S> {
     /// The entries, in order.
     pub fn iter(&self) -> impl Iterator<Item = S> + '_ {
         self.slots.iter().copied().filter(|slot| !slot.is_empty())
+    }
+
+    /// The entries, in order, borrowed.
+    pub fn entries(&self) -> impl Iterator<Item = &S> + '_ {
+        self.slots.iter().filter(|slot| !slot.is_empty())
     }
 
     /// The entries, in order, to change in place: each must keep its hash.
