@@ -95,6 +95,9 @@ def arbitrary_strings(rng, count):
 MEMORY_KINDS = [
     ("numeric ids, random below 10^8", lambda rng, n: numeric_below(rng, n, 10**8), 8,
      "the goal's case: distinct random ids below 10^8"),
+    ("user:<id>, id random below 10^8",
+     lambda rng, n: ["user:" + m for m in numeric_below(rng, n, 10**8)], 4,
+     "the README's member form: a fixed prefix and a random canonical id below 10^8"),
     ("UUIDs (v4, lowercase)", uuid_v4, 40, "random version-4 UUIDs"),
     ("arbitrary strings", arbitrary_strings, "native",
      "8-32 chars of [A-Za-z0-9._-:@], 5% with a non-ASCII letter"),
@@ -110,11 +113,16 @@ MEMORY_KINDS = [
 # zero-padded number below KEY_SPACE, so each dataset is 1M of the
 # KEY_SPACE possible members (50% of lookups hit) in a form that keeps the
 # member kind: "1" + 12 digits is a canonical id, the last UUID group is 12
-# hex digits.
+# hex digits, "user:1" + 12 digits a prefixed canonical id, and
+# "user:" + 12 zero-padded digits is not canonical, so it stays a string.
+# (name, key, redis-benchmark template, member of a number below KEY_SPACE,
+#  throughput goal as a multiple of SISMEMBER's)
 HAS_DATASETS = [
-    ("numeric ids", "1__rand_int__", lambda k: "1%012d" % k),
-    ("UUIDs", "00000000-0000-4000-8000-__rand_int__", lambda k: "00000000-0000-4000-8000-%012d" % k),
-    ("strings", "user:__rand_int__", lambda k: "user:%012d" % k),
+    ("numeric ids", "has:numeric", "1__rand_int__", lambda k: "1%012d" % k, 1.0),
+    ("user:<id>", "has:user", "user:1__rand_int__", lambda k: "user:1%012d" % k, 1.2),
+    ("UUIDs", "has:uuid", "00000000-0000-4000-8000-__rand_int__",
+     lambda k: "00000000-0000-4000-8000-%012d" % k, 1.0),
+    ("strings", "has:strings", "user:__rand_int__", lambda k: "user:%012d" % k, 1.0),
 ]
 
 
@@ -244,9 +252,8 @@ def load_has_datasets(redis, members_per_dataset, postgres):
     rng = random.Random(7)
     picks = rng.sample(range(KEY_SPACE), members_per_dataset)
     loaded = {}
-    for name, template, member_of in HAS_DATASETS:
+    for name, key, template, member_of, _ in HAS_DATASETS:
         members = [member_of(k) for k in picks]
-        key = "has:" + name.split()[0]
         send_all(redis, payloads("CAMPAIGN.ADD", key, members))
         send_all(redis, payloads("SADD", key + ":native", members))
         loaded[name] = (key, template, members)
@@ -280,9 +287,13 @@ def has_throughput(server, datasets, requests, pairs):
         for side in runs:
             row[side + "_rps"] = statistics.median(r["rps"] for r in runs[side])
             row[side + "_usec"] = statistics.median(r["usec_per_call"] for r in runs[side])
-        row["rps_ratio"] = statistics.median(
+        # The ratios are those of the two medians shown beside them; the
+        # median of the per-pair ratios is kept too, labelled as such.
+        row["rps_ratio"] = ratio(row["module_rps"], row["native_rps"])
+        row["usec_ratio"] = ratio(row["module_usec"], row["native_usec"])
+        row["rps_pair_ratio_median"] = statistics.median(
             ratio(m["rps"], n["rps"]) for m, n in zip(runs["module"], runs["native"]))
-        row["usec_ratio"] = statistics.median(
+        row["usec_pair_ratio_median"] = statistics.median(
             ratio(m["usec_per_call"], n["usec_per_call"])
             for m, n in zip(runs["module"], runs["native"]))
         results.append(row)
@@ -418,12 +429,14 @@ def markdown(report):
     has_num = next(row for row in has if row["dataset"] == "numeric ids")
 
     goals = []
+    throughput_goal = {name: goal for name, _, _, _, goal in HAS_DATASETS}
     for row in [has_num] + [row for row in has if row is not has_num]:
-        goals.append(("HAS throughput >= 1.0x SISMEMBER, %s (-P 16 -c 50, median of %d "
-                      "pairs)" % (row["dataset"], report["has_pairs"]),
+        wanted = throughput_goal[row["dataset"]]
+        goals.append(("HAS throughput >= %.1fx SISMEMBER, %s (-P 16 -c 50, medians of %d "
+                      "runs each)" % (wanted, row["dataset"], report["has_pairs"]),
                       "%.2fx (%.0f vs %.0f req/s)" % (row["rps_ratio"], row["module_rps"],
                                                       row["native_rps"]),
-                      row["rps_ratio"] >= 1.0))
+                      row["rps_ratio"] >= wanted))
         goals.append(("HAS in-server usec_per_call <= 0.8x SISMEMBER, %s" % row["dataset"],
                       "%.2fx (%.2f vs %.2f usec)" % (row["usec_ratio"], row["module_usec"],
                                                      row["native_usec"]),
@@ -460,17 +473,20 @@ def markdown(report):
               "and deletes the native SET, then the campaign; medians." % report["rounds"],
               "",
               "| members | module B/member | native B/member | module / native | "
-              "module ADD s | native SADD s | ADD / SADD | in-server ADD / SADD | goal |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+              "module ADD s | native SADD s | ADD / SADD | in-server ADD s | "
+              "in-server SADD s | in-server ADD / SADD | goal |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for row in memory:
         goal = {None: "(reported)", "native": "<= native"}.get(row["goal"], row["goal"])
         if isinstance(goal, int):
             goal = "<= %d B" % goal
-        lines.append("| %s (%d) | %.1f | %.1f | %.2f | %.2f | %.2f | %.2f | %.2f | %s |" % (
-            row["kind"], row["members"], row["module_bytes"], row["native_bytes"],
-            ratio(row["module_bytes"], row["native_bytes"]), row["module_add_s"],
-            row["native_add_s"], ratio(row["module_add_s"], row["native_add_s"]),
-            ratio(row["module_add_server_s"], row["native_add_server_s"]), goal))
+        lines.append("| %s (%d) | %.1f | %.1f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f "
+                     "| %s |" % (
+                         row["kind"], row["members"], row["module_bytes"], row["native_bytes"],
+                         ratio(row["module_bytes"], row["native_bytes"]), row["module_add_s"],
+                         row["native_add_s"], ratio(row["module_add_s"], row["native_add_s"]),
+                         row["module_add_server_s"], row["native_add_server_s"],
+                         ratio(row["module_add_server_s"], row["native_add_server_s"]), goal))
     lines += ["", "Datasets: " + "; ".join("%s: %s" % (row["kind"], row["note"])
                                            for row in memory) + "."]
     lines += ["", "`MEMORY USAGE` (the module's own estimate) per member: " + ", ".join(
@@ -485,7 +501,9 @@ def markdown(report):
     lines += ["", "## CAMPAIGN.HAS vs SISMEMBER (redis-benchmark -P 16 -c 50)", "",
               "%s members of %d possible per dataset, looked up at random (`__rand_int__`, "
               "`-r %d`: %d%% of the lookups hit). %d pairs, alternating which runs first; "
-              "medians (ratios are the median of the per-pair ratios). The module runs with "
+              "medians, and each ratio is the ratio of the two medians beside it (the median "
+              "of the per-pair ratios is in the last two columns, for comparison only). "
+              "The module runs with "
               "a database configured and nothing pending (loaded, then `CAMPAIGN.FLUSH`). "
               "redis-benchmark can only vary decimal digits, so the UUIDs differ in their "
               "last group only; the module keeps UUIDs under a keyed mix, which spreads "
@@ -493,13 +511,15 @@ def markdown(report):
                   count(report["has_members"]), KEY_SPACE, KEY_SPACE,
                   100 * report["has_members"] // KEY_SPACE, report["has_pairs"]), "",
               "| dataset (member form) | HAS req/s | SISMEMBER req/s | ratio | "
-              "HAS usec/call | SISMEMBER usec/call | ratio |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+              "HAS usec/call | SISMEMBER usec/call | ratio | per-pair median, req/s | "
+              "per-pair median, usec |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in has:
-        template = next(t for n, t, _ in HAS_DATASETS if n == row["dataset"])
-        lines.append("| %s (`%s`) | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f |" % (
+        template = next(t for n, _, t, _, _ in HAS_DATASETS if n == row["dataset"])
+        lines.append("| %s (`%s`) | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |" % (
             row["dataset"], template, row["module_rps"], row["native_rps"], row["rps_ratio"],
-            row["module_usec"], row["native_usec"], row["usec_ratio"]))
+            row["module_usec"], row["native_usec"], row["usec_ratio"],
+            row["rps_pair_ratio_median"], row["usec_pair_ratio_median"]))
     lines += ["", "Each run: " + "; ".join(
         "%s HAS %s / SISMEMBER %s req/s" % (
             row["dataset"], ", ".join("%.0f" % r["rps"] for r in row["runs"]["module"]),

@@ -64,11 +64,14 @@ pub enum Known {
     Unknown,
 }
 
-/// Encoding of a campaign value (the type's encoding version): 4 = the
-/// member set (its encoding 2), the campaign's version, and whether it is
-/// incomplete (then its absent members). 3 (no incomplete state), 1 and 2
-/// (member sets of those encodings, no version: version 0) still load.
-pub const ENCODING_VERSION: i32 = 4;
+/// Encoding of a campaign value (the type's encoding version): 6 = the
+/// member set (its encoding 4, with prefixed ids), the campaign's version,
+/// and whether it is incomplete (then its absent members, a set of
+/// encoding 4). 5 (set 4 and the version), 3 (set 2 and the version) and
+/// the bare sets 1, 2 and 4 (no version: loaded as version 0) still load.
+/// Bare sets and campaign values share one number space (see
+/// `member_codec`).
+pub const ENCODING_VERSION: i32 = 6;
 
 impl Campaign {
     pub fn new() -> Self {
@@ -238,18 +241,19 @@ impl Campaign {
     /// Reads a value written in `encoding` (1 to `ENCODING_VERSION`).
     pub fn decode<R: RecordReader>(reader: &mut R, encoding: i32) -> Result<Self, DecodeError> {
         match encoding {
-            1 | 2 => MemberSet::decode(reader, encoding).map(Campaign::from_members),
-            3 => {
-                let mut campaign = Campaign::from_members(MemberSet::decode(reader, 2)?);
+            1 | 2 | 4 => MemberSet::decode(reader, encoding).map(Campaign::from_members),
+            3 | 5 => {
+                let set_encoding = if encoding == 3 { 2 } else { 4 };
+                let mut campaign = Campaign::from_members(MemberSet::decode(reader, set_encoding)?);
                 campaign.version = reader.read_unsigned()?;
                 Ok(campaign)
             }
-            4 => {
-                let mut campaign = Campaign::from_members(MemberSet::decode(reader, 2)?);
+            6 => {
+                let mut campaign = Campaign::from_members(MemberSet::decode(reader, 4)?);
                 campaign.version = reader.read_unsigned()?;
                 match reader.read_unsigned()? {
                     0 => {}
-                    1 => campaign.absent = Some(Absent::new(MemberSet::decode(reader, 2)?)),
+                    1 => campaign.absent = Some(Absent::new(MemberSet::decode(reader, 4)?)),
                     other => return Err(DecodeError::UnknownVersion(other as i32)),
                 }
                 Ok(campaign)
@@ -292,12 +296,12 @@ mod tests {
         let decoded = Campaign::decode(&mut buffer, ENCODING_VERSION).unwrap();
         assert_eq!(decoded, campaign);
 
-        // Encoding 2 is the member set alone: it loads with version 0.
+        // Encoding 4 is the member set alone: it loads with version 0.
         let mut buffer = RecordBuffer::default();
         campaign.members().encode(&mut buffer);
-        let old = Campaign::decode(&mut buffer, 2).unwrap();
-        assert_eq!((old.len(), old.version()), (2, 0));
-        assert!(Campaign::decode(&mut RecordBuffer::default(), 5).is_err());
+        let bare = Campaign::decode(&mut buffer, 4).unwrap();
+        assert_eq!((bare.len(), bare.version()), (2, 0));
+        assert!(Campaign::decode(&mut RecordBuffer::default(), 7).is_err());
     }
 
     #[test]
@@ -339,6 +343,23 @@ mod tests {
             Campaign::from_members(complete.members().clone()).checksum()
         );
         assert_eq!(complete.knows("z"), Known::Absent);
+    }
+
+    /// `CAMPAIGN.SYNC ... REPLACE` sends a bare set (a rebuild's members)
+    /// under the set's encoding number and the receiver reads it as a
+    /// campaign value: the numbers of the two must not collide.
+    #[test]
+    fn a_bare_set_under_its_own_number_reads_as_a_campaign() {
+        use crate::core::codec::{BlobReader, BlobWriter};
+        use crate::core::member_set::ENCODING_VERSION as SET_ENCODING;
+        let members = ["user:42", "user:042", "7", "zoë", "cust-9"];
+        let set: MemberSet = members.into_iter().collect();
+        let mut writer = BlobWriter::default();
+        set.encode(&mut writer);
+        assert_ne!(SET_ENCODING, ENCODING_VERSION);
+        let received = Campaign::decode(&mut BlobReader::new(&writer.bytes), SET_ENCODING).unwrap();
+        assert_eq!(received, Campaign::from_members(set));
+        assert_eq!(received.version(), 0);
     }
 
     #[test]

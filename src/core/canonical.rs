@@ -1,6 +1,8 @@
-//! Which members have a compact form: canonical decimal ids and canonical
-//! lowercase UUIDs. A member is stored compactly only if formatting the
-//! compact value gives back exactly the same string, so "007", "-1",
+//! Which members have a compact form: canonical decimal ids, canonical
+//! lowercase UUIDs and, for the member set only, a short ASCII prefix
+//! followed by a canonical decimal id (`user:42`, see [`parse_prefixed`]).
+//! A member is stored compactly only if formatting the compact value gives
+//! back exactly the same string, so "007", "-1", "user:042",
 //! "18446744073709551616" and uppercase UUIDs stay strings.
 
 /// A member sorted by the container that keeps it.
@@ -18,6 +20,9 @@ pub(crate) enum Kind<'a> {
 pub(crate) const NUMBER_MAX_LEN: usize = 20;
 /// Length of a canonical UUID.
 pub(crate) const UUID_LEN: usize = 36;
+/// Longest prefix of a prefixed id: a prefixed id then fits in the
+/// formatting buffer of a UUID (16 + 20 = 36 bytes).
+pub(crate) const PREFIX_MAX_LEN: usize = UUID_LEN - NUMBER_MAX_LEN;
 
 pub(crate) fn classify(member: &str) -> Kind<'_> {
     let bytes = member.as_bytes();
@@ -60,6 +65,49 @@ pub(crate) fn parse_number(bytes: &[u8]) -> Option<u64> {
         }
     }
     Some(value)
+}
+
+/// A member of the form `<prefix><canonical decimal id>`: the id is the
+/// whole run of ASCII digits at the end of the member, canonical as for
+/// [`parse_number`]; the prefix is the rest, 2 to `PREFIX_MAX_LEN` bytes of
+/// printable ASCII (no space) that start with a letter and end in
+/// punctuation (`user:`, `cust-`, `acct_`, `v2/org#`; not `-` of "-1" or
+/// `1.` of "1.5"). Returns the prefix length and the id.
+///
+/// The split is unique (the prefix does not end in a digit), so the prefix
+/// followed by the formatted id gives back exactly the member. "user:042",
+/// "user:" and "user42" are not prefixed ids.
+///
+/// On the HAS path of every string member, so it rejects early: by length,
+/// by the last byte, by a leading zero, before looking at the prefix.
+#[inline]
+pub(crate) fn parse_prefixed(bytes: &[u8]) -> Option<(usize, u64)> {
+    let len = bytes.len();
+    if !(2..=PREFIX_MAX_LEN + NUMBER_MAX_LEN).contains(&len) || !bytes[len - 1].is_ascii_digit() {
+        return None;
+    }
+    let mut start = len - 1;
+    while start > 0 && bytes[start - 1].is_ascii_digit() {
+        start -= 1;
+    }
+    if start == 0 || start > PREFIX_MAX_LEN || (bytes[start] == b'0' && start + 1 < len) {
+        return None;
+    }
+    let (prefix, digits) = bytes.split_at(start);
+    if !is_prefix(prefix) {
+        return None;
+    }
+    parse_number(digits).map(|id| (start, id))
+}
+
+/// Whether `bytes` can be the prefix of a prefixed id (see
+/// [`parse_prefixed`]).
+#[inline]
+pub(crate) fn is_prefix(bytes: &[u8]) -> bool {
+    matches!(bytes.first(), Some(first) if first.is_ascii_alphabetic())
+        && matches!(bytes.last(), Some(last) if last.is_ascii_punctuation())
+        && bytes.len() <= PREFIX_MAX_LEN
+        && bytes.iter().all(u8::is_ascii_graphic)
 }
 
 /// Positions of the hyphens in a canonical UUID.
@@ -199,7 +247,50 @@ mod tests {
         }
     }
 
+    #[test]
+    fn prefixed_ids_only_in_their_canonical_form() {
+        assert_eq!(parse_prefixed(b"user:42"), Some((5, 42)));
+        assert_eq!(parse_prefixed(b"user:0"), Some((5, 0)));
+        assert_eq!(parse_prefixed(b"cust-7"), Some((5, 7)));
+        assert_eq!(parse_prefixed(b"v2/acct_9"), Some((8, 9)));
+        assert_eq!(parse_prefixed(b"x:1"), Some((2, 1)));
+        assert_eq!(
+            parse_prefixed(b"abcdefghijklmno:18446744073709551615"),
+            Some((16, u64::MAX))
+        );
+        for text in [
+            "user:042",
+            "user:00",
+            "user:",
+            "user42",
+            "42",
+            "",
+            ":",
+            "user: 42",
+            "us er:42",
+            "zoë:42",
+            "user:42a",
+            "user:18446744073709551616",
+            "abcdefghijklmnop:1",
+            "user:\u{0}1",
+            "-1",
+            "+7",
+            "1.5",
+            "_user:1",
+        ] {
+            assert_eq!(parse_prefixed(text.as_bytes()), None, "{text:?}");
+        }
+    }
+
     proptest! {
+        /// A prefixed id formats back to exactly the member.
+        #[test]
+        fn prefixed_ids_are_exact(text in "[ -~]{0,18}[0-9]{0,22}") {
+            if let Some((prefix, id)) = parse_prefixed(text.as_bytes()) {
+                prop_assert_eq!(format!("{}{}", &text[..prefix], id), text);
+            }
+        }
+
         #[test]
         fn numbers_round_trip(value in any::<u64>()) {
             let mut buffer = [0; NUMBER_MAX_LEN];

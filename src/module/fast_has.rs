@@ -32,9 +32,10 @@ pub unsafe fn has_in_place(
     let args = unsafe { std::slice::from_raw_parts(argv, 3) };
     // SAFETY: the argument outlives this call.
     let member = unsafe { string_bytes(&args[2]) };
-    if validate_text(member, Some(config::max_member_bytes())).is_err() {
-        return None;
-    }
+    // Anything refused goes to the ordinary handler, which replies with
+    // the error. (Validation used to be a fifth of the call: see
+    // `validate_text`'s ASCII shortcut.)
+    let member = validate_text(member, Some(config::max_member_bytes())).ok()?;
     let (open, close, reply) = (
         api!(RedisModule_OpenKey)?,
         api!(RedisModule_CloseKey)?,
@@ -68,7 +69,7 @@ pub unsafe fn has_in_place(
 /// `key` is an open key handle or NULL.
 unsafe fn answer_from(
     key: *mut raw::RedisModuleKey,
-    member: &[u8],
+    member: &str,
 ) -> Option<Result<bool, CampaignError>> {
     if key.is_null() {
         return None;
@@ -89,8 +90,6 @@ unsafe fn answer_from(
     // SAFETY: a key of this module's type holds a `Campaign`, alive while
     // the key is open.
     let campaign = unsafe { value_of(key).cast::<Campaign>().as_ref()? };
-    // validate_text accepted it: the member is UTF-8.
-    let member = std::str::from_utf8(member).ok()?;
     match campaign.knows(member) {
         Known::Present => Some(Ok(true)),
         Known::Absent => Some(Ok(false)),
