@@ -134,6 +134,7 @@ pub fn status_figures() -> Vec<(&'static str, Figure)> {
         ),
         ("loads-done", count(&loads.loads_done)),
         ("loads-failed", count(&loads.loads_failed)),
+        ("late-answers", count(&loads.late_answers)),
         ("verify-runs", count(&loads.verify_runs)),
         ("drift-found", count(&loads.drift_found)),
         ("prefilled", count(&loads.prefilled)),

@@ -68,7 +68,7 @@ fn on_loading(_ctx: &Context, event: LoadingSubevent) {
 fn on_cron(ctx: &Context, _hz: u64) {
     run_callback("cron", (), || {
         WRITE_BEHIND.on_cron(ctx);
-        LOADS.on_cron();
+        LOADS.on_cron(ctx);
         let drop_at = DROP_LEFTOVERS_AT_MS.load(Ordering::Relaxed);
         if drop_at != 0 && now_ms() >= drop_at {
             DROP_LEFTOVERS_AT_MS.store(0, Ordering::Relaxed);

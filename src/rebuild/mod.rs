@@ -16,6 +16,7 @@ pub mod worker;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use redis_module::{
@@ -87,6 +88,8 @@ pub struct RebuildStats {
     pub loads_done: AtomicU64,
     pub loads_failed: AtomicU64,
     pub verify_runs: AtomicU64,
+    /// Readers answered from the cache at their deadline.
+    pub late_answers: AtomicU64,
     pub drift_found: AtomicU64,
     pub prefilled: AtomicU64,
 }
@@ -181,22 +184,37 @@ impl Loads {
         members: Vec<String>,
         multi: bool,
     ) -> bool {
-        let replayed_or_atomic = ctx
-            .get_flags()
-            .intersects(ContextFlags::DENY_BLOCKING | ContextFlags::LOADING);
+        let flags = ctx.get_flags();
         let applies = config::READ_THROUGH.get()
             && SERVER.may_use_database()
-            && !replayed_or_atomic
+            && !flags.contains(ContextFlags::LOADING)
+            && !is_replayed(ctx)
             && is_storable_campaign_name(name.as_slice());
         if !applies || negative::known_missing(&KeyId::of(ctx, name)) {
             return false;
         }
+        if flags.contains(ContextFlags::DENY_BLOCKING) {
+            // MULTI or a script: the cache's answer now, the load in the
+            // background for the next call.
+            if !self.is_loading(ctx, name) {
+                self.start_load(ctx, name, Waiter::Background);
+            }
+            return false;
+        }
+        let timeout_ms = config::READ_THROUGH_TIMEOUT_MS.get() as u64;
         let reader = Reader {
             client: ctx.block_client(),
             members,
             multi,
+            deadline_ms: now_ms() + timeout_ms,
         };
         self.start_load(ctx, name, Waiter::Reader(reader));
+        // The login path's deadline: past it, the cache's answer.
+        ctx.create_timer(
+            Duration::from_millis(timeout_ms + 1),
+            |ctx: &Context, ()| LOADS.answer_late_readers(ctx),
+            (),
+        );
         true
     }
 
@@ -215,8 +233,14 @@ impl Loads {
         if !self.registry().is_loading(&KeyId::of(ctx, name)) {
             return Ok(false);
         }
+        // An incomplete campaign takes writes while it loads: its
+        // completion puts what it knows at the swap on top of the rows.
+        let state = with_campaign(ctx, name, |set| set.map(Campaign::is_complete));
+        if state == Some(false) {
+            return Ok(false);
+        }
         check_can_hold(ctx, CampaignError::WriteBlocked)?;
-        self.hold(ctx, name, campaign, op, members);
+        self.hold(ctx, name, campaign, op, members, state.is_none());
         Ok(true)
     }
 
@@ -230,7 +254,7 @@ impl Loads {
         }
         let may_wait = config::WRITE_BLOCK_TIMEOUT_MS.get() > 0
             && !ctx.get_flags().contains(ContextFlags::DENY_BLOCKING);
-        if may_wait && HEALTH.connected.load(Ordering::Relaxed) {
+        if may_wait && !HEALTH.is_unreachable() {
             MissingWrite::LoadFirst
         } else {
             MissingWrite::Incomplete
@@ -250,27 +274,64 @@ impl Loads {
         members: &[&str],
     ) {
         self.start_load(ctx, name, Waiter::Background);
-        self.hold(ctx, name, campaign, op, members);
+        self.hold(ctx, name, campaign, op, members, true);
     }
 
     /// Starts completing an incomplete campaign from the database, in the
     /// background, when the database is known to answer (otherwise the
     /// completion cron does it once it does).
     pub fn start_completion(&self, ctx: &Context, name: &RedisString) {
-        if HEALTH.connected.load(Ordering::Relaxed) && SERVER.may_use_database() {
+        if !HEALTH.is_unreachable() && SERVER.may_use_database() {
             self.start_load(ctx, name, Waiter::Background);
         }
     }
 
+    /// Readers past their deadline get the cache's answer (0, or what an
+    /// incomplete campaign knows) while their load goes on.
+    pub fn answer_late_readers(&self, ctx: &Context) {
+        let late = self.registry().expire_readers(now_ms());
+        if late.is_empty() {
+            return;
+        }
+        let selected = crate::redis_glue::ffi::selected_db(ctx);
+        for (key, reader) in late {
+            select_db(ctx, key.db);
+            let name = ctx.create_string(key.name.clone());
+            let members: Vec<&str> = reader.members.iter().map(String::as_str).collect();
+            let reply = with_campaign(ctx, &name, |set| answers(set, &members, reader.multi));
+            ThreadSafeContext::with_blocked_client(reader.client).reply(Ok(reply));
+        }
+        select_db(ctx, selected);
+        self.stats.late_answers.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Blocks the client and queues its write behind the running load (the
     /// caller checked that it may wait).
-    fn hold(&self, ctx: &Context, name: &RedisString, campaign: &str, op: Op, members: &[&str]) {
+    /// `on_missing`: the write is for a missing campaign, so it waits
+    /// `read-through-timeout-ms` at most, then goes to an incomplete one.
+    fn hold(
+        &self,
+        ctx: &Context,
+        name: &RedisString,
+        campaign: &str,
+        op: Op,
+        members: &[&str],
+        on_missing: bool,
+    ) {
+        let timeout = if on_missing {
+            config::READ_THROUGH_TIMEOUT_MS
+                .get()
+                .min(config::WRITE_BLOCK_TIMEOUT_MS.get())
+        } else {
+            config::WRITE_BLOCK_TIMEOUT_MS.get()
+        };
         let held = HeldWrite {
             op,
             campaign: campaign.to_owned(),
             members: members.iter().map(|member| member.to_string()).collect(),
             client: ctx.block_client(),
-            deadline_ms: now_ms() + config::WRITE_BLOCK_TIMEOUT_MS.get() as u64,
+            deadline_ms: now_ms() + timeout as u64,
+            on_missing,
         };
         // Only called with the load of `name` registered (the GIL is held).
         if let Err(held) = self.registry().hold(&KeyId::of(ctx, name), held) {
@@ -284,12 +345,39 @@ impl Loads {
     }
 
     /// Server cron: held writes past their deadline fail.
-    pub fn on_cron(&self) {
+    pub fn on_cron(&self, ctx: &Context) {
         let expired = self.registry().expire_held(now_ms());
-        for client in expired {
-            ThreadSafeContext::with_blocked_client(client)
-                .reply(Err(CampaignError::WriteBlocked.into_redis_error()));
+        if expired.is_empty() {
+            return;
         }
+        let selected = crate::redis_glue::ffi::selected_db(ctx);
+        for (key, held) in expired {
+            let reply = if held.on_missing && SERVER.is_primary() {
+                // The database is slower than the writer may wait: the
+                // write goes to an incomplete campaign, which the running
+                // load completes.
+                select_db(ctx, key.db);
+                let name = ctx.create_string(key.name.clone());
+                let members: Vec<&str> = held.members.iter().map(String::as_str).collect();
+                run_callback("late write", Err(CampaignError::WriteBlocked), || {
+                    apply_change(
+                        ctx,
+                        &name,
+                        &held.campaign,
+                        held.op,
+                        &members,
+                        Propagation::Held,
+                        IfMissing::Incomplete,
+                    )
+                })
+                .map(|applied| RedisValue::Integer(applied.count() as i64))
+                .map_err(|error| reply_error(&error))
+            } else {
+                Err(CampaignError::WriteBlocked.into_redis_error())
+            };
+            ThreadSafeContext::with_blocked_client(held.client).reply(reply);
+        }
+        select_db(ctx, selected);
     }
 
     /// Completes a load on the main thread (the GIL is held): swap, send

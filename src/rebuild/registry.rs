@@ -22,6 +22,9 @@ pub struct Reader<C> {
     pub client: C,
     pub members: Vec<String>,
     pub multi: bool,
+    /// Past this (unix ms) the reader gets the cache's answer while the
+    /// load goes on (`campaign.read-through-timeout-ms`).
+    pub deadline_ms: u64,
 }
 
 /// An ADD or REM that arrived while its campaign was loading, parsed.
@@ -31,6 +34,9 @@ pub struct HeldWrite<C> {
     pub members: Vec<String>,
     pub client: C,
     pub deadline_ms: u64,
+    /// The write arrived for a missing campaign: past its deadline it is
+    /// applied to an incomplete campaign instead of failing.
+    pub on_missing: bool,
 }
 
 pub struct PendingLoad<C> {
@@ -96,10 +102,23 @@ impl<C> Registry<C> {
         self.inflight.len()
     }
 
-    /// Takes out the held writes whose deadline has passed at `now_ms`.
-    pub fn expire_held(&mut self, now_ms: u64) -> Vec<C> {
+    /// Takes out the readers whose deadline has passed at `now_ms`.
+    pub fn expire_readers(&mut self, now_ms: u64) -> Vec<(KeyId, Reader<C>)> {
         let mut expired = Vec::new();
-        for load in self.inflight.values_mut() {
+        for (key, load) in self.inflight.iter_mut() {
+            let (gone, kept): (Vec<Reader<C>>, Vec<Reader<C>>) = std::mem::take(&mut load.readers)
+                .into_iter()
+                .partition(|reader| now_ms >= reader.deadline_ms);
+            load.readers = kept;
+            expired.extend(gone.into_iter().map(|reader| (key.clone(), reader)));
+        }
+        expired
+    }
+
+    /// Takes out the held writes whose deadline has passed at `now_ms`.
+    pub fn expire_held(&mut self, now_ms: u64) -> Vec<(KeyId, HeldWrite<C>)> {
+        let mut expired = Vec::new();
+        for (key, load) in self.inflight.iter_mut() {
             // Deadlines need not grow with arrival: CONFIG SET may shorten
             // the timeout meanwhile.
             let (gone, kept): (Vec<HeldWrite<C>>, Vec<HeldWrite<C>>) =
@@ -107,7 +126,7 @@ impl<C> Registry<C> {
                     .into_iter()
                     .partition(|held| now_ms >= held.deadline_ms);
             load.held = kept.into();
-            expired.extend(gone.into_iter().map(|held| held.client));
+            expired.extend(gone.into_iter().map(|held| (key.clone(), held)));
         }
         expired
     }
@@ -136,6 +155,7 @@ mod tests {
             members: vec![member.into()],
             client,
             deadline_ms,
+            on_missing: false,
         }
     }
 
@@ -148,6 +168,7 @@ mod tests {
             client: 3,
             members: vec!["m".into()],
             multi: false,
+            deadline_ms: 0,
         };
         assert!(!registry.join(key("c"), Waiter::Reader(reader)));
         assert!(registry.join(key("d"), Waiter::Background));
@@ -191,8 +212,11 @@ mod tests {
         for (client, deadline) in [(1, 100), (2, 300), (3, 200)] {
             let _ = registry.hold(&key("c"), write(client, Op::Add, "m", deadline));
         }
-        assert_eq!(registry.expire_held(99), Vec::<u32>::new());
-        assert_eq!(registry.expire_held(200), [1, 3]);
+        let clients = |expired: Vec<(KeyId, HeldWrite<u32>)>| -> Vec<u32> {
+            expired.into_iter().map(|(_, held)| held.client).collect()
+        };
+        assert_eq!(clients(registry.expire_held(99)), Vec::<u32>::new());
+        assert_eq!(clients(registry.expire_held(200)), [1, 3]);
         let left: Vec<u32> = registry
             .finish(&key("c"))
             .held

@@ -176,6 +176,11 @@ pub static WRITE_BLOCK_TIMEOUT_MS: NumberSetting =
 /// digest): past it the connection is abandoned and the work retried.
 pub static DB_TIMEOUT_MS: NumberSetting =
     NumberSetting::new("db-timeout-ms", 10_000, 100, 3_600_000);
+/// The login path's deadline: a HAS/MHAS that waited this long for a load
+/// gets the cache's answer while the load goes on; a write to a missing
+/// campaign waits this long at most before it goes to an incomplete one.
+pub static READ_THROUGH_TIMEOUT_MS: NumberSetting =
+    NumberSetting::new("read-through-timeout-ms", 1_000, 1, 3_600_000);
 /// Most PostgreSQL connections this node holds at once, every use
 /// together (the flusher, loads, VERIFY, the reconciler, prefill).
 pub static MAX_CONNECTIONS: NumberSetting = NumberSetting::new("max-connections", 6, 1, 1_000);
@@ -214,6 +219,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting::Number(&MAX_MEMBER_BYTES),
     Setting::Number(&DB_TIMEOUT_MS),
     Setting::Number(&MAX_CONNECTIONS),
+    Setting::Number(&READ_THROUGH_TIMEOUT_MS),
     Setting::Number(&REMOVED_RETENTION_S),
 ];
 

@@ -47,6 +47,9 @@ struct LastError {
 pub struct Health {
     /// The newest attempt reached the database.
     pub connected: AtomicBool,
+    /// The newest attempt could not reach it (false before any attempt:
+    /// unknown is not unreachable).
+    pub unreachable: AtomicBool,
     /// Unix ms of the newest attempt that reached the database.
     pub last_ok_ms: AtomicU64,
     last_error: Mutex<LastError>,
@@ -72,6 +75,7 @@ impl Health {
 
     pub fn succeeded(&self, purpose: Use) {
         self.connected.store(true, Ordering::Relaxed);
+        self.unreachable.store(false, Ordering::Relaxed);
         self.last_ok_ms.store(now_ms(), Ordering::Relaxed);
         let mut last = self.last();
         // A success clears its own use's error, and any "cannot reach".
@@ -82,11 +86,8 @@ impl Health {
 
     pub fn failed(&self, purpose: Use, error: &SinkError) {
         let unreachable = matches!(error, SinkError::Connect(_) | SinkError::Timeout(_));
-        if unreachable {
-            self.connected.store(false, Ordering::Relaxed);
-        } else {
-            self.connected.store(true, Ordering::Relaxed);
-        }
+        self.connected.store(!unreachable, Ordering::Relaxed);
+        self.unreachable.store(unreachable, Ordering::Relaxed);
         *self.last() = LastError {
             text: format!("{}: {error}", purpose.word()),
             at_ms: now_ms(),
@@ -99,6 +100,7 @@ impl Health {
     pub fn failed_with(&self, purpose: Use, text: String, unreachable: bool) {
         if unreachable {
             self.connected.store(false, Ordering::Relaxed);
+            self.unreachable.store(true, Ordering::Relaxed);
         }
         *self.last() = LastError {
             text: format!("{}: {text}", purpose.word()),
@@ -110,6 +112,12 @@ impl Health {
 
     pub fn last_error(&self) -> String {
         self.last().text.clone()
+    }
+
+    /// Whether the newest attempt failed to reach the database (a write
+    /// then does not wait for a load).
+    pub fn is_unreachable(&self) -> bool {
+        self.unreachable.load(Ordering::Relaxed)
     }
 
     /// Milliseconds since the last error (-1: none).
@@ -124,6 +132,7 @@ impl Health {
     /// Forgets everything (the database was unconfigured or changed).
     pub fn reset(&self) {
         self.connected.store(false, Ordering::Relaxed);
+        self.unreachable.store(false, Ordering::Relaxed);
         *self.last() = LastError::default();
     }
 }

@@ -9,7 +9,7 @@ use crate::harness::campaign::{flush, flushing_to, status};
 use crate::harness::redis_server::{call, error, int, module_path};
 use crate::harness::{Postgres, RedisOptions, RedisServer};
 
-const DEFAULTS: [(&str, &str); 14] = [
+const DEFAULTS: [(&str, &str); 15] = [
     ("campaign.database-url", ""),
     ("campaign.table", "campaign_members"),
     ("campaign.flush-interval-ms", "100"),
@@ -24,6 +24,7 @@ const DEFAULTS: [(&str, &str); 14] = [
     ("campaign.db-timeout-ms", "10000"),
     ("campaign.removed-retention-s", "604800"),
     ("campaign.max-connections", "6"),
+    ("campaign.read-through-timeout-ms", "1000"),
 ];
 
 fn settings(con: &mut Connection) -> HashMap<String, String> {

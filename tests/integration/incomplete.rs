@@ -230,3 +230,48 @@ fn an_incomplete_campaign_survives_persistence_replication_and_failover() {
     let role = info_field(&mut replica_con, "replication", "role");
     assert_eq!(role, "master");
 }
+
+/// The login path's deadline: with a database that accepts and never
+/// answers, a HAS of a campaign Redis does not hold answers the cache's 0
+/// within read-through-timeout-ms (+100 ms), p99 over 50 calls.
+#[test]
+fn a_has_never_waits_past_the_read_through_deadline() {
+    let database = Postgres::start();
+    let server = RedisServer::start_with(flushing_to(&database).module_args(&[
+        "read-through-timeout-ms",
+        "200",
+        "db-timeout-ms",
+        "30000",
+    ]));
+    let mut con = server.connection();
+    wait_connected(&mut con);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    let hung = format!("host=127.0.0.1 port={port} user=x dbname=x");
+    call(
+        &mut con,
+        &[b"CONFIG", b"SET", b"campaign.database-url", hung.as_bytes()],
+    )
+    .unwrap();
+    let mut waits: Vec<Duration> = (0..50)
+        .map(|index| {
+            let campaign = format!("missing-{index}");
+            let started = Instant::now();
+            assert_eq!(int(&mut con, &["CAMPAIGN.HAS", &campaign, "m"]), 0);
+            started.elapsed()
+        })
+        .collect();
+    waits.sort();
+    let p99 = waits[waits.len() * 99 / 100 - 1];
+    assert!(
+        p99 <= Duration::from_millis(300),
+        "p99 {p99:?}; all {waits:?}"
+    );
+    assert!(status(&mut con)["late-answers"].parse::<i64>().unwrap() >= 1);
+}
