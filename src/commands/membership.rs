@@ -5,8 +5,8 @@ use redis_module::{Context, RedisString, RedisValue};
 use std::sync::atomic::Ordering;
 
 use super::{
-    campaign_name_within, member_length_limit, parse_members, parse_members_within, CommandResult,
-    MAX_CAMPAIGN_NAME_BYTES,
+    campaign_name_within, member_length_limit, parse_members, parse_members_within,
+    refuse_replica_write, CommandResult, MAX_CAMPAIGN_NAME_BYTES,
 };
 use crate::core::{validate_text, Campaign, Op};
 use crate::error::CampaignError;
@@ -31,6 +31,7 @@ fn change_members(ctx: &Context, args: &[RedisString], op: Op) -> CommandResult 
     if args.len() < 3 {
         return Err(CampaignError::WrongArity);
     }
+    refuse_replica_write(ctx)?;
     let name = &args[1];
     // The context flags are read once per call.
     let limit = member_length_limit(ctx);
@@ -73,6 +74,10 @@ pub fn change_one(
     op: Op,
 ) -> Option<CommandResult> {
     if LOADS.active.load(Ordering::Relaxed) > 0 {
+        return None;
+    }
+    // A replica's own client: the ordinary handler words the refusal.
+    if !SERVER.is_primary() && refuse_replica_write(ctx).is_err() {
         return None;
     }
     let campaign = validate_text(name.as_slice(), Some(MAX_CAMPAIGN_NAME_BYTES)).ok()?;

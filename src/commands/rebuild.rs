@@ -3,7 +3,7 @@
 
 use redis_module::{Context, ContextFlags, RedisString, RedisValue};
 
-use super::{campaign_name, CommandResult};
+use super::{campaign_name, refuse_replica_write, CommandResult};
 use crate::error::CampaignError;
 use crate::keyspace::journal::JOURNAL;
 use crate::keyspace::read_campaign;
@@ -33,6 +33,7 @@ fn check_can_wait(
 
 /// `CAMPAIGN.REBUILD campaign` → members loaded from the database.
 pub fn rebuild(ctx: &Context, args: &[RedisString]) -> CommandResult {
+    refuse_replica_write(ctx)?;
     check_can_wait(ctx, args, "CAMPAIGN.REBUILD")?;
     let client = ctx.block_client();
     LOADS.start_load(ctx, &args[1], Waiter::Rebuild(client));

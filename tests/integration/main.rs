@@ -10,6 +10,7 @@ mod database_harness;
 mod encoding;
 mod errors;
 mod hardening;
+mod identity;
 mod membership;
 mod pauses;
 mod persistence;
