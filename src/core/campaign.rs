@@ -11,6 +11,7 @@ use std::sync::Arc;
 use super::checksum::member_hash;
 use super::codec::{DecodeError, RecordReader, RecordWriter};
 use super::member_set::MemberSet;
+use super::version::MAX_VERSION;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Campaign {
@@ -58,9 +59,18 @@ impl Campaign {
         self.version
     }
 
-    /// Raises the campaign's version to `version` (never lowers it).
+    /// Raises the campaign's version to `version` (never lowers it, never
+    /// above `MAX_VERSION`).
     pub fn advance_version(&mut self, version: u64) {
-        self.version = self.version.max(version);
+        self.version = self.version.max(version.min(MAX_VERSION));
+    }
+
+    /// Lowers a version above `MAX_VERSION` (a value saved by an older
+    /// release) to it; returns whether it did.
+    pub fn clamp_version(&mut self) -> bool {
+        let clamped = self.version > MAX_VERSION;
+        self.version = self.version.min(MAX_VERSION);
+        clamped
     }
 
     pub fn insert(&mut self, member: &str) -> bool {

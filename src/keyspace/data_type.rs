@@ -17,6 +17,7 @@ use crate::core::clock::now_ms;
 use crate::core::journal;
 use crate::core::member_set::MemberRef;
 use crate::core::shadow::Shadows;
+use crate::core::version::{plausible_limit, version_ms, MAX_AHEAD_MS, MAX_VERSION};
 use crate::core::{Campaign, DecodeError, Journal, Op, RecordReader, RecordWriter};
 use crate::propagation;
 use crate::redis_glue::ffi::{api, string_bytes};
@@ -105,7 +106,11 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
                 log::warning("refused a campaign payload with no members (RESTORE)");
                 ptr::null_mut()
             }
-            Ok(set) => {
+            Ok(mut set) => {
+                if let Err(reason) = admit_version(&mut set) {
+                    log::warning(format!("refused a campaign payload (RESTORE): {reason}"));
+                    return ptr::null_mut();
+                }
                 if set.is_empty() {
                     log::warning("loaded a campaign with no members");
                 }
@@ -120,6 +125,35 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
             }
         }
     })
+}
+
+/// Versions stay plausible (SPEC section 4). A client's RESTORE on a
+/// primary (MIGRATE's import included) of a value whose version lies
+/// further ahead of this node's clock than `MAX_AHEAD_MS` is refused: it
+/// would push this campaign's changes that far ahead. What a node loads
+/// (RDB, AOF, a full sync) or a replica receives from its primary is
+/// taken whatever the clock, so a replica holds what its primary holds;
+/// a version above `MAX_VERSION` (only an older release could write one)
+/// is lowered to it, with a warning. The node's clock ignores either
+/// beyond the bound (`VersionClock::observe`).
+fn admit_version(set: &mut Campaign) -> Result<(), String> {
+    let now = now_ms();
+    let version = set.version();
+    let restored_by_client = !SERVER.is_loading() && SERVER.is_primary();
+    if restored_by_client && version > plausible_limit(now) {
+        let ahead_ms = version_ms(version).saturating_sub(now);
+        return Err(format!(
+            "its version {version} lies {ahead_ms} ms ahead of this node's clock, more than \
+             the {MAX_AHEAD_MS} ms allowed: nothing was changed"
+        ));
+    }
+    if set.clamp_version() {
+        log::warning(format!(
+            "a loaded campaign carried version {version}, above the largest \
+             ({MAX_VERSION}): lowered to it"
+        ));
+    }
+    Ok(())
 }
 
 extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {

@@ -9,7 +9,7 @@ use redis::Value;
 
 use crate::harness::campaign::*;
 use crate::harness::redis_server::{call, error, int};
-use crate::harness::{wait_until, Postgres, RedisServer};
+use crate::harness::{wait_until, Postgres, RedisOptions, RedisServer};
 
 /// Guarantee 4: a replica with `replica-read-only no` refuses a client's
 /// ADD, REM and REBUILD, also inside MULTI and scripts, and still applies
@@ -92,4 +92,192 @@ fn a_writable_replica_refuses_campaign_writes() {
 
 pub fn set(members: &[&str]) -> std::collections::BTreeSet<String> {
     members.iter().map(|m| m.to_string()).collect()
+}
+
+const HOUR_MS: u64 = 3_600_000;
+const DAY_MS: u64 = 24 * HOUR_MS;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// The module's versions: milliseconds above 21 counter bits.
+fn version_at(ms: u64) -> u64 {
+    ms << 21
+}
+
+/// CRC-64 as Redis computes it for DUMP payloads (Jones polynomial,
+/// reflected, initial value 0).
+fn crc64(bytes: &[u8]) -> u64 {
+    let mut crc = 0u64;
+    for &byte in bytes {
+        crc ^= u64::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0x95ac_9329_ac4b_c9b5
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    crc
+}
+
+pub fn dump(con: &mut redis::Connection, key: &str) -> Vec<u8> {
+    match call(con, &[b"DUMP", key.as_bytes()]).unwrap() {
+        Value::BulkString(bytes) => bytes,
+        other => panic!("DUMP {key} gave {other:?}"),
+    }
+}
+
+/// A campaign's DUMP payload ends with its version (an unsigned: opcode 2,
+/// then 0x81 and 8 bytes big-endian), the EOF opcode, 2 bytes of RDB
+/// version and the CRC-64 (little-endian) of everything before it.
+const VERSION_AT_FROM_END: usize = 8 + 2 + 1 + 8;
+
+pub fn payload_version(payload: &[u8]) -> u64 {
+    let (body, crc) = payload.split_at(payload.len() - 8);
+    assert_eq!(
+        crc64(body).to_le_bytes(),
+        crc,
+        "CRC-64 computed as Redis does"
+    );
+    let at = payload.len() - VERSION_AT_FROM_END;
+    assert_eq!(
+        &payload[at - 2..at],
+        &[0x02, 0x81],
+        "an unsigned of 8 bytes"
+    );
+    u64::from_be_bytes(payload[at..at + 8].try_into().unwrap())
+}
+
+/// `payload` with its version replaced by `version` and the CRC made again.
+pub fn with_version(payload: &[u8], version: u64) -> Vec<u8> {
+    payload_version(payload);
+    let mut forged = payload.to_vec();
+    let at = forged.len() - VERSION_AT_FROM_END;
+    forged[at..at + 8].copy_from_slice(&version.to_be_bytes());
+    let body = forged.len() - 8;
+    let crc = crc64(&forged[..body]);
+    forged[body..].copy_from_slice(&crc.to_le_bytes());
+    forged
+}
+
+/// The newest version among `campaign`'s rows (and its markers).
+fn newest_version(database: &Postgres, campaign: &str) -> u64 {
+    let row = database
+        .client()
+        .query_one(
+            &format!(
+                "SELECT greatest((SELECT max(version) FROM {TABLE} WHERE campaign = $1), \
+                 (SELECT max(version) FROM {TABLE}_removed WHERE campaign = $1))"
+            ),
+            &[&campaign],
+        )
+        .unwrap();
+    row.get::<_, Option<i64>>(0).unwrap_or(0) as u64
+}
+
+fn insert_rows(database: &Postgres, campaign: &str, members: &[&str], version: u64) {
+    for member in members {
+        database
+            .client()
+            .execute(
+                &format!("INSERT INTO {TABLE} (campaign, member, version) VALUES ($1, $2, $3)"),
+                &[&campaign, member, &(version as i64)],
+            )
+            .unwrap();
+    }
+}
+
+fn restore(
+    con: &mut redis::Connection,
+    key: &str,
+    payload: &[u8],
+    replace: bool,
+) -> Result<Value, String> {
+    let mut args: Vec<&[u8]> = vec![b"RESTORE", key.as_bytes(), b"0", payload];
+    if replace {
+        args.push(b"REPLACE");
+    }
+    call(con, &args)
+}
+
+/// SPEC section 4 "Versions stay plausible": a client's RESTORE of a value
+/// more than a day ahead of the node's clock, or at 2^63 and above, is
+/// refused and changes nothing; one an hour ahead (this node's clock
+/// stepped back an hour against the writer's) is taken and later changes
+/// still win in the database; a row far ahead raises its own campaign only.
+#[test]
+fn versions_stay_plausible() {
+    let database = Postgres::start();
+    let primary = RedisServer::start_with(flushing_to(&database));
+    let replica = start_replica_of(&primary, RedisOptions::default());
+    let mut con = primary.connection();
+    add(&mut con, "c", &["a".to_owned(), "b".to_owned()]);
+    flush(&mut con);
+    let payload = dump(&mut con, "c");
+    assert_eq!(payload_version(&payload), newest_version(&database, "c"));
+
+    for forged in [version_at(now_ms() + 2 * DAY_MS), 1 << 63, u64::MAX] {
+        let forged = with_version(&payload, forged);
+        let refused = restore(&mut con, "forged", &forged, false).unwrap_err();
+        assert!(refused.contains("Bad data format"), "{refused}");
+        restore(&mut con, "c", &forged, true).unwrap_err();
+    }
+    assert!(primary.log().contains("ahead of this node's clock"));
+    assert_eq!(int(&mut con, &["EXISTS", "forged"]), 0);
+    assert_cache_holds(&mut con, "c", ["a", "b"]);
+    add(&mut con, "fresh", &["x".to_owned()]);
+    flush(&mut con);
+    assert!(newest_version(&database, "fresh") < version_at(now_ms() + 60_000));
+
+    // An hour ahead: taken; the changes made here go above it.
+    let hour_ahead = version_at(now_ms() + HOUR_MS);
+    insert_rows(&database, "stepped", &["a", "b"], hour_ahead);
+    restore(
+        &mut con,
+        "stepped",
+        &with_version(&payload, hour_ahead),
+        false,
+    )
+    .unwrap();
+    assert_eq!(int(&mut con, &["CAMPAIGN.REM", "stepped", "a"]), 1);
+    assert_eq!(int(&mut con, &["CAMPAIGN.ADD", "stepped", "z"]), 1);
+    flush(&mut con);
+    assert_eq!(rows_of(&database, "stepped"), set(&["b", "z"]));
+    assert!(newest_version(&database, "stepped") > hour_ahead);
+
+    // A row written ten years ahead raises its campaign, not the node.
+    let decade_ahead = version_at(now_ms() + 3650 * DAY_MS);
+    insert_rows(&database, "poison", &["m"], decade_ahead);
+    assert_eq!(int(&mut con, &["CAMPAIGN.HAS", "poison", "m"]), 1);
+    assert_eq!(int(&mut con, &["CAMPAIGN.ADD", "poison", "n"]), 1);
+    assert_eq!(int(&mut con, &["CAMPAIGN.REM", "poison", "m"]), 1);
+    add(&mut con, "fresh2", &["y".to_owned()]);
+    flush(&mut con);
+    assert_eq!(rows_of(&database, "poison"), set(&["n"]));
+    assert!(newest_version(&database, "poison") > decade_ahead);
+    // (The node's clock took the hour of `stepped`, not the decade.)
+    assert!(newest_version(&database, "fresh2") < version_at(now_ms() + HOUR_MS + 60_000));
+
+    // Rows and caches, primary and replica, hold what was acknowledged.
+    wait_for_replica(&mut con);
+    let mut replica_con = replica.connection();
+    let expected = [
+        ("c", set(&["a", "b"])),
+        ("fresh", set(&["x"])),
+        ("stepped", set(&["b", "z"])),
+        ("poison", set(&["n"])),
+        ("fresh2", set(&["y"])),
+    ];
+    for (campaign, members) in &expected {
+        assert_eq!(&rows_of(&database, campaign), members, "{campaign}");
+        assert_cache_holds(&mut con, campaign, members);
+        assert_cache_holds(&mut replica_con, campaign, members);
+    }
+    assert_eq!(rows(&database).len(), 7);
 }
