@@ -412,8 +412,9 @@ impl Loads {
                 propagation::sync_replace(name.as_slice(), &writer.bytes).replicate(ctx);
             }
         }
-        if !matches!(plan, Plan::Nothing) && loaded.campaign.version() > 0 {
-            propagation::sync_version(name.as_slice(), loaded.campaign.version()).replicate(ctx);
+        if !matches!(plan, Plan::Nothing) {
+            // Replicas raise the version and emit `campaign.rebuild` too.
+            propagation::sync_rebuilt(name.as_slice(), loaded.campaign.version()).replicate(ctx);
         }
         write::replace(ctx, name, loaded.campaign)?;
         deleted::forget_deleted(&job.key);

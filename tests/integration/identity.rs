@@ -281,3 +281,101 @@ fn versions_stay_plausible() {
     }
     assert_eq!(rows(&database).len(), 7);
 }
+
+/// Every keyspace event (`__keyspace@0__:key` → event) a connection
+/// subscribed with `listen` has received, read until a second passes
+/// without one.
+fn events_received(pubsub: &mut redis::PubSub) -> Vec<String> {
+    let mut events = Vec::new();
+    while let Ok(message) = pubsub.get_message() {
+        let key = message
+            .get_channel_name()
+            .trim_start_matches("__keyspace@0__:")
+            .to_string();
+        let event: String = message.get_payload().unwrap();
+        events.push(format!("{key} {event}"));
+    }
+    events
+}
+
+fn listen(con: &mut redis::Connection) -> redis::PubSub<'_> {
+    con.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let mut pubsub = con.as_pubsub();
+    pubsub.psubscribe("__keyspace@0__:*").unwrap();
+    pubsub
+}
+
+fn digest_value(con: &mut redis::Connection, key: &str) -> Value {
+    call(con, &[b"DEBUG", b"DIGEST-VALUE", key.as_bytes()]).unwrap()
+}
+
+fn digest(con: &mut redis::Connection) -> Value {
+    call(con, &[b"DEBUG", b"DIGEST"]).unwrap()
+}
+
+/// SPEC section 6: `DEBUG DIGEST-VALUE` and `DEBUG DIGEST` follow a
+/// campaign's content and version, so a replica that diverged shows; a
+/// rebuild shows as one `campaign.rebuild` on the replica as on the primary.
+#[test]
+fn digests_and_rebuild_events_match_on_replicas() {
+    let database = Postgres::start();
+    let primary =
+        RedisServer::start_with(flushing_to(&database).config("notify-keyspace-events Kgd"));
+    let replica = start_replica_of(
+        &primary,
+        RedisOptions::default()
+            .config("replica-read-only no")
+            .config("notify-keyspace-events Kgd"),
+    );
+    let mut con = primary.connection();
+    let mut replica_con = replica.connection();
+    add(&mut con, "c1", &members("m", 0..3));
+    add(&mut con, "c2", &members("m", 0..3));
+    add(&mut con, "c3", &members("n", 0..3));
+    wait_for_replica(&mut con);
+    let c1 = digest_value(&mut con, "c1");
+    assert_ne!(c1, digest_value(&mut con, "c3"), "other members");
+    assert_ne!(c1, digest_value(&mut con, "c2"), "other versions");
+    assert_eq!(c1, digest_value(&mut replica_con, "c1"));
+    assert_eq!(digest(&mut con), digest(&mut replica_con));
+
+    // Rebuilds: a small change (sent as a diff) and a large one.
+    let mut primary_listener = primary.connection();
+    let mut primary_events = listen(&mut primary_listener);
+    let mut replica_listener = replica.connection();
+    let mut replica_events = listen(&mut replica_listener);
+    flush(&mut con);
+    write_around(&database, "c1", &members("x", 0..2));
+    assert_eq!(int(&mut con, &["CAMPAIGN.REBUILD", "c1"]), 5);
+    write_around(&database, "c3", &members("y", 0..20_000));
+    assert_eq!(int(&mut con, &["CAMPAIGN.REBUILD", "c3"]), 20_003);
+    wait_for_replica(&mut con);
+    let expected = ["c1 campaign.rebuild", "c3 campaign.rebuild"];
+    assert_eq!(events_received(&mut primary_events), expected);
+    assert_eq!(events_received(&mut replica_events), expected);
+    assert_eq!(digest(&mut con), digest(&mut replica_con));
+
+    // A replica that diverged (a client's RESTORE there) shows.
+    let payload = dump(&mut con, "c2");
+    restore(&mut replica_con, "c1", &payload, true).unwrap();
+    assert_ne!(digest(&mut con), digest(&mut replica_con));
+    assert_ne!(
+        digest_value(&mut con, "c1"),
+        digest_value(&mut replica_con, "c1")
+    );
+    restore(&mut replica_con, "c1", &dump(&mut con, "c1"), true).unwrap();
+    assert_eq!(digest(&mut con), digest(&mut replica_con));
+
+    // Rows and caches hold what was acknowledged and loaded.
+    flush(&mut con);
+    let mut c1 = members("m", 0..3);
+    c1.extend(members("x", 0..2));
+    let mut c3 = members("n", 0..3);
+    c3.extend(members("y", 0..20_000));
+    for (campaign, members) in [("c1", c1), ("c2", members("m", 0..3)), ("c3", c3)] {
+        let members: std::collections::BTreeSet<String> = members.into_iter().collect();
+        assert_eq!(rows_of(&database, campaign), members, "{campaign}");
+        assert_cache_holds(&mut con, campaign, &members);
+        assert_cache_holds(&mut replica_con, campaign, &members);
+    }
+}
