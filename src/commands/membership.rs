@@ -11,9 +11,10 @@ use super::{
 use crate::core::{validate_text, Campaign, Op};
 use crate::error::CampaignError;
 use crate::keyspace::write::{apply_change, Applied, IfMissing, Propagation};
-use crate::keyspace::{answers, read_campaign};
+use crate::keyspace::{answers, check_served_db, read_campaign, SERVED_DB};
 use crate::rebuild::LOADS;
 use crate::redis_glue::config;
+use crate::redis_glue::ffi::selected_db;
 use crate::redis_glue::server_state::{is_replayed, SERVER};
 
 /// `CAMPAIGN.ADD campaign member [member ...]` → members that were new.
@@ -32,6 +33,7 @@ fn change_members(ctx: &Context, args: &[RedisString], op: Op) -> CommandResult 
         return Err(CampaignError::WrongArity);
     }
     refuse_replica_write(ctx)?;
+    check_served_db(ctx)?;
     let name = &args[1];
     // The context flags are read once per call.
     let limit = member_length_limit(ctx);
@@ -76,8 +78,12 @@ pub fn change_one(
     if LOADS.active.load(Ordering::Relaxed) > 0 {
         return None;
     }
-    // A replica's own client: the ordinary handler words the refusal.
+    // A replica's own client, another database: the ordinary handler
+    // words the refusal.
     if !SERVER.is_primary() && refuse_replica_write(ctx).is_err() {
+        return None;
+    }
+    if selected_db(ctx) != SERVED_DB {
         return None;
     }
     let campaign = validate_text(name.as_slice(), Some(MAX_CAMPAIGN_NAME_BYTES)).ok()?;
@@ -115,6 +121,7 @@ fn if_missing(ctx: &Context) -> IfMissing {
 /// loaded campaign without this handler (`module::commands`); this one
 /// serves the rest: errors and read-through.
 pub fn has(ctx: &Context, args: &[RedisString]) -> CommandResult {
+    check_served_db(ctx)?;
     if args.len() != 3 {
         return Err(CampaignError::WrongArity);
     }
@@ -134,6 +141,7 @@ pub fn has(ctx: &Context, args: &[RedisString]) -> CommandResult {
 
 /// `CAMPAIGN.MHAS campaign member [member ...]` → 1/0 per member, in order.
 pub fn mhas(ctx: &Context, args: &[RedisString]) -> CommandResult {
+    check_served_db(ctx)?;
     if args.len() < 3 {
         return Err(CampaignError::WrongArity);
     }
@@ -167,6 +175,7 @@ fn read_through(
 
 /// `CAMPAIGN.CARD campaign` → number of members (0 for a missing key).
 pub fn card(ctx: &Context, args: &[RedisString]) -> CommandResult {
+    check_served_db(ctx)?;
     if args.len() != 2 {
         return Err(CampaignError::WrongArity);
     }

@@ -11,7 +11,7 @@ use redis_module::raw;
 
 use super::background_free;
 use super::journal::JOURNAL;
-use super::{deleted, shadow, KeyId, CLOCK};
+use super::{deleted, shadow, KeyId, CLOCK, SERVED_DB};
 use crate::core::campaign::ENCODING_VERSION;
 use crate::core::clock::now_ms;
 use crate::core::journal;
@@ -51,9 +51,9 @@ pub static CAMPAIGN_TYPE: RedisType = RedisType::new(
         aux_save_triggers: raw::REDISMODULE_AUX_BEFORE_RDB as c_int,
         free_effort: Some(free_effort),
         unlink: None,
-        copy: Some(copy),
+        copy: None,
         defrag: None,
-        copy2: None,
+        copy2: Some(copy),
         free_effort2: None,
         mem_usage2: None,
         unlink2: Some(unlink),
@@ -107,7 +107,7 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
                 ptr::null_mut()
             }
             Ok(mut set) => {
-                if let Err(reason) = admit_version(&mut set) {
+                if let Err(reason) = admit_database(rdb).and_then(|()| admit_version(&mut set)) {
                     log::warning(format!("refused a campaign payload (RESTORE): {reason}"));
                     return ptr::null_mut();
                 }
@@ -125,6 +125,23 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
             }
         }
     })
+}
+
+/// A client's RESTORE into another database than `SERVED_DB` is refused
+/// (MOVE and SWAPDB give the module no say; commands refuse what they
+/// put elsewhere). A dataset being loaded keeps what it holds.
+fn admit_database(rdb: *mut raw::RedisModuleIO) -> Result<(), String> {
+    let Some(db_of) = api!(RedisModule_GetDbIdFromIO) else {
+        return Ok(());
+    };
+    // SAFETY: Redis passes the live IO handle of this load.
+    let db = unsafe { db_of(rdb) };
+    if db != SERVED_DB && !SERVER.is_loading() {
+        return Err(format!(
+            "campaigns live in database {SERVED_DB} only, not {db}: nothing was changed"
+        ));
+    }
+    Ok(())
 }
 
 /// Versions stay plausible (SPEC section 4). A client's RESTORE on a
@@ -355,12 +372,21 @@ extern "C" fn unlink(ctx: *mut raw::RedisModuleKeyOptCtx, value: *const c_void) 
     });
 }
 
-extern "C" fn copy(
-    _from_key: *mut raw::RedisModuleString,
-    _to_key: *mut raw::RedisModuleString,
-    value: *const c_void,
-) -> *mut c_void {
+/// COPY: refused (NULL: "module key failed to copy") into another
+/// database than `SERVED_DB`.
+extern "C" fn copy(ctx: *mut raw::RedisModuleKeyOptCtx, value: *const c_void) -> *mut c_void {
     run_callback("copy", ptr::null_mut(), || {
+        if let Some(to_db_of) = api!(RedisModule_GetToDbIdFromOptCtx) {
+            // SAFETY: Redis passes the live options context of this call.
+            let to_db = unsafe { to_db_of(ctx) };
+            if to_db != SERVED_DB {
+                log::warning(format!(
+                    "refused a COPY of a campaign into database {to_db}: campaigns live in \
+                     database {SERVED_DB} only"
+                ));
+                return ptr::null_mut();
+            }
+        }
         with_value(value, |campaign| {
             Box::into_raw(Box::new(campaign.clone())).cast()
         })

@@ -379,3 +379,65 @@ fn digests_and_rebuild_events_match_on_replicas() {
         assert_cache_holds(&mut replica_con, campaign, &members);
     }
 }
+
+fn select(con: &mut redis::Connection, db: &str) {
+    call(con, &[b"SELECT", db.as_bytes()]).unwrap();
+}
+
+/// SPEC section 2: logical databases never share rows. Campaigns live in
+/// database 0: commands elsewhere, COPY ... DB n and RESTORE there are
+/// refused; a campaign MOVEd or SWAPDB'd away leaves its name as after
+/// DEL (reload on next use), and what lands elsewhere answers nothing.
+#[test]
+fn campaigns_live_in_database_zero_only() {
+    let database = Postgres::start();
+    let server = RedisServer::start_with(flushing_to(&database));
+    let mut con = server.connection();
+    assert_eq!(
+        int(&mut con, &["CAMPAIGN.ADD", "x", "a0", "b0", "shared"]),
+        3
+    );
+    flush(&mut con);
+    let payload = dump(&mut con, "x");
+
+    let mut other = server.connection();
+    select(&mut other, "3");
+    for command in [
+        &["CAMPAIGN.ADD", "x", "a3", "b3", "shared"][..],
+        &["CAMPAIGN.ADD", "x", "a3"],
+        &["CAMPAIGN.REM", "x", "shared"],
+        &["CAMPAIGN.REM", "x", "a0", "b0"],
+        &["CAMPAIGN.HAS", "x", "shared"],
+        &["CAMPAIGN.MHAS", "x", "shared", "a0"],
+        &["CAMPAIGN.CARD", "x"],
+        &["CAMPAIGN.REBUILD", "x"],
+        &["CAMPAIGN.VERIFY", "x"],
+    ] {
+        let text = error(&mut other, command);
+        assert!(
+            text.contains("campaigns live in database 0 only"),
+            "{command:?}: {text}"
+        );
+    }
+    let refused = restore(&mut other, "x", &payload, false).unwrap_err();
+    assert!(refused.contains("Bad data format"), "{refused}");
+    let refused = call(&mut con, &[b"COPY", b"x", b"x", b"DB", b"3"]).unwrap_err();
+    assert!(refused.contains("failed to copy"), "{refused}");
+    assert_eq!(int(&mut other, &["EXISTS", "x"]), 0);
+
+    // MOVE and SWAPDB cannot be refused: the name left behind reloads.
+    assert_eq!(int(&mut con, &["MOVE", "x", "3"]), 1);
+    assert_eq!(int(&mut con, &["EXISTS", "x"]), 0);
+    assert!(error(&mut other, &["CAMPAIGN.HAS", "x", "a0"]).contains("database 0 only"));
+    assert_eq!(int(&mut con, &["CAMPAIGN.HAS", "x", "a0"]), 1);
+    assert_eq!(int(&mut other, &["DEL", "x"]), 1);
+    call(&mut con, &[b"SWAPDB", b"0", b"3"]).unwrap();
+    assert_eq!(int(&mut other, &["EXISTS", "x"]), 1);
+    assert_eq!(int(&mut con, &["CAMPAIGN.ADD", "x", "c0"]), 1);
+    flush(&mut con);
+
+    let expected = set(&["a0", "b0", "shared", "c0"]);
+    assert_eq!(rows_of(&database, "x"), expected);
+    assert_eq!(rows(&database).len(), 4);
+    assert_cache_holds(&mut con, "x", &expected);
+}
