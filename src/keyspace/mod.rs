@@ -5,6 +5,7 @@
 pub mod background_free;
 pub mod data_type;
 pub mod deleted;
+pub mod identity;
 pub mod journal;
 pub mod negative;
 pub mod shadow;

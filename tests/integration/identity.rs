@@ -441,3 +441,66 @@ fn campaigns_live_in_database_zero_only() {
     assert_eq!(rows(&database).len(), 4);
     assert_cache_holds(&mut con, "x", &expected);
 }
+
+/// SPEC section 2: a campaign's name is its identity. RENAME, COPY and
+/// MOVE back into database 0 journal the members
+/// there, so after FLUSH the rows under the new name hold what the key
+/// holds, reconcile finds no drift, and replicas journal the same; the
+/// name left behind reloads its rows, as after DEL.
+#[test]
+fn renamed_copied_and_moved_campaigns_keep_their_members_in_the_database() {
+    let database = Postgres::start();
+    let primary =
+        RedisServer::start_with(flushing_to(&database).module_args(&["verify-interval-s", "1"]));
+    let replica = start_replica_of(&primary, RedisOptions::default());
+    let mut con = primary.connection();
+    add(&mut con, "old", &members("m", 0..3));
+    let big = members("b", 0..1_000);
+    add(&mut con, "big", &big);
+    flush(&mut con);
+
+    call(&mut con, &[b"RENAME", b"old", b"new"]).unwrap();
+    assert_eq!(int(&mut con, &["CAMPAIGN.ADD", "new", "d"]), 1);
+    call(&mut con, &[b"COPY", b"big", b"copied"]).unwrap();
+    assert_eq!(int(&mut con, &["MOVE", "big", "3"]), 1);
+    let mut other = primary.connection();
+    select(&mut other, "3");
+    call(&mut other, &[b"RENAME", b"big", b"moved"]).unwrap();
+    assert_eq!(int(&mut other, &["MOVE", "moved", "0"]), 1);
+    flush(&mut con);
+
+    let mut new = members("m", 0..3);
+    new.push("d".to_owned());
+    let expected = [
+        ("new", new),
+        ("copied", big.clone()),
+        ("moved", big.clone()),
+    ];
+    for (campaign, members) in &expected {
+        let members: std::collections::BTreeSet<String> = members.iter().cloned().collect();
+        assert_eq!(rows_of(&database, campaign), members, "{campaign}");
+    }
+    // Reconcile rounds over every campaign find nothing to rebuild.
+    let runs = |con: &mut redis::Connection| -> i64 { status(con)["verify-runs"].parse().unwrap() };
+    let start = runs(&mut con);
+    assert!(wait_until(Duration::from_secs(20), || runs(&mut con) >= start + 12));
+    // The names left behind reload their rows, as after DEL.
+    assert_eq!(int(&mut con, &["CAMPAIGN.HAS", "old", "m0"]), 1);
+    assert_eq!(int(&mut con, &["CAMPAIGN.HAS", "big", "b0"]), 1);
+    flush(&mut con);
+    wait_for_replica(&mut con);
+    let mut replica_con = replica.connection();
+    assert_eq!(pending(&mut replica_con), 0);
+    for (campaign, members) in &expected {
+        assert_cache_holds(&mut con, campaign, members);
+        assert_cache_holds(&mut replica_con, campaign, members);
+    }
+    assert_cache_holds(&mut con, "old", members("m", 0..3));
+    assert_cache_holds(&mut con, "big", &big);
+    assert_eq!(
+        rows_of(&database, "old"),
+        members("m", 0..3).into_iter().collect()
+    );
+    assert_eq!(rows_of(&database, "big"), big.iter().cloned().collect());
+    assert_eq!(rows(&database).len(), 3 + 4 + 3 * 1_000);
+}
