@@ -19,9 +19,10 @@ use redis_module::{Context, RedisString};
 use super::journal::JOURNAL;
 use super::{read_campaign, write_campaign, CLOCK, SERVED_DB};
 use crate::core::member_set::MemberRef;
-use crate::core::Op;
+use crate::core::{validate_text, Op, MAX_CAMPAIGN_NAME_BYTES};
 use crate::propagation::{self, MEMBERS_PER_SYNC};
 use crate::redis_glue::ffi::{cached_now_ms, selected_db};
+use crate::redis_glue::log;
 use crate::redis_glue::server_state::SERVER;
 
 /// A keyspace event of the generic class: `event` happened to `name`.
@@ -40,7 +41,12 @@ pub fn on_generic_event(ctx: &Context, event: &[u8], name: &RedisString) {
 
 /// Journals every member of the campaign at `name` as added now.
 fn journal_whole(ctx: &Context, name: &RedisString) {
-    let Ok(campaign) = std::str::from_utf8(name.as_slice()) else {
+    // A name no write could have (not text, NUL, too long) has no rows
+    // and can get none: nothing is journaled, as for any other key.
+    let Ok(campaign) = validate_text(name.as_slice(), Some(MAX_CAMPAIGN_NAME_BYTES)) else {
+        log::warning(
+            "a campaign was renamed or copied to a name that cannot be stored: not journaled",
+        );
         return;
     };
     let (members, floor) = {
