@@ -36,6 +36,14 @@ pub enum CampaignError {
     DatabaseUnconfigured,
     #[error("{0} is internal: it is only accepted from the primary or the AOF")]
     InternalCommand(&'static str),
+    /// A client's write reached a replica (`replica-read-only no`): only a
+    /// primary journals changes (SPEC section 5, guarantee 4).
+    #[error("campaigns are written on the primary only (this node is a replica, whatever replica-read-only says): nothing was changed")]
+    ReplicaWrite,
+    /// A campaign command or key outside the one logical database the
+    /// module serves (`keyspace::SERVED_DB`).
+    #[error("campaigns live in database {served} only (this call is in database {db}): nothing was changed")]
+    WrongDatabase { db: i32, served: i32 },
     /// A load or a held write finished after this node became a replica.
     #[error("this node became a replica before the load of the campaign finished: nothing was changed, retry on the primary")]
     NoLongerPrimary,
@@ -66,8 +74,9 @@ impl CampaignError {
             | CampaignError::LoadFailed { .. }
             | CampaignError::DatabaseUnconfigured
             | CampaignError::Database(_)
+            | CampaignError::WrongDatabase { .. }
             | CampaignError::Internal { .. } => "ERR",
-            CampaignError::NoLongerPrimary => "READONLY",
+            CampaignError::NoLongerPrimary | CampaignError::ReplicaWrite => "READONLY",
             CampaignError::Incomplete { .. } => "TRYAGAIN",
         }
     }

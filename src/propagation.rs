@@ -14,6 +14,9 @@
 //!   incomplete campaign (a write the database could not be waited for;
 //!   an AOF rewrite of an incomplete campaign, followed by its members as
 //!   set content: ADD the present, REM the absent).
+//! - `CAMPAIGN.SYNC key REBUILT v`: a rebuild ended (its set was sent just
+//!   before): the campaign's newest version, and the `campaign.rebuild`
+//!   keyspace event the primary emitted.
 //! - `CAMPAIGN.SYNC key SHADOW id PART blob`, `... SHADOW id SWAP`, `...
 //!   SHADOW id DROP`: a rebuilt set sent in bounded parts into a shadow,
 //!   then swapped in under `key` (or dropped); see `core::shadow`.
@@ -178,6 +181,14 @@ pub fn sync_incomplete(key: &[u8]) -> WireCommand<'_> {
     }
 }
 
+/// `CAMPAIGN.SYNC key REBUILT v`.
+pub fn sync_rebuilt(key: &[u8], version: u64) -> WireCommand<'_> {
+    WireCommand {
+        command: SYNC_COMMAND,
+        args: vec![Cow::Borrowed(key), word("REBUILT"), number(version)],
+    }
+}
+
 /// `CAMPAIGN.SYNC key REPLACE version blob`: the whole set, encoded.
 pub fn sync_replace<'a>(key: &'a [u8], encoded_set: &'a [u8]) -> WireCommand<'a> {
     WireCommand {
@@ -293,6 +304,11 @@ pub enum Sync<'a> {
     Incomplete {
         key: &'a RedisString,
     },
+    /// A rebuild ended with the campaign at `version`.
+    Rebuilt {
+        key: &'a RedisString,
+        version: u64,
+    },
     /// A step of shadow `id`; a part's members are decoded and validated.
     Shadow {
         key: &'a RedisString,
@@ -329,12 +345,16 @@ pub fn parse_sync(args: &[RedisString]) -> Result<Sync<'_>, CampaignError> {
                 .map_err(|error| CampaignError::Syntax(format!("bad campaign payload: {error}")))?;
         return Ok(Sync::Replace { key, campaign });
     }
-    if form == b"VERSION" {
+    if form == b"VERSION" || form == b"REBUILT" {
         if args.len() != 4 {
             return Err(CampaignError::WrongArity);
         }
         let version = parse_version(&args[3])?;
-        return Ok(Sync::Version { key, version });
+        return Ok(if form == b"VERSION" {
+            Sync::Version { key, version }
+        } else {
+            Sync::Rebuilt { key, version }
+        });
     }
     if form == b"SHADOW" {
         return parse_shadow(key, args);

@@ -3,7 +3,7 @@
 //! entries). Refused from ordinary clients. Their wire forms are parsed in
 //! `propagation`.
 
-use redis_module::{Context, RedisString, RedisValue};
+use redis_module::{Context, NotifyEvent, RedisString, RedisValue};
 
 use super::CommandResult;
 use crate::error::CampaignError;
@@ -51,6 +51,13 @@ pub fn sync(ctx: &Context, args: &[RedisString]) -> CommandResult {
         }
         Sync::Version { key, version } => usize::from(write::raise_version(ctx, key, version)?),
         Sync::Incomplete { key } => usize::from(write::make_incomplete(ctx, key)?),
+        Sync::Rebuilt { key, version } => {
+            let exists = write::raise_version(ctx, key, version)?;
+            if exists {
+                ctx.notify_keyspace_event(NotifyEvent::MODULE, "campaign.rebuild", key);
+            }
+            usize::from(exists)
+        }
         Sync::Shadow { key, id, step } => match step {
             ParsedShadowStep::Part(members) => {
                 shadow::shadows().receive(id, key.as_slice(), &members);

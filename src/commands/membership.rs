@@ -5,16 +5,17 @@ use redis_module::{Context, RedisString, RedisValue};
 use std::sync::atomic::Ordering;
 
 use super::{
-    campaign_name_within, member_length_limit, parse_members, parse_members_within, CommandResult,
-    MAX_CAMPAIGN_NAME_BYTES,
+    campaign_name_within, member_length_limit, parse_members, parse_members_within,
+    refuse_replica_write, CommandResult, MAX_CAMPAIGN_NAME_BYTES,
 };
 use crate::core::campaign::Known;
 use crate::core::{validate_text, Op};
 use crate::error::CampaignError;
 use crate::keyspace::write::{apply_change, Applied, IfMissing, Propagation};
-use crate::keyspace::{answers, read_campaign};
+use crate::keyspace::{answers, check_served_db, read_campaign, SERVED_DB};
 use crate::rebuild::{MissingWrite, LOADS};
 use crate::redis_glue::config;
+use crate::redis_glue::ffi::selected_db;
 use crate::redis_glue::server_state::{is_replayed, SERVER};
 
 /// `CAMPAIGN.ADD campaign member [member ...]` → members that were new.
@@ -32,6 +33,8 @@ fn change_members(ctx: &Context, args: &[RedisString], op: Op) -> CommandResult 
     if args.len() < 3 {
         return Err(CampaignError::WrongArity);
     }
+    refuse_replica_write(ctx)?;
+    check_served_db(ctx)?;
     let name = &args[1];
     // The context flags are read once per call.
     let limit = member_length_limit(ctx);
@@ -88,6 +91,14 @@ pub fn change_one(
     if LOADS.active.load(Ordering::Relaxed) > 0 {
         return None;
     }
+    // A replica's own client, another database: the ordinary handler
+    // words the refusal.
+    if !SERVER.is_primary() && refuse_replica_write(ctx).is_err() {
+        return None;
+    }
+    if selected_db(ctx) != SERVED_DB {
+        return None;
+    }
     let campaign = validate_text(name.as_slice(), Some(MAX_CAMPAIGN_NAME_BYTES)).ok()?;
     let member = validate_text(member.as_slice(), Some(config::max_member_bytes())).ok()?;
     // A missing campaign is loaded first: the ordinary handler does that.
@@ -123,6 +134,7 @@ fn if_missing(ctx: &Context) -> IfMissing {
 /// loaded campaign without this handler (`module::commands`); this one
 /// serves the rest: errors and read-through.
 pub fn has(ctx: &Context, args: &[RedisString]) -> CommandResult {
+    check_served_db(ctx)?;
     if args.len() != 3 {
         return Err(CampaignError::WrongArity);
     }
@@ -144,6 +156,7 @@ pub fn has(ctx: &Context, args: &[RedisString]) -> CommandResult {
 
 /// `CAMPAIGN.MHAS campaign member [member ...]` → 1/0 per member, in order.
 pub fn mhas(ctx: &Context, args: &[RedisString]) -> CommandResult {
+    check_served_db(ctx)?;
     if args.len() < 3 {
         return Err(CampaignError::WrongArity);
     }
@@ -179,6 +192,7 @@ fn read_through(
 
 /// `CAMPAIGN.CARD campaign` → number of members (0 for a missing key).
 pub fn card(ctx: &Context, args: &[RedisString]) -> CommandResult {
+    check_served_db(ctx)?;
     if args.len() != 2 {
         return Err(CampaignError::WrongArity);
     }

@@ -8,7 +8,7 @@ pub mod membership;
 pub mod rebuild;
 pub mod write_behind;
 
-use redis_module::{Context, RedisString};
+use redis_module::{Context, ContextFlags, RedisString};
 
 use crate::core::{validate_text, MAX_CAMPAIGN_NAME_BYTES};
 use crate::error::CampaignError;
@@ -26,6 +26,19 @@ fn member_length_limit(ctx: &Context) -> Option<usize> {
     } else {
         Some(config::max_member_bytes())
     }
+}
+
+/// A client's write to a campaign on a replica is refused, also with
+/// `replica-read-only no`: a replica's journal is its primary's, and a
+/// change made there alone would never reach the database. What the
+/// primary sends and what an AOF replays are applied.
+fn refuse_replica_write(ctx: &Context) -> Result<(), CampaignError> {
+    let flags = ctx.get_flags();
+    let replayed = flags.intersects(ContextFlags::REPLICATED | ContextFlags::LOADING);
+    if flags.contains(ContextFlags::SLAVE) && !replayed {
+        return Err(CampaignError::ReplicaWrite);
+    }
+    Ok(())
 }
 
 /// Validates every member (`args[first..]`) before anything is touched, so a

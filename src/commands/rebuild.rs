@@ -3,10 +3,10 @@
 
 use redis_module::{Context, ContextFlags, RedisString, RedisValue};
 
-use super::{campaign_name, CommandResult};
+use super::{campaign_name, refuse_replica_write, CommandResult};
 use crate::error::CampaignError;
 use crate::keyspace::journal::JOURNAL;
-use crate::keyspace::read_campaign;
+use crate::keyspace::{check_served_db, read_campaign};
 use crate::rebuild::registry::Waiter;
 use crate::rebuild::{Job, VerifyJob, LOADS};
 use crate::redis_glue::server_state::SERVER;
@@ -20,6 +20,7 @@ fn check_can_wait(
     if args.len() != 2 {
         return Err(CampaignError::WrongArity);
     }
+    check_served_db(ctx)?;
     campaign_name(ctx, &args[1])?;
     read_campaign(&ctx.open_key(&args[1]))?;
     if !SERVER.database_configured() {
@@ -33,6 +34,7 @@ fn check_can_wait(
 
 /// `CAMPAIGN.REBUILD campaign` → members loaded from the database.
 pub fn rebuild(ctx: &Context, args: &[RedisString]) -> CommandResult {
+    refuse_replica_write(ctx)?;
     check_can_wait(ctx, args, "CAMPAIGN.REBUILD")?;
     let client = ctx.block_client();
     LOADS.start_load(ctx, &args[1], Waiter::Rebuild(client));

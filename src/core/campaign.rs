@@ -12,6 +12,7 @@ use std::sync::Arc;
 use super::checksum::member_hash;
 use super::codec::{DecodeError, RecordReader, RecordWriter};
 use super::member_set::MemberSet;
+use super::version::MAX_VERSION;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Campaign {
@@ -155,9 +156,18 @@ impl Campaign {
         self.version
     }
 
-    /// Raises the campaign's version to `version` (never lowers it).
+    /// Raises the campaign's version to `version` (never lowers it, never
+    /// above `MAX_VERSION`).
     pub fn advance_version(&mut self, version: u64) {
-        self.version = self.version.max(version);
+        self.version = self.version.max(version.min(MAX_VERSION));
+    }
+
+    /// Lowers a version above `MAX_VERSION` (a value saved by an older
+    /// release) to it; returns whether it did.
+    pub fn clamp_version(&mut self) -> bool {
+        let clamped = self.version > MAX_VERSION;
+        self.version = self.version.min(MAX_VERSION);
+        clamped
     }
 
     /// Adds `member`; true when it was not known present before.

@@ -16,16 +16,38 @@
 //! one: a replica can derive it from its own copy of the campaign, and the
 //! client's command goes to replicas as it came (see `keyspace::write`).
 //!
-//! Versions stay below 2^63 (PostgreSQL `bigint`) until the year 2109.
+//! Versions stay plausible (SPEC section 4). The wall clock gives versions
+//! below 2^63 (PostgreSQL `bigint`) until the year 2109, and no version is
+//! ever issued, followed or kept above `MAX_VERSION`. The node's clock
+//! (`newest`, the floor of campaigns created here) ignores a version
+//! further ahead of the wall clock than `MAX_AHEAD_MS`: a value or a row
+//! from a node whose clock ran ahead (or a forged one) raises the versions
+//! of its own campaign only, not of every campaign created here after it.
+//! A client's RESTORE of a value beyond that bound is refused
+//! (`keyspace::data_type`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::clock::now_ms;
 
 /// Low bits of a version that count changes within one millisecond.
 pub const COUNTER_BITS: u32 = 21;
 
+/// The largest version that exists: the top of PostgreSQL's `bigint`.
+pub const MAX_VERSION: u64 = i64::MAX as u64;
+
+/// How far ahead of this node's wall clock a version may lie and still be
+/// taken as plausible: one day (a RESTORE beyond it is refused).
+pub const MAX_AHEAD_MS: u64 = 24 * 60 * 60 * 1000;
+
 /// The smallest version issued at wall-clock time `now_ms`.
 pub fn version_at(now_ms: u64) -> u64 {
-    now_ms << COUNTER_BITS
+    now_ms.min(MAX_VERSION >> COUNTER_BITS) << COUNTER_BITS
+}
+
+/// The largest version taken as plausible at wall-clock time `now_ms`.
+pub fn plausible_limit(now_ms: u64) -> u64 {
+    version_at(now_ms.saturating_add(MAX_AHEAD_MS))
 }
 
 /// The wall-clock millisecond a version was issued in (or later, if the
@@ -51,22 +73,35 @@ impl VersionClock {
     /// version, or `newest()` for a campaign being created) and not below
     /// the wall clock; returns the first.
     pub fn issue(&self, count: u64, floor: u64, now_ms: u64) -> u64 {
-        let first = floor.saturating_add(1).max(version_at(now_ms));
-        self.observe(first.saturating_add(count.max(1) - 1));
+        let first = floor
+            .saturating_add(1)
+            .max(version_at(now_ms))
+            .min(MAX_VERSION);
+        self.observe_at(first.saturating_add(count.max(1) - 1), now_ms);
         first
     }
 
     /// The versions a replica (or an AOF replay) gives a change its primary
     /// sent as the client's command: the campaign's newest plus one, on.
     pub fn follow(&self, count: u64, floor: u64) -> u64 {
-        let first = floor.saturating_add(1);
-        self.observe(first.saturating_add(count.max(1) - 1));
+        let first = floor.saturating_add(1).min(MAX_VERSION);
+        self.observe(first.saturating_add(count.max(1) - 1).min(MAX_VERSION));
         first
     }
 
     /// Records that `version` exists somewhere: later versions exceed it.
+    /// A version beyond `plausible_limit` of the wall clock now is left to
+    /// its own campaign (whose value or rows carry it): the node's clock
+    /// ignores it.
     pub fn observe(&self, version: u64) {
-        self.newest.fetch_max(version, Ordering::AcqRel);
+        self.observe_at(version, now_ms());
+    }
+
+    /// `observe` at wall-clock time `now_ms`.
+    pub fn observe_at(&self, version: u64, now_ms: u64) {
+        if version <= plausible_limit(now_ms) {
+            self.newest.fetch_max(version, Ordering::AcqRel);
+        }
     }
 
     pub fn newest(&self) -> u64 {
@@ -107,6 +142,27 @@ mod tests {
         // Observing an older version changes nothing.
         clock.observe(5);
         assert_eq!(clock.newest(), version_at(9_000) + 8);
+    }
+
+    #[test]
+    fn the_node_clock_never_adopts_an_implausible_version() {
+        let clock = VersionClock::new();
+        let now = 1_700_000_000_000;
+        clock.observe_at(version_at(now + 3_600_000), now);
+        assert_eq!(clock.newest(), version_at(now + 3_600_000), "an hour: kept");
+        clock.observe_at(plausible_limit(now) + 1, now);
+        clock.observe_at(u64::MAX, now);
+        assert_eq!(clock.newest(), version_at(now + 3_600_000), "ignored");
+        // A campaign whose own version is huge still grows, up to the top.
+        assert_eq!(clock.issue(1, MAX_VERSION - 1, now), MAX_VERSION);
+        assert_eq!(clock.issue(2, MAX_VERSION, now), MAX_VERSION);
+        assert!(clock.newest() <= plausible_limit(now));
+        assert_eq!(clock.follow(1, u64::MAX), MAX_VERSION);
+        assert!(clock.newest() <= plausible_limit(now_ms()));
+        assert_eq!(
+            version_at(u64::MAX),
+            MAX_VERSION >> COUNTER_BITS << COUNTER_BITS
+        );
     }
 
     #[test]

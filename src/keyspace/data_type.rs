@@ -11,12 +11,13 @@ use redis_module::raw;
 
 use super::background_free;
 use super::journal::JOURNAL;
-use super::{deleted, shadow, KeyId, CLOCK};
+use super::{deleted, shadow, KeyId, CLOCK, SERVED_DB};
 use crate::core::campaign::ENCODING_VERSION;
 use crate::core::clock::now_ms;
 use crate::core::journal;
 use crate::core::member_set::MemberRef;
 use crate::core::shadow::Shadows;
+use crate::core::version::{plausible_limit, version_ms, MAX_AHEAD_MS, MAX_VERSION};
 use crate::core::{Campaign, DecodeError, Journal, Op, RecordReader, RecordWriter};
 use crate::propagation;
 use crate::redis_glue::ffi::{api, string_bytes};
@@ -41,7 +42,7 @@ pub static CAMPAIGN_TYPE: RedisType = RedisType::new(
         rdb_save: Some(rdb_save),
         aof_rewrite: Some(aof_rewrite),
         mem_usage: Some(mem_usage),
-        digest: None,
+        digest: Some(digest),
         free: Some(free),
         // The journal is module-wide data saved beside the keyspace.
         aux_load: Some(aux_load),
@@ -50,9 +51,9 @@ pub static CAMPAIGN_TYPE: RedisType = RedisType::new(
         aux_save_triggers: raw::REDISMODULE_AUX_BEFORE_RDB as c_int,
         free_effort: Some(free_effort),
         unlink: None,
-        copy: Some(copy),
+        copy: None,
         defrag: None,
-        copy2: None,
+        copy2: Some(copy),
         free_effort2: None,
         mem_usage2: None,
         unlink2: Some(unlink),
@@ -105,7 +106,11 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
                 log::warning("refused a campaign payload with no members (RESTORE)");
                 ptr::null_mut()
             }
-            Ok(set) => {
+            Ok(mut set) => {
+                if let Err(reason) = admit_database(rdb).and_then(|()| admit_version(&mut set)) {
+                    log::warning(format!("refused a campaign payload (RESTORE): {reason}"));
+                    return ptr::null_mut();
+                }
                 if set.is_empty() && set.is_complete() {
                     log::warning("loaded a campaign with no members");
                 }
@@ -120,6 +125,52 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
             }
         }
     })
+}
+
+/// A client's RESTORE into another database than `SERVED_DB` is refused
+/// (MOVE and SWAPDB give the module no say; commands refuse what they
+/// put elsewhere). A dataset being loaded keeps what it holds.
+fn admit_database(rdb: *mut raw::RedisModuleIO) -> Result<(), String> {
+    let Some(db_of) = api!(RedisModule_GetDbIdFromIO) else {
+        return Ok(());
+    };
+    // SAFETY: Redis passes the live IO handle of this load.
+    let db = unsafe { db_of(rdb) };
+    if db != SERVED_DB && !SERVER.is_loading() {
+        return Err(format!(
+            "campaigns live in database {SERVED_DB} only, not {db}: nothing was changed"
+        ));
+    }
+    Ok(())
+}
+
+/// Versions stay plausible (SPEC section 4). A client's RESTORE on a
+/// primary (MIGRATE's import included) of a value whose version lies
+/// further ahead of this node's clock than `MAX_AHEAD_MS` is refused: it
+/// would push this campaign's changes that far ahead. What a node loads
+/// (RDB, AOF, a full sync) or a replica receives from its primary is
+/// taken whatever the clock, so a replica holds what its primary holds;
+/// a version above `MAX_VERSION` (only an older release could write one)
+/// is lowered to it, with a warning. The node's clock ignores either
+/// beyond the bound (`VersionClock::observe`).
+fn admit_version(set: &mut Campaign) -> Result<(), String> {
+    let now = now_ms();
+    let version = set.version();
+    let restored_by_client = !SERVER.is_loading() && SERVER.is_primary();
+    if restored_by_client && version > plausible_limit(now) {
+        let ahead_ms = version_ms(version).saturating_sub(now);
+        return Err(format!(
+            "its version {version} lies {ahead_ms} ms ahead of this node's clock, more than \
+             the {MAX_AHEAD_MS} ms allowed: nothing was changed"
+        ));
+    }
+    if set.clamp_version() {
+        log::warning(format!(
+            "a loaded campaign carried version {version}, above the largest \
+             ({MAX_VERSION}): lowered to it"
+        ));
+    }
+    Ok(())
 }
 
 extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
@@ -257,6 +308,33 @@ extern "C" fn aux_load(rdb: *mut raw::RedisModuleIO, _encver: c_int, when: c_int
     })
 }
 
+/// `DEBUG DIGEST-VALUE` and `DEBUG DIGEST`: the members (their
+/// order-independent checksum and count) and the version, so two copies
+/// differ in the digest when they differ in content or version.
+extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
+    run_callback("digest", (), || {
+        let (Some(add), Some(end)) = (
+            api!(RedisModule_DigestAddLongLong),
+            api!(RedisModule_DigestEndSequence),
+        ) else {
+            return;
+        };
+        let figures = with_value(value, |campaign| {
+            [
+                campaign.checksum(),
+                campaign.len() as u64,
+                campaign.version(),
+            ]
+        });
+        for figure in figures {
+            // SAFETY: Redis passes the live digest of this call.
+            unsafe { add(md, figure as i64) };
+        }
+        // SAFETY: as above.
+        unsafe { end(md) };
+    });
+}
+
 extern "C" fn mem_usage(value: *const c_void) -> usize {
     run_callback("mem_usage", 0, || {
         with_value(value, |campaign| {
@@ -307,12 +385,21 @@ extern "C" fn unlink(ctx: *mut raw::RedisModuleKeyOptCtx, value: *const c_void) 
     });
 }
 
-extern "C" fn copy(
-    _from_key: *mut raw::RedisModuleString,
-    _to_key: *mut raw::RedisModuleString,
-    value: *const c_void,
-) -> *mut c_void {
+/// COPY: refused (NULL: "module key failed to copy") into another
+/// database than `SERVED_DB`.
+extern "C" fn copy(ctx: *mut raw::RedisModuleKeyOptCtx, value: *const c_void) -> *mut c_void {
     run_callback("copy", ptr::null_mut(), || {
+        if let Some(to_db_of) = api!(RedisModule_GetToDbIdFromOptCtx) {
+            // SAFETY: Redis passes the live options context of this call.
+            let to_db = unsafe { to_db_of(ctx) };
+            if to_db != SERVED_DB {
+                log::warning(format!(
+                    "refused a COPY of a campaign into database {to_db}: campaigns live in \
+                     database {SERVED_DB} only"
+                ));
+                return ptr::null_mut();
+            }
+        }
         with_value(value, |campaign| {
             Box::into_raw(Box::new(campaign.clone())).cast()
         })

@@ -5,6 +5,7 @@
 pub mod background_free;
 pub mod data_type;
 pub mod deleted;
+pub mod identity;
 pub mod journal;
 pub mod negative;
 pub mod retry;
@@ -20,11 +21,32 @@ use crate::core::version::VersionClock;
 use crate::core::Campaign;
 use crate::error::CampaignError;
 use crate::redis_glue::ffi::selected_db;
+use crate::redis_glue::server_state::is_replayed;
 
 /// This node's version clock (SPEC section 4): advanced past every
 /// campaign value and journal entry loaded here, so a version issued here
 /// exceeds them all.
 pub static CLOCK: VersionClock = VersionClock::new();
+
+/// The one logical database whose keys are campaigns (SPEC section 2:
+/// databases never share rows silently). PostgreSQL keys rows by campaign
+/// name alone, so campaign commands and keys elsewhere are refused
+/// (`check_served_db`, RESTORE and COPY in `data_type`); Redis Cluster
+/// has this database only.
+pub const SERVED_DB: i32 = 0;
+
+/// Refuses a client's call in another database than `SERVED_DB`. What
+/// the primary or the AOF sends was accepted once and is applied.
+pub fn check_served_db(ctx: &Context) -> Result<(), CampaignError> {
+    let db = selected_db(ctx);
+    if db != SERVED_DB && !is_replayed(ctx) {
+        return Err(CampaignError::WrongDatabase {
+            db,
+            served: SERVED_DB,
+        });
+    }
+    Ok(())
+}
 
 /// A campaign key: database index and key name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -151,11 +151,15 @@ pub fn apply_change(
     if changed.is_empty() {
         return Ok(Applied::Changed(0));
     }
-    let event = match op {
-        Op::Add => c"campaign.add",
-        Op::Remove => c"campaign.rem",
-    };
-    notify_keyspace_event(ctx, NotifyEvent::MODULE, event, name);
+    // Set content (a rebuild's diff) shows as the primary showed it: one
+    // `campaign.rebuild` at its end (`CAMPAIGN.SYNC key REBUILT`).
+    if propagation != Propagation::StateOnly {
+        let event = match op {
+            Op::Add => c"campaign.add",
+            Op::Remove => c"campaign.rem",
+        };
+        notify_keyspace_event(ctx, NotifyEvent::MODULE, event, name);
+    }
     if op == Op::Remove {
         delete_if_empty(ctx, &key, name);
     }

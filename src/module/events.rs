@@ -1,11 +1,13 @@
 //! Server events and the INFO section: role changes start and stop the
 //! flusher, loading pauses it, the cron expires waiters and starts prefill.
 
-use std::os::raw::c_void;
+use std::ffi::CStr;
+use std::os::raw::{c_char, c_int, c_void};
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use redis_module::server_events::{LoadingSubevent, ServerRole};
-use redis_module::{raw, Context, InfoContext, RedisResult, RedisValue};
+use redis_module::{raw, Context, InfoContext, RedisResult, RedisString, RedisValue};
 use redis_module_macros::{
     cron_event_handler, info_command_handler, loading_event_handler, role_changed_event_handler,
 };
@@ -13,8 +15,8 @@ use redis_module_macros::{
 use crate::commands::write_behind::{status_figures, Figure};
 use crate::core::clock::now_ms;
 use crate::keyspace::journal::JOURNAL;
-use crate::keyspace::negative;
 use crate::keyspace::shadow;
+use crate::keyspace::{identity, negative};
 use crate::rebuild::{prefill, Job, LOADS};
 use crate::redis_glue::ffi::{api, avoid_replica_traffic, call_text};
 use crate::redis_glue::panic_guard::run_callback;
@@ -94,7 +96,41 @@ pub fn subscribe(ctx: &Context) -> Result<(), String> {
     if status != raw::REDISMODULE_OK as i32 {
         return Err("cannot subscribe to the fork event".into());
     }
+    let keyspace = api!(RedisModule_SubscribeToKeyspaceEvents)
+        .ok_or("RedisModule_SubscribeToKeyspaceEvents is missing")?;
+    // SAFETY: as above.
+    let status = unsafe {
+        keyspace(
+            ctx.ctx,
+            raw::REDISMODULE_NOTIFY_GENERIC,
+            Some(on_keyspace_event),
+        )
+    };
+    if status != raw::REDISMODULE_OK as i32 {
+        return Err("cannot subscribe to keyspace events".into());
+    }
     Ok(())
+}
+
+/// A generic keyspace event (RENAME, COPY, MOVE, RESTORE, ...): a campaign
+/// that arrived under a name is journaled there (`keyspace::identity`).
+extern "C" fn on_keyspace_event(
+    ctx: *mut raw::RedisModuleCtx,
+    _class: c_int,
+    event: *const c_char,
+    key: *mut raw::RedisModuleString,
+) -> c_int {
+    run_callback("keyspace event", raw::REDISMODULE_OK as c_int, || {
+        if event.is_null() || key.is_null() {
+            return raw::REDISMODULE_OK as c_int;
+        }
+        // SAFETY: Redis passes a NUL-terminated event name for this call.
+        let event = unsafe { CStr::from_ptr(event) }.to_bytes();
+        let ctx = Context::new(ctx);
+        let name = RedisString::new(NonNull::new(ctx.ctx), key);
+        identity::on_generic_event(&ctx, event, &name);
+        raw::REDISMODULE_OK as c_int
+    })
 }
 
 /// A child was forked. In the parent, right after an AOF rewrite's fork,

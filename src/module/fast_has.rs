@@ -12,7 +12,7 @@ use redis_module::{raw, RedisError};
 use crate::core::campaign::Known;
 use crate::core::{validate_text, Campaign};
 use crate::error::CampaignError;
-use crate::keyspace::CAMPAIGN_TYPE;
+use crate::keyspace::{CAMPAIGN_TYPE, SERVED_DB};
 use crate::redis_glue::config;
 use crate::redis_glue::ffi::string_bytes;
 
@@ -36,11 +36,17 @@ pub unsafe fn has_in_place(
     // the error. (Validation used to be a fifth of the call: see
     // `validate_text`'s ASCII shortcut.)
     let member = validate_text(member, Some(config::max_member_bytes())).ok()?;
-    let (open, close, reply) = (
+    let (open, close, reply, selected_db) = (
         api!(RedisModule_OpenKey)?,
         api!(RedisModule_CloseKey)?,
         api!(RedisModule_ReplyWithLongLong)?,
+        api!(RedisModule_GetSelectedDb)?,
     );
+    // Another database: the ordinary handler refuses it.
+    // SAFETY: a live context.
+    if unsafe { selected_db(ctx) } != SERVED_DB {
+        return None;
+    }
     // SAFETY: a live context and key name; the key is closed below.
     let key = unsafe { open(ctx, args[1], raw::REDISMODULE_READ as c_int) };
     // SAFETY: `key` is the handle just opened (or NULL).

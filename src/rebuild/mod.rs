@@ -552,8 +552,9 @@ impl Loads {
                 }
             }
         }
-        if !matches!(plan, Plan::Nothing) && loaded.campaign.version() > 0 {
-            propagation::sync_version(name.as_slice(), loaded.campaign.version()).replicate(ctx);
+        if !matches!(plan, Plan::Nothing) {
+            // Replicas raise the version and emit `campaign.rebuild` too.
+            propagation::sync_rebuilt(name.as_slice(), loaded.campaign.version()).replicate(ctx);
         }
         write::replace(ctx, name, loaded.campaign)?;
         deleted::forget_deleted(&job.key);

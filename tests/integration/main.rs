@@ -11,6 +11,7 @@ mod encoding;
 mod errors;
 mod faults;
 mod hardening;
+mod identity;
 mod incomplete;
 mod membership;
 mod pauses;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::Connection;
 
 use crate::harness::campaign::{add, assert_cache_holds, info_field, wait_for_aof_rewrite};
-use crate::harness::redis_server::{call, int};
+use crate::harness::redis_server::{call, error, int};
 use crate::harness::{wait_until, RedisOptions, RedisServer};
 
 /// Members that exercise more than one AOF chunk and non-ASCII text.
@@ -95,10 +95,15 @@ fn copy_rename_move_and_expire_work_like_any_key() {
     assert_eq!(int(&mut con, &["EXISTS", "copied"]), 0);
     assert_eq!(int(&mut con, &["CAMPAIGN.HAS", "renamed", "c"]), 1);
 
+    // Campaigns live in database 0: moved away, the key is kept there but
+    // campaign commands are refused; moved back, it answers again.
     assert_eq!(int(&mut con, &["MOVE", "renamed", "1"]), 1);
     call(&mut con, &[b"SELECT", b"1"]).unwrap();
-    assert_eq!(int(&mut con, &["CAMPAIGN.CARD", "renamed"]), 3);
+    let refused = error(&mut con, &["CAMPAIGN.CARD", "renamed"]);
+    assert!(refused.contains("database 0 only"), "{refused}");
+    assert_eq!(int(&mut con, &["MOVE", "renamed", "0"]), 1);
     call(&mut con, &[b"SELECT", b"0"]).unwrap();
+    assert_eq!(int(&mut con, &["CAMPAIGN.CARD", "renamed"]), 3);
 
     assert_eq!(int(&mut con, &["PEXPIRE", "source", "50"]), 1);
     assert!(wait_until(Duration::from_secs(5), || int(

@@ -341,6 +341,9 @@ fn a_debug_reload_and_a_swapdb_between_parts_leave_replica_and_aof_equal() {
     wait_replicated(&mut con, 1);
     let (old, new) = (setup.old.clone(), setup.new.clone());
     let bystander: BTreeSet<String> = ["b".to_owned()].into_iter().collect();
+    // Database 1 is not served (campaign commands are refused there): what
+    // SWAPDB put there is compared by digest, and read back by MOVE.
+    let mut digests = Vec::new();
     for node in [&setup.primary, &setup.replica] {
         let mut con = node.connection();
         wait_no_shadows(&mut con);
@@ -348,14 +351,33 @@ fn a_debug_reload_and_a_swapdb_between_parts_leave_replica_and_aof_equal() {
         assert_cache_holds(&mut con, CAMPAIGN, &new);
         assert_eq!(int(&mut con, &["EXISTS", "bystander"]), 0);
         call(&mut con, &[b"SELECT", b"1"]).unwrap();
-        assert_cache_holds(&mut con, CAMPAIGN, &old);
-        assert_cache_holds(&mut con, "bystander", &bystander);
+        digests.push(db_digest(&mut con));
     }
+    assert_eq!(digests[0], digests[1], "replica's database 1");
     setup.primary.restart();
     let mut con = setup.primary.connection();
     assert_cache_holds(&mut con, CAMPAIGN, &new);
     call(&mut con, &[b"SELECT", b"1"]).unwrap();
+    assert_eq!(
+        db_digest(&mut con),
+        digests[0],
+        "database 1 after a restart"
+    );
+    for key in [CAMPAIGN, "bystander"] {
+        assert_eq!(int(&mut con, &["MOVE", key, "2"]), 1);
+    }
+    call(&mut con, &[b"SELECT", b"0"]).unwrap();
+    call(&mut con, &[b"SWAPDB", b"0", b"2"]).unwrap();
     assert_cache_holds(&mut con, CAMPAIGN, &old);
+    assert_cache_holds(&mut con, "bystander", &bystander);
+}
+
+/// `DEBUG DIGEST-VALUE` of the two keys in the selected database.
+fn db_digest(con: &mut redis::Connection) -> Vec<redis::Value> {
+    [CAMPAIGN, "bystander"]
+        .iter()
+        .map(|key| call(con, &[b"DEBUG", b"DIGEST-VALUE", key.as_bytes()]).unwrap())
+        .collect()
 }
 
 /// A missing key's rebuild: a full sync, an AOF rewrite and a failover
