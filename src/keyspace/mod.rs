@@ -6,6 +6,7 @@ pub mod background_free;
 pub mod data_type;
 pub mod deleted;
 pub mod journal;
+pub mod memory_guard;
 pub mod negative;
 pub mod retry;
 pub mod shadow;

@@ -12,6 +12,7 @@ mod errors;
 mod faults;
 mod hardening;
 mod membership;
+mod memory;
 mod pauses;
 mod persistence;
 mod rebuild;
