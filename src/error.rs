@@ -27,11 +27,11 @@ pub enum CampaignError {
     #[error("campaign journal holds {bytes} bytes (campaign.max-pending-bytes {limit} reached): retry once the database catches up")]
     JournalBytesFull { bytes: usize, limit: usize },
     /// Under `maxmemory`, journal growth would make Redis evict keys.
-    #[error("Redis memory is at {used_percent}% of maxmemory and the campaign journal holds {journal_bytes} bytes: writes are refused so that the journal does not make Redis evict campaigns (campaign.maxmemory-reserve-percent {reserve_percent}); retry once the database catches up")]
+    #[error("Redis memory is at {used_percent}% of maxmemory, within the module's reserve of {reserve_bytes} bytes (campaign.maxmemory-reserve-percent), and the campaign journal holds {journal_bytes} bytes: writes are refused so that the journal does not make Redis evict campaigns; retry once the database catches up")]
     MemoryReserve {
         used_percent: u32,
         journal_bytes: usize,
-        reserve_percent: i64,
+        reserve_bytes: u64,
     },
     #[error("CAMPAIGN.FLUSH timed out before the database committed the journal")]
     FlushTimeout,
@@ -118,7 +118,7 @@ mod tests {
         let memory = CampaignError::MemoryReserve {
             used_percent: 96,
             journal_bytes: 1 << 20,
-            reserve_percent: 5,
+            reserve_bytes: 4 << 20,
         };
         assert!(reply_text(memory).starts_with("BUSY "));
         assert!(reply_text(CampaignError::FlushTimeout).starts_with("TIMEOUT "));

@@ -184,8 +184,8 @@ pub static MAX_PENDING: NumberSetting =
 /// about 2.6 GB), and a bound on a host without `maxmemory`.
 pub static MAX_PENDING_BYTES: NumberSetting =
     NumberSetting::bytes("max-pending-bytes", 1 << 30, 1, 1 << 40);
-/// Under `maxmemory`: the share of it, in percent, kept free of journal
-/// growth. A client write that would journal gets `BUSY` once Redis's used
+/// Under `maxmemory`: the share of it, in percent (at least 4 MiB, at most
+/// half), kept free of journal growth. A client write that would journal gets `BUSY` once Redis's used
 /// memory reaches `maxmemory` minus this share while the journal holds at
 /// least a quarter of it (see `keyspace::memory_guard`); 0 turns this off.
 pub static MAXMEMORY_RESERVE_PERCENT: NumberSetting =
