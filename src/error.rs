@@ -24,6 +24,15 @@ pub enum CampaignError {
     Syntax(String),
     #[error("campaign journal is full ({pending} entries pending, campaign.max-pending reached): retry once the database catches up")]
     JournalFull { pending: usize },
+    #[error("campaign journal holds {bytes} bytes (campaign.max-pending-bytes {limit} reached): retry once the database catches up")]
+    JournalBytesFull { bytes: usize, limit: usize },
+    /// Under `maxmemory`, journal growth would make Redis evict keys.
+    #[error("Redis memory is at {used_percent}% of maxmemory, within the module's reserve of {reserve_bytes} bytes (campaign.maxmemory-reserve-percent), and the campaign journal holds {journal_bytes} bytes: writes are refused so that the journal does not make Redis evict campaigns; retry once the database catches up")]
+    MemoryReserve {
+        used_percent: u32,
+        journal_bytes: usize,
+        reserve_bytes: u64,
+    },
     #[error("CAMPAIGN.FLUSH timed out before the database committed the journal")]
     FlushTimeout,
     #[error("campaign is being rebuilt and the write could not wait (campaign.write-block-timeout-ms passed, or MULTI/script): nothing was changed")]
@@ -63,7 +72,9 @@ impl CampaignError {
     pub fn code(&self) -> &'static str {
         match self {
             CampaignError::WrongType => "WRONGTYPE",
-            CampaignError::JournalFull { .. } => "BUSY",
+            CampaignError::JournalFull { .. }
+            | CampaignError::JournalBytesFull { .. }
+            | CampaignError::MemoryReserve { .. } => "BUSY",
             CampaignError::FlushTimeout | CampaignError::WriteBlocked => "TIMEOUT",
             CampaignError::WrongArity
             | CampaignError::InvalidMember { .. }
@@ -111,6 +122,14 @@ mod tests {
             "ERR invalid member at argument 3: the member contains a NUL byte"
         );
         assert!(reply_text(CampaignError::JournalFull { pending: 5 }).starts_with("BUSY "));
+        let bytes = CampaignError::JournalBytesFull { bytes: 9, limit: 8 };
+        assert!(reply_text(bytes).starts_with("BUSY "));
+        let memory = CampaignError::MemoryReserve {
+            used_percent: 96,
+            journal_bytes: 1 << 20,
+            reserve_bytes: 4 << 20,
+        };
+        assert!(reply_text(memory).starts_with("BUSY "));
         assert!(reply_text(CampaignError::FlushTimeout).starts_with("TIMEOUT "));
         assert!(matches!(
             CampaignError::WrongArity.into_redis_error(),

@@ -8,8 +8,8 @@ use redis_module::{Context, NotifyEvent, RedisString, RedisValue};
 use super::CommandResult;
 use crate::error::CampaignError;
 use crate::keyspace::journal::JOURNAL;
-use crate::keyspace::shadow;
 use crate::keyspace::write::{self, apply_change, IfMissing, Propagation};
+use crate::keyspace::{background_free, shadow};
 use crate::propagation::{self, JournalCommand, ParsedShadowStep, Sync};
 use crate::redis_glue::server_state::is_replayed;
 use crate::write_behind::WRITE_BEHIND;
@@ -46,7 +46,7 @@ pub fn sync(ctx: &Context, args: &[RedisString]) -> CommandResult {
         }
         Sync::Replace { key, campaign } => {
             let count = campaign.len();
-            write::replace(ctx, key, campaign)?;
+            background_free::module_replaces(|| write::replace(ctx, key, campaign))?;
             count
         }
         Sync::Version { key, version } => usize::from(write::raise_version(ctx, key, version)?),

@@ -103,6 +103,8 @@ pub fn status_figures() -> Vec<(&'static str, Figure)> {
     vec![
         ("database", Figure::Text(database.into())),
         ("pending", count(&journal.pending)),
+        ("pending-bytes", count(&journal.pending_bytes)),
+        ("busy-refusals", count(&journal.busy_refusals)),
         ("oldest-pending-age-ms", age(&journal.oldest_pending_ms, 0)),
         ("flushed", count(&stats.flushed)),
         ("flushed-per-second", count(&stats.flush_rate)),

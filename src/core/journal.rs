@@ -183,6 +183,21 @@ pub struct Journal {
     chunk_bytes: usize,
     /// The largest version ever journaled here (trims keep it).
     newest_version: u64,
+    /// Heap bytes of the sealed chunks and of the names in `campaigns`,
+    /// kept as they change so that `heap_bytes` costs O(1) (it is read
+    /// after every write, for `campaign.max-pending-bytes`).
+    sealed_bytes: usize,
+    name_bytes: usize,
+}
+
+/// What one sealed chunk costs: its buffers, its box and the `Arc` counts.
+fn sealed_chunk_bytes(chunk: &Chunk) -> usize {
+    chunk.heap_bytes() + std::mem::size_of::<Chunk>() + 16
+}
+
+/// What one campaign name kept in `campaigns` costs (its `Arc<str>`).
+fn name_heap_bytes(name: &str) -> usize {
+    name.len() + 16
 }
 
 impl Default for Journal {
@@ -204,6 +219,8 @@ impl Journal {
             arrivals: VecDeque::new(),
             chunk_bytes: super::journal_chunk::CHUNK_BYTES,
             newest_version: 0,
+            sealed_bytes: 0,
+            name_bytes: 0,
         }
     }
 
@@ -240,20 +257,15 @@ impl Journal {
     }
 
     /// Heap bytes held by the entries and their bookkeeping (an estimate
-    /// of what the allocator sees, for figures and tests).
+    /// of what the allocator sees: `campaign.max-pending-bytes`, figures).
+    /// O(1): the sealed chunks and the names are counted as they come and go.
     pub fn heap_bytes(&self) -> usize {
-        let chunks: usize = self
-            .sealed
-            .iter()
-            .map(|chunk| chunk.heap_bytes() + std::mem::size_of::<Chunk>() + 16)
-            .sum();
         let per_campaign = std::mem::size_of::<(Arc<str>, Pending)>() + 1;
-        let names: usize = self.campaigns.keys().map(|name| name.len() + 16).sum();
-        chunks
+        self.sealed_bytes
+            + self.name_bytes
             + self.open.heap_bytes()
             + self.sealed.capacity() * std::mem::size_of::<Arc<Chunk>>()
             + self.campaigns.capacity() * per_campaign
-            + names
             + self.arrivals.capacity() * 16
     }
 
@@ -305,11 +317,14 @@ impl Journal {
             chunk_bytes,
             len,
             newest_version,
+            sealed_bytes,
+            name_bytes,
             ..
         } = self;
         let pending = match campaigns.entry_ref(campaign) {
             MapEntry::Occupied(entry) => entry.into_mut(),
             MapEntry::Vacant(entry) => {
+                *name_bytes += name_heap_bytes(campaign);
                 let name: Arc<str> = campaign.into();
                 let pending = Pending {
                     name: Arc::clone(&name),
@@ -325,6 +340,7 @@ impl Journal {
             if open.len() > 0 && open.byte_len() + max_packed_len(&member) > *chunk_bytes {
                 let mut full = std::mem::take(open);
                 full.shrink();
+                *sealed_bytes += sealed_chunk_bytes(&full);
                 sealed.push_back(Arc::new(full));
                 *open_serial += 1;
             }
@@ -340,6 +356,7 @@ impl Journal {
         *len += count;
         if pending.entries == 0 {
             campaigns.remove(campaign);
+            *name_bytes -= name_heap_bytes(campaign);
         }
         count
     }
@@ -371,6 +388,8 @@ impl Journal {
                 open,
                 head,
                 campaigns,
+                sealed_bytes,
+                name_bytes,
                 ..
             } = self;
             let (chunk, is_sealed) = match sealed.front() {
@@ -378,10 +397,11 @@ impl Journal {
                 None => (&*open, false),
             };
             let take = left.min((chunk.len() - *head) as usize) as u32;
-            count_out(campaigns, chunk, *head, *head + take);
+            *name_bytes -= count_out(campaigns, chunk, *head, *head + take);
             *head += take;
             left -= take as usize;
             if is_sealed && *head == chunk.len() {
+                *sealed_bytes -= sealed_chunk_bytes(chunk);
                 sealed.pop_front();
                 *head = 0;
             }
@@ -662,10 +682,17 @@ impl Journal {
     }
 }
 
-/// Takes `start..end` of `chunk` out of the per-campaign counts.
-fn count_out(campaigns: &mut HashMap<Arc<str>, Pending>, chunk: &Chunk, start: u32, end: u32) {
+/// Takes `start..end` of `chunk` out of the per-campaign counts; returns
+/// the `name_heap_bytes` of the campaigns that have no entry left.
+fn count_out(
+    campaigns: &mut HashMap<Arc<str>, Pending>,
+    chunk: &Chunk,
+    start: u32,
+    end: u32,
+) -> usize {
+    let mut freed = 0;
     if start == end {
-        return;
+        return freed;
     }
     let whole = start == 0 && end == chunk.len() && !chunk.counts.is_empty();
     let scanned;
@@ -688,9 +715,11 @@ fn count_out(campaigns: &mut HashMap<Arc<str>, Pending>, chunk: &Chunk, start: u
             pending.entries = pending.entries.saturating_sub(count as usize);
             if pending.entries == 0 {
                 campaigns.remove(&**name);
+                freed += name_heap_bytes(name);
             }
         }
     }
+    freed
 }
 
 /// The oldest entries of a journal, taken out to be flushed: shares the
@@ -1181,7 +1210,16 @@ mod tests {
             journal.oldest_arrival_ms().is_some(),
             !model.entries.is_empty()
         );
+        prop_assert_eq!(journal.heap_bytes(), recounted_heap_bytes(journal));
         Ok(())
+    }
+
+    /// `heap_bytes` counted from scratch, as it was before it kept its
+    /// figures as they change.
+    fn recounted_heap_bytes(journal: &Journal) -> usize {
+        let chunks: usize = journal.sealed.iter().map(|c| sealed_chunk_bytes(c)).sum();
+        let names: usize = journal.campaigns.keys().map(|n| name_heap_bytes(n)).sum();
+        journal.heap_bytes() - journal.sealed_bytes - journal.name_bytes + chunks + names
     }
 
     proptest! {

@@ -14,7 +14,7 @@ use std::sync::{LazyLock, Mutex, MutexGuard};
 use crossbeam_channel::{Receiver, Sender};
 use redis_module::Context;
 
-use super::CLOCK;
+use super::{memory_guard, CLOCK};
 use crate::core::clock::now_ms;
 use crate::core::{Entry, Journal, Op};
 use crate::error::CampaignError;
@@ -34,6 +34,10 @@ pub struct SharedJournal {
 #[derive(Default)]
 pub struct JournalFigures {
     pub pending: AtomicU64,
+    /// Heap bytes of the pending entries (`Journal::heap_bytes`).
+    pub pending_bytes: AtomicU64,
+    /// Client writes refused with `BUSY` since start (any of the limits).
+    pub busy_refusals: AtomicU64,
     /// Arrival of the oldest pending entry (unix ms, 0 = empty).
     pub oldest_pending_ms: AtomicU64,
     pub next_seq: AtomicU64,
@@ -78,16 +82,33 @@ impl SharedJournal {
         &self.wake_receiver
     }
 
-    /// Refuses a client's write when the journal is full: back-pressure,
-    /// not loss.
+    /// Refuses a client's write when the journal is full, in entries or
+    /// in bytes, or when under `maxmemory` its growth would make Redis
+    /// evict keys (`memory_guard`): back-pressure, not loss. Writes from
+    /// the primary's stream or the AOF were accepted once and always pass.
     pub fn check_capacity(&self, ctx: &Context) -> Result<(), CampaignError> {
-        // The published figure: no lock on the write path.
+        // The published figures: no lock and O(1) on the write path.
         let pending = self.figures.pending.load(Ordering::Relaxed) as usize;
+        let bytes = self.figures.pending_bytes.load(Ordering::Relaxed) as usize;
         let limit = config::MAX_PENDING.get() as usize;
-        if pending >= limit && !is_replayed(ctx) {
-            return Err(CampaignError::JournalFull { pending });
+        let byte_limit = config::MAX_PENDING_BYTES.get() as usize;
+        let refusal = if pending >= limit {
+            Err(CampaignError::JournalFull { pending })
+        } else if bytes >= byte_limit {
+            Err(CampaignError::JournalBytesFull {
+                bytes,
+                limit: byte_limit,
+            })
+        } else {
+            memory_guard::check(bytes)
+        };
+        if refusal.is_err() {
+            if is_replayed(ctx) {
+                return Ok(());
+            }
+            self.figures.busy_refusals.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(())
+        refusal
     }
 
     /// Journals one entry per changed member of `campaign`, with versions
@@ -174,6 +195,9 @@ impl SharedJournal {
         figures
             .pending
             .store(journal.len() as u64, Ordering::Relaxed);
+        figures
+            .pending_bytes
+            .store(journal.heap_bytes() as u64, Ordering::Relaxed);
         figures
             .oldest_pending_ms
             .store(journal.oldest_arrival_ms().unwrap_or(0), Ordering::Relaxed);

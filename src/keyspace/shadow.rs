@@ -48,7 +48,7 @@ pub fn swap_in(ctx: &Context, name: &RedisString, id: u64) -> Result<usize, Camp
     };
     drop(shadows);
     let count = campaign.len();
-    write::replace(ctx, name, campaign)?;
+    background_free::module_replaces(|| write::replace(ctx, name, campaign))?;
     Ok(count)
 }
 

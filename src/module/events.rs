@@ -16,7 +16,7 @@ use crate::commands::write_behind::{status_figures, Figure};
 use crate::core::clock::now_ms;
 use crate::keyspace::journal::JOURNAL;
 use crate::keyspace::shadow;
-use crate::keyspace::{identity, negative};
+use crate::keyspace::{identity, memory_guard, negative};
 use crate::rebuild::{prefill, Job, LOADS};
 use crate::redis_glue::ffi::{api, avoid_replica_traffic, call_text};
 use crate::redis_glue::panic_guard::run_callback;
@@ -80,7 +80,21 @@ fn on_cron(ctx: &Context, _hz: u64) {
         }
         negative::expire_missing();
         prefill::on_cron(ctx);
+        refresh_maxmemory(ctx);
     });
+}
+
+/// When `maxmemory` was last read (unix ms).
+static MAXMEMORY_READ_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Reads `maxmemory` for the memory guard about once a second (it sizes
+/// the journal's allowance; the used-memory ratio is read on each write).
+fn refresh_maxmemory(ctx: &Context) {
+    let now = now_ms();
+    if now.saturating_sub(MAXMEMORY_READ_MS.load(Ordering::Relaxed)) >= 1_000 {
+        MAXMEMORY_READ_MS.store(now, Ordering::Relaxed);
+        memory_guard::refresh(ctx);
+    }
 }
 
 /// Subscribes to the events the crate's macros do not cover.

@@ -23,6 +23,8 @@ pub struct NumberSetting {
     default: i64,
     min: i64,
     max: i64,
+    /// A size in bytes: accepts Redis's units (`64mb`, `1gb`, ...).
+    bytes: bool,
 }
 
 impl NumberSetting {
@@ -33,6 +35,15 @@ impl NumberSetting {
             default,
             min,
             max,
+            bytes: false,
+        }
+    }
+
+    /// A size in bytes, given in bytes or with Redis's units.
+    const fn bytes(name: &'static str, default: i64, min: i64, max: i64) -> Self {
+        Self {
+            bytes: true,
+            ..Self::new(name, default, min, max)
         }
     }
 
@@ -166,6 +177,19 @@ pub static FLUSH_BATCH_SIZE: NumberSetting =
     NumberSetting::new("flush-batch-size", 10_000, 1, 1_000_000);
 pub static MAX_PENDING: NumberSetting =
     NumberSetting::new("max-pending", 10_000_000, 1, 1_000_000_000);
+/// Journal memory (`Journal::heap_bytes`) at which client writes get
+/// `BUSY`, beside `max-pending`. 1 GiB: above what `max-pending`'s 10M
+/// entries of ids, UUIDs or short names take (5-93 B each), so it binds
+/// only where members are long (10M entries of 256-byte members would be
+/// about 2.6 GB), and a bound on a host without `maxmemory`.
+pub static MAX_PENDING_BYTES: NumberSetting =
+    NumberSetting::bytes("max-pending-bytes", 1 << 30, 1, 1 << 40);
+/// Under `maxmemory`: the share of it, in percent (at least 4 MiB, at most
+/// half), kept free of journal growth. A client write that would journal gets `BUSY` once Redis's used
+/// memory reaches `maxmemory` minus this share while the journal holds at
+/// least a quarter of it (see `keyspace::memory_guard`); 0 turns this off.
+pub static MAXMEMORY_RESERVE_PERCENT: NumberSetting =
+    NumberSetting::new("maxmemory-reserve-percent", 5, 0, 50);
 pub static NEGATIVE_TTL_MS: NumberSetting =
     NumberSetting::new("negative-ttl-ms", 5_000, 0, 86_400_000);
 pub static VERIFY_INTERVAL_S: NumberSetting =
@@ -211,6 +235,8 @@ pub const SETTINGS: &[Setting] = &[
     Setting::Number(&FLUSH_INTERVAL_MS),
     Setting::Number(&FLUSH_BATCH_SIZE),
     Setting::Number(&MAX_PENDING),
+    Setting::Number(&MAX_PENDING_BYTES),
+    Setting::Number(&MAXMEMORY_RESERVE_PERCENT),
     Setting::Flag(&READ_THROUGH),
     Setting::Number(&NEGATIVE_TTL_MS),
     Setting::Flag(&PREFILL),
@@ -236,6 +262,28 @@ impl Setting {
     /// path becomes its starting value.
     fn register(&self, ctx: &Context, args: &[RedisString]) -> Result<(), RedisError> {
         match self {
+            Setting::Number(setting) if setting.bytes => {
+                let start = match find_module_arg(args, setting.name) {
+                    Some(text) => parse_bytes(&text).ok_or_else(|| {
+                        RedisError::String(format!(
+                            "campaign.{} must be a size in bytes (units kb, mb, gb), got '{}'",
+                            setting.name,
+                            text.escape_debug()
+                        ))
+                    })?,
+                    None => setting.default,
+                };
+                register_i64_configuration(
+                    ctx,
+                    setting.name,
+                    *setting,
+                    start,
+                    setting.min,
+                    setting.max,
+                    ConfigurationFlags::MEMORY,
+                    None,
+                );
+            }
             Setting::Number(setting) => {
                 let start = get_i64_default_config_value(args, setting.name, setting.default)?;
                 register_i64_configuration(
@@ -291,6 +339,35 @@ pub fn register(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The value given after the module path for setting `name`, if any.
+fn find_module_arg(args: &[RedisString], name: &str) -> Option<String> {
+    args.chunks(2)
+        .find(|pair| pair[0].as_slice() == name.as_bytes())
+        .and_then(|pair| pair.get(1))
+        .map(RedisString::to_string_lossy)
+}
+
+/// A size as Redis reads one (`memtoull`): digits, optionally followed by
+/// `b`, `k` (1000), `kb` (1024), `m`, `mb`, `g` or `gb`, in any case.
+fn parse_bytes(text: &str) -> Option<i64> {
+    let text = text.trim().to_ascii_lowercase();
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit: i64 = match &text[digits.len()..] {
+        "" | "b" => 1,
+        "k" => 1_000,
+        "kb" => 1 << 10,
+        "m" => 1_000_000,
+        "mb" => 1 << 20,
+        "g" => 1_000_000_000,
+        "gb" => 1 << 30,
+        _ => return None,
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<i64>().ok()?.checked_mul(unit)
 }
 
 /// Longest member currently accepted, in bytes.
@@ -432,6 +509,27 @@ mod tests {
             validate_database_url("postgresql://app:s3cret@localhost:notaport/db").unwrap_err();
         assert!(!error.contains("s3cret"), "{error}");
         assert!(validate_database_url("host=/tmp bogus_option=1").is_err());
+    }
+
+    #[test]
+    fn sizes_in_bytes() {
+        assert_eq!(parse_bytes("1024"), Some(1024));
+        assert_eq!(parse_bytes("64mb"), Some(64 << 20));
+        assert_eq!(parse_bytes("1GB"), Some(1 << 30));
+        assert_eq!(parse_bytes("2k"), Some(2000));
+        assert_eq!(parse_bytes("3kb"), Some(3072));
+        assert_eq!(parse_bytes("5b"), Some(5));
+        for bad in [
+            "",
+            "mb",
+            "-1",
+            "1.5gb",
+            "1tb",
+            "1 gb x",
+            "99999999999999999999",
+        ] {
+            assert_eq!(parse_bytes(bad), None, "{bad}");
+        }
     }
 
     #[test]

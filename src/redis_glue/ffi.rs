@@ -157,3 +157,20 @@ pub fn aof_buffer_bytes(ctx: &Context) -> u64 {
         .and_then(|value| value.to_string_lossy().parse().ok())
         .unwrap_or(0)
 }
+
+/// Redis's used memory as a share of `maxmemory`, counted as eviction
+/// counts it (replica and AOF buffers left out): 0 without `maxmemory`,
+/// `None` on a server without `RedisModule_GetUsedMemoryRatio`. Cheap: an
+/// atomic read and a walk over the replicas' buffers.
+pub fn used_memory_ratio() -> Option<f32> {
+    // SAFETY: a plain query of server state; it takes no arguments.
+    api!(RedisModule_GetUsedMemoryRatio).map(|ratio| unsafe { ratio() })
+}
+
+/// The server's `maxmemory` in bytes (0: no limit), from `INFO memory`;
+/// `None` if it cannot be read.
+pub fn maxmemory_bytes(ctx: &Context) -> Option<u64> {
+    ctx.server_info("memory")
+        .field("maxmemory")
+        .and_then(|value| value.to_string_lossy().parse().ok())
+}

@@ -3,6 +3,7 @@
 //! `hold_lock` (or `lock_to_propagate`) and is timed; STATUS shows the
 //! longest since start (`longest-lock-hold-us`) and per kind.
 
+use std::cell::Cell;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -64,8 +65,20 @@ pub struct TimedLock {
     since: Instant,
 }
 
+thread_local! {
+    /// This thread is one of the module's own and holds the Redis lock.
+    static HOLDING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the calling thread is a module thread holding the Redis lock
+/// (through `TimedLock`): not Redis's main thread nor its lazy-free thread.
+pub fn module_thread_holds_lock() -> bool {
+    HOLDING.with(Cell::get)
+}
+
 impl TimedLock {
     pub fn new(guard: ContextGuard, hold: Hold) -> Self {
+        HOLDING.with(|holding| holding.set(true));
         TimedLock {
             guard,
             hold,
@@ -84,6 +97,7 @@ impl Deref for TimedLock {
 
 impl Drop for TimedLock {
     fn drop(&mut self) {
+        HOLDING.with(|holding| holding.set(false));
         let micros = self.since.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
         LOCK_HOLDS.record(self.hold, micros);
     }

@@ -9,12 +9,14 @@ use crate::harness::campaign::{flush, flushing_to, status};
 use crate::harness::redis_server::{call, error, int, module_path};
 use crate::harness::{Postgres, RedisOptions, RedisServer};
 
-const DEFAULTS: [(&str, &str); 15] = [
+const DEFAULTS: [(&str, &str); 17] = [
     ("campaign.database-url", ""),
     ("campaign.table", "campaign_members"),
     ("campaign.flush-interval-ms", "100"),
     ("campaign.flush-batch-size", "10000"),
     ("campaign.max-pending", "10000000"),
+    ("campaign.max-pending-bytes", "1073741824"),
+    ("campaign.maxmemory-reserve-percent", "5"),
     ("campaign.read-through", "yes"),
     ("campaign.negative-ttl-ms", "5000"),
     ("campaign.prefill", "no"),
@@ -79,6 +81,8 @@ fn config_set_accepts_valid_values_and_refuses_the_rest() {
         ("max-member-bytes", "64"),
         ("db-timeout-ms", "2500"),
         ("max-connections", "2"),
+        ("max-pending-bytes", "1048576"),
+        ("maxmemory-reserve-percent", "10"),
     ];
     for (name, value) in valid {
         set(&mut con, name, value).unwrap_or_else(|e| panic!("{name} {value}: {e}"));
@@ -103,6 +107,9 @@ fn config_set_accepts_valid_values_and_refuses_the_rest() {
         ("max-member-bytes", "ten", ""),
         ("read-through", "maybe", ""),
         ("db-timeout-ms", "10", "between"),
+        ("max-pending-bytes", "0", "between"),
+        ("max-pending-bytes", "2tb", ""),
+        ("maxmemory-reserve-percent", "51", "between"),
     ];
     for (name, value, hint) in invalid {
         let before = get(&mut con, name);

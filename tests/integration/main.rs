@@ -14,6 +14,7 @@ mod hardening;
 mod identity;
 mod incomplete;
 mod membership;
+mod memory;
 mod pauses;
 mod persistence;
 mod rebuild;
