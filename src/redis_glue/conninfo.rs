@@ -202,9 +202,14 @@ impl ConnInfo {
         })
     }
 
-    /// The settings tokio-postgres connects to `host` with, plaintext
-    /// (`disable`) or TLS (`require`: the checks are the connector's).
-    pub fn config_for(&self, host: &HostEntry, tls: bool, password: Option<&str>) -> Config {
+    /// The settings tokio-postgres connects to `host` with, under its
+    /// `ssl_mode` (the certificate checks are the TLS connector's).
+    pub fn config_for(
+        &self,
+        host: &HostEntry,
+        ssl_mode: PgSslMode,
+        password: Option<&str>,
+    ) -> Config {
         let mut config = self.base.clone();
         if host.host.is_empty() {
             if let Some(address) = host.hostaddr {
@@ -217,11 +222,7 @@ impl ConnInfo {
             config.hostaddr(address);
         }
         config.port(host.port);
-        config.ssl_mode(if tls {
-            PgSslMode::Require
-        } else {
-            PgSslMode::Disable
-        });
+        config.ssl_mode(ssl_mode);
         if let Some(password) = password {
             config.password(password);
         }
@@ -584,7 +585,7 @@ mod tests {
     #[test]
     fn config_for_one_host() {
         let info = ConnInfo::parse("host=a,/tmp port=1,2 password=pw user=u").unwrap();
-        let config = info.config_for(&info.hosts[1], true, info.password.as_deref());
+        let config = info.config_for(&info.hosts[1], PgSslMode::Require, info.password.as_deref());
         assert_eq!(config.get_ports(), [2]);
         assert_eq!(config.get_hosts().len(), 1);
         assert_eq!(config.get_ssl_mode(), PgSslMode::Require);

@@ -10,7 +10,15 @@
 //!
 //! TLS is never tried over a Unix-domain socket (libpq neither).
 
-use postgres_openssl::{MakeTlsConnector, TlsStream};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use openssl::error::ErrorStack;
+use postgres_openssl::{MakeTlsConnector, TlsConnector, TlsStream};
+use tokio_postgres::config::SslMode as PgSslMode;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{Client, Connection, Socket};
 
 use super::passfile;
@@ -59,34 +67,109 @@ async fn open_host(
             passfile::lookup(info.passfile.as_deref(), host, dbname, &user).map_err(fail)?
         }
     };
-    let attempts: &[bool] = match mode {
-        _ if host.is_socket() => &[false],
-        SslMode::Disable => &[false],
-        SslMode::Allow => &[false, true],
-        SslMode::Prefer => &[true, false],
-        SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => &[true],
+    let (first, second) = match mode {
+        _ if host.is_socket() => (PgSslMode::Disable, None),
+        SslMode::Disable => (PgSslMode::Disable, None),
+        SslMode::Allow => (PgSslMode::Disable, Some(PgSslMode::Require)),
+        // tokio-postgres's prefer: plaintext on the same socket when the
+        // server answers that it has no TLS.
+        SslMode::Prefer => (PgSslMode::Prefer, Some(PgSslMode::Disable)),
+        SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => (PgSslMode::Require, None),
     };
-    let mut reasons = Vec::new();
-    for (index, &use_tls) in attempts.iter().enumerate() {
-        let mut config = info.config_for(host, use_tls, password.as_deref());
+    let attempt = async |ssl_mode: PgSslMode| {
+        let mut config = info.config_for(host, ssl_mode, password.as_deref());
         if config.get_user().is_none() {
             config.user(&user);
         }
-        match config.connect(tls.clone()).await {
-            Ok(opened) => return Ok(opened),
-            Err(error) => {
-                let unreachable = error.to_string().starts_with("error connecting to server")
-                    || error.is_closed();
-                let how = if use_tls { "TLS" } else { "plaintext" };
-                reasons.push(format!("{how}: {}", explain(&error_chain(&error))));
-                // A host that cannot be reached is not tried again.
-                if unreachable || index + 1 == attempts.len() {
-                    break;
-                }
-            }
+        let flagged = Flagged::new(tls.clone());
+        let used = flagged.used.clone();
+        let result = config.connect(flagged).await;
+        result.map_err(|error| (error, used.load(Ordering::Relaxed)))
+    };
+    let (error, tls_used) = match attempt(first).await {
+        Ok(opened) => return Ok(opened),
+        Err(failed) => failed,
+    };
+    let how = |tls_used: bool| if tls_used { "TLS" } else { "plaintext" };
+    let first_reason = format!("{}: {}", how(tls_used), explain(&error_chain(&error)));
+    // As libpq: allow retries with TLS after the server refused the
+    // plaintext attempt; prefer retries in plaintext after a failed
+    // handshake or a refusal of the TLS attempt. A host that cannot be
+    // reached is not tried again.
+    let unreachable =
+        error.to_string().starts_with("error connecting to server") || error.is_closed();
+    let retry = match (mode, second) {
+        (SslMode::Allow, Some(next)) if !unreachable && error.as_db_error().is_some() => Some(next),
+        (SslMode::Prefer, Some(next)) if !unreachable && tls_used => Some(next),
+        _ => None,
+    };
+    let Some(next) = retry else {
+        return Err(fail(first_reason));
+    };
+    match attempt(next).await {
+        Ok(opened) => Ok(opened),
+        Err((error, tls_used)) => Err(fail(format!(
+            "{first_reason}, then {}: {}",
+            how(tls_used),
+            explain(&error_chain(&error))
+        ))),
+    }
+}
+
+/// The TLS connector, noting whether the server agreed to TLS (the
+/// handshake was started).
+struct Flagged {
+    inner: MakeTlsConnector,
+    used: Arc<AtomicBool>,
+}
+
+impl Flagged {
+    fn new(inner: MakeTlsConnector) -> Self {
+        Flagged {
+            inner,
+            used: Arc::new(AtomicBool::new(false)),
         }
     }
-    Err(fail(reasons.join(", then ")))
+}
+
+struct FlaggedConnect {
+    inner: TlsConnector,
+    used: Arc<AtomicBool>,
+}
+
+impl MakeTlsConnect<Socket> for Flagged {
+    type Stream = TlsStream<Socket>;
+    type TlsConnect = FlaggedConnect;
+    type Error = ErrorStack;
+
+    fn make_tls_connect(&mut self, domain: &str) -> Result<FlaggedConnect, ErrorStack> {
+        let inner = <MakeTlsConnector as MakeTlsConnect<Socket>>::make_tls_connect(
+            &mut self.inner,
+            domain,
+        )?;
+        Ok(FlaggedConnect {
+            inner,
+            used: self.used.clone(),
+        })
+    }
+}
+
+type Handshake = Pin<
+    Box<
+        dyn Future<Output = Result<TlsStream<Socket>, Box<dyn std::error::Error + Send + Sync>>>
+            + Send,
+    >,
+>;
+
+impl TlsConnect<Socket> for FlaggedConnect {
+    type Stream = TlsStream<Socket>;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = Handshake;
+
+    fn connect(self, stream: Socket) -> Handshake {
+        self.used.store(true, Ordering::Relaxed);
+        self.inner.connect(stream)
+    }
 }
 
 /// OpenSSL's words, with what they mean for the operator.
