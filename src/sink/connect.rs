@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use openssl::error::ErrorStack;
 use postgres_openssl::{MakeTlsConnector, TlsConnector, TlsStream};
-use tokio_postgres::config::SslMode as PgSslMode;
+use tokio_postgres::config::{LoadBalanceHosts, SslMode as PgSslMode};
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{Client, Connection, Socket};
 
@@ -33,8 +33,12 @@ pub async fn open(
     info: &ConnInfo,
     tls: &MakeTlsConnector,
 ) -> Result<(Client, PgConnection), String> {
+    let mut hosts: Vec<&HostEntry> = info.hosts.iter().collect();
+    if info.base.get_load_balance_hosts() == LoadBalanceHosts::Random {
+        fastrand::shuffle(&mut hosts);
+    }
     let mut reasons = Vec::new();
-    for host in &info.hosts {
+    for host in hosts {
         match open_host(info, host, tls).await {
             Ok(opened) => return Ok(opened),
             Err(reason) => reasons.push(reason),

@@ -187,6 +187,12 @@ fn certificate_failures_are_clear_and_keep_the_journal() {
         &mut con,
         "root certificate file \"/nonexistent/root.crt\" does not exist",
     );
+    // The system's roots do not include the test CA.
+    set_url(
+        &mut con,
+        &format!("host=localhost hostaddr=127.0.0.1 port={port} user=postgres sslmode=verify-full sslrootcert=system"),
+    );
+    wait_last_error(&mut con, "not signed by a CA of sslrootcert");
     assert_eq!(pending(&mut con), 50, "the journal is kept");
 
     // verify-ca checks the chain, not the name.
@@ -307,6 +313,52 @@ fn passfile_keeps_the_password_out_of_the_url() {
     assert_eq!(user, "campaign_app");
     assert_eq!(rows(&mut admin, "p"), added.iter().cloned().collect());
     assert_cache_holds(&mut con, "p", &added);
+}
+
+#[test]
+fn channel_binding_over_tls_with_a_password_file() {
+    let certs = Certificates::new();
+    let mut database = Postgres::start_owned();
+    database
+        .socket_client()
+        .batch_execute(
+            "CREATE ROLE campaign_app LOGIN PASSWORD 'bound-secret';
+             GRANT ALL ON SCHEMA public TO campaign_app;",
+        )
+        .unwrap();
+    certs.serve(
+        &mut database,
+        "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let passfile = dir.path().join("pgpass");
+    fs::write(&passfile, "localhost:*:*:campaign_app:bound-secret\n").unwrap();
+    fs::set_permissions(&passfile, fs::Permissions::from_mode(0o600)).unwrap();
+    let url = |mode: &str| {
+        format!(
+            "postgresql://campaign_app@localhost:{}/postgres?hostaddr=127.0.0.1&sslmode={mode}\
+             &sslrootcert={}&passfile={}&channel_binding=require",
+            database.port(),
+            certs.path_str("ca.crt"),
+            passfile.display()
+        )
+    };
+    let server = server();
+    let mut con = server.connection();
+    let mut added = seed(&mut con, &url("verify-full"), "b");
+    // Channel binding needs TLS: over plaintext the module stops before
+    // sending any proof of the password.
+    set_url(&mut con, &url("disable"));
+    added.extend(add_some(&mut con, "b", "m", 20));
+    wait_last_error(&mut con, "channel binding");
+    assert_eq!(pending(&mut con), 20);
+    set_url(&mut con, &url("verify-full"));
+    flush(&mut con);
+    let mut admin = database.socket_client();
+    let (open, encrypted) = module_connections(&mut admin);
+    assert!(open > 0 && encrypted);
+    assert_eq!(rows(&mut admin, "b"), added.iter().cloned().collect());
+    assert_cache_holds(&mut con, "b", &added);
 }
 
 /// ADD, REM, FLUSH, REBUILD, VERIFY and read-through through PgBouncer.
@@ -455,4 +507,48 @@ fn follows_a_promoted_standby_with_nothing_lost() {
     let expected: BTreeSet<String> = acknowledged.iter().cloned().collect();
     assert_eq!(rows(&mut admin, "f"), expected);
     assert_cache_holds(&mut con, "f", &acknowledged);
+}
+
+/// Figures, not a check: FLUSH of 200,000 new members (20 batches of
+/// 10,000) with TLS and without, on one server; and through PgBouncer.
+/// `cargo test --release --test integration measure_tls -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn measure_tls_flush_cost() {
+    let certs = Certificates::new();
+    let mut database = Postgres::start_owned();
+    certs.serve(
+        &mut database,
+        "local all all trust\nhost all all 127.0.0.1/32 trust\n",
+    );
+    let base = format!(
+        "host=localhost hostaddr=127.0.0.1 port={} user=postgres dbname=postgres",
+        database.port()
+    );
+    let bouncer = PgBouncer::start(&database, "transaction");
+    let server = server();
+    let mut con = server.connection();
+    let root = certs.path_str("ca.crt");
+    for round in 0..3 {
+        for (name, url) in [
+            ("disable", format!("{base} sslmode=disable")),
+            ("require", format!("{base} sslmode=require")),
+            (
+                "verify-full",
+                format!("{base} sslmode=verify-full sslrootcert={root}"),
+            ),
+            ("pgbouncer-tx", bouncer.url()),
+        ] {
+            let campaign = format!("{name}-{round}");
+            seed(&mut con, &url, &campaign);
+            let added = members("m", 0..200_000);
+            add(&mut con, &campaign, &added);
+            let start = std::time::Instant::now();
+            flush(&mut con);
+            println!(
+                "round {round} {name}: FLUSH of 200000 adds {:?}",
+                start.elapsed()
+            );
+        }
+    }
 }
