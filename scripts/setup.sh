@@ -7,7 +7,7 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-PACKAGES=(redis-server redis-tools postgresql libclang-dev build-essential pkg-config)
+PACKAGES=(redis-server redis-tools postgresql libclang-dev build-essential pkg-config libssl-dev openssl pgbouncer)
 MIN_RUST="1.90" # Cargo.toml rust-version
 
 command -v dpkg >/dev/null 2>&1 || die "dpkg not found: this script supports Debian and derivatives only"

@@ -2,7 +2,6 @@
 //! and validation, listed once in `SETTINGS`; registration with Redis and
 //! the check of `name value` pairs after the module path both read it.
 
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Mutex;
 
@@ -13,6 +12,7 @@ use redis_module::configuration::{
 };
 use redis_module::{raw, Context, RedisError, RedisString};
 
+use super::conninfo::ConnInfo;
 use super::ffi::api;
 
 /// A numeric setting that refuses values outside its range itself, so a bad
@@ -382,11 +382,9 @@ fn validate_database_url(url: &str) -> Result<(), String> {
     if url.is_empty() {
         return Ok(());
     }
-    tokio_postgres::Config::from_str(url)
-        .map(|_| ())
-        .map_err(|error| {
-            format!("campaign.database-url is not a valid libpq connection string or URL ({error})")
-        })
+    ConnInfo::parse(url).map(|_| ()).map_err(|error| {
+        format!("campaign.database-url is not a valid libpq connection string or URL ({error})")
+    })
 }
 
 /// `name` or `schema.name`, each a plain PostgreSQL identifier (it is
@@ -509,6 +507,15 @@ mod tests {
             validate_database_url("postgresql://app:s3cret@localhost:notaport/db").unwrap_err();
         assert!(!error.contains("s3cret"), "{error}");
         assert!(validate_database_url("host=/tmp bogus_option=1").is_err());
+        for libpq_only in [
+            "host=db sslmode=verify-full sslrootcert=/ca.pem sslcert=/c.pem sslkey=/k.pem",
+            "host=db sslmode=verify-ca passfile=/etc/redis/pgpass",
+            "host=db sslmode=allow",
+            "postgresql://app@db/x?sslmode=verify-full&sslrootcert=system&channel_binding=require",
+            "postgresql://app@a,b/x?target_session_attrs=read-write&passfile=%2Fp",
+        ] {
+            assert!(validate_database_url(libpq_only).is_ok(), "{libpq_only}");
+        }
     }
 
     #[test]

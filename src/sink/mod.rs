@@ -3,17 +3,21 @@
 //! loaded and verified from, used by the load workers). `postgres` is the
 //! implementation (statements), `pool` the node's bounded set of
 //! connections every use shares, `connection` the `Database` handle over
-//! both, `health` what STATUS says of the database, and `memory` an
-//! in-memory stand-in for unit tests.
+//! both, `connect` the opening of one connection as libpq does (hosts,
+//! sslmode, `tls`, `passfile`), `health` what STATUS says of the database,
+//! and `memory` an in-memory stand-in for unit tests.
 
+mod connect;
 pub mod connection;
 mod copy_format;
 pub mod health;
 #[cfg(test)]
 pub mod memory;
+mod passfile;
 pub mod pool;
 pub mod postgres;
 pub mod rejected;
+mod tls;
 
 use thiserror::Error;
 

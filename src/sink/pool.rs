@@ -11,17 +11,19 @@
 //! it) is retried once on a fresh connection before anything is answered.
 //! The table set-up runs once per node and database, not on every connect.
 
-use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio_postgres::{Client, NoTls};
+use postgres_openssl::MakeTlsConnector;
+use tokio_postgres::Client;
 
+use super::connect;
 use super::health::{Use, HEALTH};
 use super::postgres::{error_chain, Tables};
 use super::SinkError;
 use crate::redis_glue::config;
+use crate::redis_glue::conninfo::ConnInfo;
 
 /// Idle connections older than this are closed.
 const IDLE_CLOSE: Duration = Duration::from_secs(30);
@@ -40,6 +42,8 @@ struct Target {
 struct Idle {
     target: Target,
     client: Client,
+    /// The TLS settings it was opened with, which its cancel request uses.
+    tls: MakeTlsConnector,
     since: Instant,
 }
 
@@ -66,6 +70,7 @@ pub struct Pool {
 pub struct Lease {
     target: Target,
     client: Option<Client>,
+    tls: MakeTlsConnector,
     /// Whether the connection was taken from the idle list (it may have
     /// died while it waited there).
     reused: bool,
@@ -153,6 +158,7 @@ impl Pool {
         let tables = lease.tables();
         let client = lease.client.as_mut().expect("a lease holds a client");
         let cancel = client.cancel_token();
+        let tls = lease.tls.clone();
         let left = deadline.saturating_duration_since(Instant::now());
         // (The timer is made inside the runtime, which it needs.)
         let outcome =
@@ -177,7 +183,7 @@ impl Pool {
                 // Ends the statement on the server, so its transaction and
                 // locks do not outlive the deadline; the connection goes.
                 runtime.spawn(async move {
-                    let _ = tokio::time::timeout(CANCEL_WAIT, cancel.cancel_query(NoTls)).await;
+                    let _ = tokio::time::timeout(CANCEL_WAIT, cancel.cancel_query(tls)).await;
                 });
                 self.discard(lease);
                 Err(Failure::Other(SinkError::Timeout(timeout)))
@@ -202,6 +208,7 @@ impl Pool {
                 return Ok(Lease {
                     target: idle.target,
                     client: Some(idle.client),
+                    tls: idle.tls,
                     reused: true,
                 });
             }
@@ -211,11 +218,12 @@ impl Pool {
                 let set_up = slots.set_up.as_ref() == Some(target);
                 drop(slots);
                 return match self.connect(target, deadline, timeout, set_up) {
-                    Ok(client) => {
+                    Ok((client, tls)) => {
                         self.opened.fetch_add(1, Ordering::Relaxed);
                         Ok(Lease {
                             target: target.clone(),
                             client: Some(client),
+                            tls,
                             reused: false,
                         })
                     }
@@ -247,16 +255,16 @@ impl Pool {
         deadline: Instant,
         timeout: Duration,
         set_up: bool,
-    ) -> Result<Client, SinkError> {
+    ) -> Result<(Client, MakeTlsConnector), SinkError> {
         let runtime = self.runtime()?;
         let settings = session_config(&target.url)?;
+        let tls = super::tls::connector(&settings.tls).map_err(SinkError::Connect)?;
         let left = deadline.saturating_duration_since(Instant::now());
         let opened = runtime.block_on(async {
             tokio::time::timeout(left, async {
-                let (client, connection) = settings
-                    .connect(NoTls)
+                let (client, connection) = connect::open(&settings, &tls)
                     .await
-                    .map_err(|error| SinkError::Connect(error_chain(&error)))?;
+                    .map_err(SinkError::Connect)?;
                 tokio::spawn(connection);
                 if !set_up {
                     Tables::of(&target.table).set_up(&client).await?;
@@ -278,7 +286,7 @@ impl Pool {
         if !set_up {
             self.slots().set_up = Some(target.clone());
         }
-        Ok(client)
+        Ok((client, tls))
     }
 
     fn give_back(&self, mut lease: Lease) {
@@ -295,6 +303,7 @@ impl Pool {
         slots.idle.push(Idle {
             target: lease.target.clone(),
             client,
+            tls: lease.tls.clone(),
             since: Instant::now(),
         });
         drop(slots);
@@ -375,12 +384,12 @@ fn error_is_connection(error: &tokio_postgres::Error) -> bool {
         .any(|sign| text.contains(sign))
 }
 
-/// The connection settings of `url`: the URL's own parameters are kept;
-/// a connect timeout, keepalives and an application name are added only
-/// where the URL sets none.
-fn session_config(url: &str) -> Result<tokio_postgres::Config, SinkError> {
-    let mut settings = tokio_postgres::Config::from_str(url)
-        .map_err(|error| SinkError::Connect(error_chain(&error)))?;
+/// The connection settings of `url` (libpq's meaning, see `conninfo`):
+/// the URL's own parameters are kept; a connect timeout, keepalives and an
+/// application name are added only where the URL sets none.
+fn session_config(url: &str) -> Result<ConnInfo, SinkError> {
+    let mut info = ConnInfo::parse(url).map_err(SinkError::Connect)?;
+    let settings = &mut info.base;
     if settings.get_connect_timeout().is_none() {
         settings.connect_timeout(Duration::from_secs(5));
     }
@@ -390,5 +399,5 @@ fn session_config(url: &str) -> Result<tokio_postgres::Config, SinkError> {
     if settings.get_application_name().is_none() {
         settings.application_name("redis-campaign");
     }
-    Ok(settings)
+    Ok(info)
 }

@@ -22,18 +22,18 @@
 //! markers, or the removal's version comparison.
 
 use std::fmt::Write as _;
-use std::str::FromStr;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, Config, IsolationLevel, Transaction};
+use tokio_postgres::{Client, IsolationLevel, Transaction};
 
 use super::copy_format::{build_members, copy_text};
 use super::{LoadedMembers, PartsOut, RejectedChange, SinkError};
 use crate::core::checksum::SQL_CHECKSUM;
 use crate::core::Collapsed;
+use crate::redis_glue::conninfo::ConnInfo;
 
 /// Largest COPY message sent (see `copy_rows`).
 const COPY_PIECE_BYTES: usize = 64 * 1024;
@@ -598,11 +598,7 @@ pub fn quoted_table(table: &str) -> String {
 
 /// Removes the password of `url` from `text` (error messages, log lines).
 pub fn redact_password(text: &str, url: &str) -> String {
-    let password = Config::from_str(url).ok().and_then(|config| {
-        config
-            .get_password()
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-    });
+    let password = ConnInfo::parse(url).ok().and_then(|info| info.password);
     match password {
         Some(password) if !password.is_empty() => text.replace(&password, "***"),
         _ => text.to_owned(),

@@ -6,6 +6,7 @@ mod harness;
 
 mod cluster;
 mod configuration;
+mod connecting;
 mod database_harness;
 mod encoding;
 mod errors;

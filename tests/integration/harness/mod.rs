@@ -4,8 +4,10 @@
 
 pub mod campaign;
 pub mod cluster;
+pub mod pgbouncer;
 pub mod postgres;
 pub mod redis_server;
+pub mod tls;
 
 pub use self::postgres::Postgres;
 pub use redis_server::{RedisOptions, RedisServer};

@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -126,6 +126,11 @@ impl Postgres {
                 ],
             ),
         );
+        Self::start_in(dir)
+    }
+
+    /// Starts the cluster under `dir/data` on a free port.
+    fn start_in(dir: TempDir) -> Self {
         let port = free_port();
         let mut postgres = Postgres {
             url: format!(
@@ -210,6 +215,145 @@ impl Postgres {
             ),
         );
         *running = true;
+    }
+}
+
+/// For the connection tests: what an operator configures around a cluster
+/// (TLS, pg_hba.conf, a streaming standby).
+impl Postgres {
+    fn owned_dir(&self) -> &Path {
+        let Kind::Owned { dir, .. } = &self.kind else {
+            panic!("only for clusters of our own");
+        };
+        dir.path()
+    }
+
+    pub fn port(&self) -> u16 {
+        let Kind::Owned { port, .. } = &self.kind else {
+            panic!("only for clusters of our own");
+        };
+        *port
+    }
+
+    /// The cluster's directory (the data directory is `data` in it).
+    pub fn dir(&self) -> PathBuf {
+        self.owned_dir().to_path_buf()
+    }
+
+    /// Connection string through the Unix socket, which `local` lines of
+    /// pg_hba.conf govern (the tests' own connections when TCP is locked).
+    pub fn socket_url(&self) -> String {
+        format!(
+            "host={} port={} user=postgres dbname=postgres",
+            self.owned_dir().display(),
+            self.port()
+        )
+    }
+
+    pub fn socket_client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.socket_url(), postgres::NoTls)
+            .expect("connect to PostgreSQL through its socket")
+    }
+
+    /// Writes `contents` to `name` in the cluster's directory, owned by
+    /// the server's user, with `mode`.
+    pub fn write_file(&self, name: &str, contents: &[u8], mode: u32) -> PathBuf {
+        let path = self.owned_dir().join(name);
+        fs::write(&path, contents).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        if running_as_root() {
+            check(
+                "chown",
+                Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(&path)
+                    .output()
+                    .unwrap(),
+            );
+        }
+        path
+    }
+
+    /// Adds `settings` to postgresql.conf, replaces pg_hba.conf with `hba`
+    /// when given, and restarts the server.
+    pub fn reconfigure(&mut self, settings: &str, hba: Option<&str>) {
+        let data = self.owned_dir().join("data");
+        let mut conf = fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        std::io::Write::write_all(&mut conf, format!("\n{settings}\n").as_bytes()).unwrap();
+        if let Some(hba) = hba {
+            fs::write(data.join("pg_hba.conf"), hba).unwrap();
+        }
+        self.stop();
+        self.start_again();
+    }
+
+    /// A streaming standby of this cluster (`pg_basebackup -R`), started
+    /// on its own port.
+    pub fn start_standby(&self) -> Postgres {
+        let dir = tempfile::Builder::new()
+            .prefix("campaign-pg-standby-")
+            .tempdir()
+            .expect("temporary directory");
+        if running_as_root() {
+            fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+            check(
+                "chown",
+                Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(dir.path())
+                    .output()
+                    .unwrap(),
+            );
+        }
+        let data = dir.path().join("data").display().to_string();
+        let port = self.port().to_string();
+        let socket = self.owned_dir().display().to_string();
+        check(
+            "pg_basebackup",
+            run_pg_tool(
+                "pg_basebackup",
+                &[
+                    "-D",
+                    &data,
+                    "-R",
+                    "-X",
+                    "stream",
+                    "-h",
+                    &socket,
+                    "-p",
+                    &port,
+                    "-U",
+                    "postgres",
+                    "--no-sync",
+                ],
+            ),
+        );
+        Self::start_in(dir)
+    }
+
+    /// Promotes a standby (`pg_ctl promote`, waiting until it is done).
+    pub fn promote(&self) {
+        let data = self.owned_dir().join("data").display().to_string();
+        check(
+            "pg_ctl promote",
+            run_pg_tool("pg_ctl", &["-D", &data, "-w", "promote"]),
+        );
+    }
+
+    /// Stops the server as a crash would (`-m immediate`).
+    pub fn crash(&mut self) {
+        let Kind::Owned { dir, running, .. } = &mut self.kind else {
+            panic!("only for clusters of our own");
+        };
+        let data = dir.path().join("data").display().to_string();
+        check(
+            "pg_ctl stop -m immediate",
+            run_pg_tool("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]),
+        );
+        *running = false;
     }
 }
 
