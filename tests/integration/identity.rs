@@ -134,9 +134,10 @@ pub fn dump(con: &mut redis::Connection, key: &str) -> Vec<u8> {
 }
 
 /// A campaign's DUMP payload ends with its version (an unsigned: opcode 2,
-/// then 0x81 and 8 bytes big-endian), the EOF opcode, 2 bytes of RDB
-/// version and the CRC-64 (little-endian) of everything before it.
-const VERSION_AT_FROM_END: usize = 8 + 2 + 1 + 8;
+/// then 0x81 and 8 bytes big-endian), its complete state (the unsigned 0:
+/// opcode 2, then 0x00), the EOF opcode, 2 bytes of RDB version and the
+/// CRC-64 (little-endian) of everything before it.
+const VERSION_AT_FROM_END: usize = 8 + 2 + 1 + 2 + 8;
 
 pub fn payload_version(payload: &[u8]) -> u64 {
     let (body, crc) = payload.split_at(payload.len() - 8);
