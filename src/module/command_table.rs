@@ -210,7 +210,7 @@ pub static COMMANDS: [CommandSpec; COMMAND_COUNT] = [
         doc: CommandDoc {
             summary: "Internal: set content without journaling, from the primary or the AOF only.",
             complexity: "O(N) where N is the number of members given or encoded.",
-            arity: -4,
+            arity: -3,
             key_flags: Some(raw::REDISMODULE_CMD_KEY_OW | raw::REDISMODULE_CMD_KEY_UPDATE),
             args: &[
                 arg("campaign", ArgKind::Key),
