@@ -266,8 +266,13 @@ fn assert_all_members_answer(con: &mut Connection, expected: &BTreeSet<(String, 
 /// values go to Redis's own lazy-free thread, which counts them.
 #[test]
 fn redis_frees_campaign_values_itself() {
-    let server =
-        RedisServer::start_with(RedisOptions::default().config("maxmemory-policy allkeys-lru"));
+    // Valkey 8+ frees lazily by default: here Redis 7.0's defaults, set.
+    let server = RedisServer::start_with(
+        RedisOptions::default()
+            .config("maxmemory-policy allkeys-lru")
+            .config("lazyfree-lazy-user-del no")
+            .config("lazyfree-lazy-eviction no"),
+    );
     let mut con = server.connection();
     let used = |con: &mut Connection| info_number(con, "memory", "used_memory");
 
