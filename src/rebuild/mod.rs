@@ -273,8 +273,13 @@ impl Loads {
         op: Op,
         members: &[&str],
     ) {
+        // A campaign deleted here after it moved, whose old owner may still
+        // commit older changes: its load waits for them (catch-up), and a
+        // write journaled meanwhile would end that wait early. Held as
+        // before, up to write-block-timeout-ms.
+        let catching_up = deleted::deleted_version(&KeyId::of(ctx, name)) > 0;
         self.start_load(ctx, name, Waiter::Background);
-        self.hold(ctx, name, campaign, op, members, true);
+        self.hold(ctx, name, campaign, op, members, !catching_up);
     }
 
     /// Starts completing an incomplete campaign from the database, in the
