@@ -41,6 +41,9 @@ pub enum CampaignError {
     /// A load or a held write finished after this node became a replica.
     #[error("this node became a replica before the load of the campaign finished: nothing was changed, retry on the primary")]
     NoLongerPrimary,
+    /// A database round trip of an administrative command failed.
+    #[error("{0}")]
+    Database(String),
     /// A caught panic or another bug; the details are in the Redis log.
     #[error("internal error in {command}: {detail} (see the Redis log)")]
     Internal { command: String, detail: String },
@@ -63,6 +66,7 @@ impl CampaignError {
             | CampaignError::InternalCommand(_)
             | CampaignError::LoadFailed { .. }
             | CampaignError::DatabaseUnconfigured
+            | CampaignError::Database(_)
             | CampaignError::Internal { .. } => "ERR",
             CampaignError::NoLongerPrimary => "READONLY",
         }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use redis_module::redisvalue::RedisValueKey;
-use redis_module::{Context, RedisString, RedisValue};
+use redis_module::{Context, ContextFlags, RedisString, RedisValue};
 
 use super::CommandResult;
 use crate::core::clock::now_ms;
@@ -15,6 +15,8 @@ use crate::keyspace::shadow;
 use crate::rebuild::LOADS;
 use crate::redis_glue::lock_hold::LOCK_HOLDS;
 use crate::redis_glue::server_state::SERVER;
+use crate::sink::health::HEALTH;
+use crate::sink::pool::POOL;
 use crate::write_behind::WRITE_BEHIND;
 
 /// `CAMPAIGN.FLUSH [timeout-ms]` → entries waited for, once all that were
@@ -42,6 +44,36 @@ pub fn flush(ctx: &Context, args: &[RedisString]) -> CommandResult {
     }
 }
 
+/// `CAMPAIGN.REJECTED RETRY [campaign]` → how many parked changes were
+/// journaled again (see `write_behind::retry`).
+pub fn rejected(ctx: &Context, args: &[RedisString]) -> CommandResult {
+    if !(2..=3).contains(&args.len()) {
+        return Err(CampaignError::WrongArity);
+    }
+    if !args[1].as_slice().eq_ignore_ascii_case(b"RETRY") {
+        return Err(CampaignError::Syntax(
+            "unknown subcommand: CAMPAIGN.REJECTED RETRY [campaign]".into(),
+        ));
+    }
+    let campaign = match args.get(2) {
+        Some(name) => Some(super::campaign_name(ctx, name)?.to_owned()),
+        None => None,
+    };
+    if !SERVER.database_configured() {
+        return Err(CampaignError::DatabaseUnconfigured);
+    }
+    if !SERVER.is_primary() {
+        return Err(CampaignError::Syntax(
+            "CAMPAIGN.REJECTED RETRY runs on the primary".into(),
+        ));
+    }
+    if ctx.get_flags().contains(ContextFlags::DENY_BLOCKING) {
+        return Err(CampaignError::CannotBlock("CAMPAIGN.REJECTED RETRY"));
+    }
+    crate::write_behind::retry::start(campaign, ctx.block_client());
+    Ok(RedisValue::NoReply)
+}
+
 /// One figure of STATUS and of the `campaign` INFO section.
 pub enum Figure {
     Number(i64),
@@ -55,7 +87,7 @@ pub fn status_figures() -> Vec<(&'static str, Figure)> {
     let now = now_ms();
     let database = if !SERVER.database_configured() {
         "unconfigured"
-    } else if stats.connected.load(Ordering::Relaxed) {
+    } else if HEALTH.connected.load(Ordering::Relaxed) {
         "connected"
     } else {
         "disconnected"
@@ -76,6 +108,19 @@ pub fn status_figures() -> Vec<(&'static str, Figure)> {
         ("flush-errors", count(&stats.flush_errors)),
         ("rejected", count(&stats.rejected)),
         ("last-error", Figure::Text(WRITE_BEHIND.last_error())),
+        (
+            "last-error-ms-ago",
+            Figure::Number(HEALTH.last_error_ms_ago()),
+        ),
+        ("last-database-ok-ms-ago", age(&HEALTH.last_ok_ms, -1)),
+        (
+            "connections",
+            Figure::Number(POOL.open.load(Ordering::Relaxed) as i64),
+        ),
+        (
+            "connections-opened",
+            Figure::Number(POOL.opened.load(Ordering::Relaxed) as i64),
+        ),
         ("last-flush-ms-ago", age(&stats.last_flush_ms, -1)),
         (
             "rebuilding",

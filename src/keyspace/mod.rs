@@ -7,6 +7,7 @@ pub mod data_type;
 pub mod deleted;
 pub mod journal;
 pub mod negative;
+pub mod retry;
 pub mod shadow;
 pub mod write;
 

@@ -48,7 +48,7 @@ const READ_KEY: u32 = raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACC
 const ONE_KEY: (c_int, c_int, c_int) = (1, 1, 1);
 const NO_KEY: (c_int, c_int, c_int) = (0, 0, 0);
 
-const COMMAND_COUNT: usize = 12;
+const COMMAND_COUNT: usize = 13;
 
 pub static COMMANDS: [CommandSpec; COMMAND_COUNT] = [
     CommandSpec {
@@ -145,6 +145,22 @@ pub static COMMANDS: [CommandSpec; COMMAND_COUNT] = [
             arity: -1,
             key_flags: None,
             args: &[optional("timeout-ms", ArgKind::Integer)],
+        },
+    },
+    CommandSpec {
+        name: "campaign.rejected",
+        handler: write_behind::rejected,
+        fast_path: None,
+        flags: "write",
+        keys: NO_KEY,
+        acl: "slow blocking",
+        only_if: None,
+        doc: CommandDoc {
+            summary: "RETRY [campaign]: journals the changes the database refused (parked in <table>_rejected) anew, where no newer change of the member exists; replies with how many.",
+            complexity: "O(N) where N is the number of parked changes, done in the background.",
+            arity: -2,
+            key_flags: None,
+            args: &[arg("subcommand", ArgKind::Text), optional("campaign", ArgKind::Text)],
         },
     },
     CommandSpec {
@@ -296,6 +312,7 @@ const DISPATCH: [RawCommand; COMMAND_COUNT] = [
     dispatch::<9>,
     dispatch::<10>,
     dispatch::<11>,
+    dispatch::<12>,
 ];
 
 /// The module's own ACL category, where the server can add one.

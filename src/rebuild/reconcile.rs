@@ -22,6 +22,7 @@ use crate::redis_glue::log;
 use crate::redis_glue::panic_guard::spawn_supervised;
 use crate::redis_glue::server_state::SERVER;
 use crate::sink::connection::Database;
+use crate::sink::health::Use;
 use crate::sink::Source;
 use crate::write_behind::WRITE_BEHIND;
 
@@ -32,12 +33,14 @@ pub fn start() {
     static START: Once = Once::new();
     START.call_once(|| {
         spawn_supervised("campaign-verify", Duration::from_secs(1), || {
-            Reconciler::default().run()
+            Reconciler {
+                database: Database::new(Use::Reconcile),
+            }
+            .run()
         });
     });
 }
 
-#[derive(Default)]
 struct Reconciler {
     database: Database,
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use redis_module::redisvalue::RedisValueKey;
 use redis_module::{Context, DetachedFromClient, RedisValue, ThreadSafeContext};
 
-use super::prefill::my_cluster_slots;
+use super::prefill::{my_cluster_slots, PassOutcome};
 use super::registry::Waiter;
 use super::swap::{self, Prepared};
 use super::{propagation_heard, Job, LoadJob, Loaded, VerifyJob, LOADS};
@@ -28,6 +28,7 @@ use crate::redis_glue::panic_guard::{run_callback, PANIC_IN_NEXT_LOAD};
 use crate::redis_glue::server_state::SERVER;
 use crate::redis_glue::{config, log};
 use crate::sink::connection::Database;
+use crate::sink::health::Use;
 use crate::sink::{PartsOut, Source};
 use crate::write_behind::WRITE_BEHIND;
 
@@ -44,7 +45,7 @@ pub fn start() {
             let spawned = std::thread::Builder::new()
                 .name(format!("campaign-load-{index}"))
                 .spawn(|| {
-                    let mut database = Database::default();
+                    let mut database = Database::new(Use::Load);
                     loop {
                         let Ok(job) = LOADS.job_receiver.recv() else {
                             return;
@@ -101,7 +102,7 @@ fn run(database: &mut Database, job: Job) {
             drop(shadow);
             drop(job);
         }
-        Job::Verify(job) => verify(database, job),
+        Job::Verify(job) => verify(&mut Database::new(Use::Verify), job),
         Job::DropLeftoverShadows => {
             let redis = ThreadSafeContext::<DetachedFromClient>::new();
             let ctx = lock_to_propagate(&redis, Hold::Scan);
@@ -114,7 +115,10 @@ fn run(database: &mut Database, job: Job) {
                 }
             }
         }
-        Job::Prefill(slots) => prefill(database, slots),
+        Job::Prefill(slots) => {
+            let outcome = prefill(&mut Database::new(Use::Prefill), slots.as_ref());
+            super::prefill::pass_ended(slots, outcome);
+        }
     }
 }
 
@@ -378,12 +382,12 @@ fn verify(database: &mut Database, job: VerifyJob) {
 
 /// Loads every campaign the table holds that db 0 lacks; in a cluster only
 /// those of `slots` that this node still serves.
-fn prefill(database: &mut Database, slots: Option<Vec<bool>>) {
+fn prefill(database: &mut Database, slots: Option<&Vec<bool>>) -> PassOutcome {
     let campaigns = match database.campaigns() {
         Ok(campaigns) => campaigns,
         Err(error) => {
-            log::warning(format!("prefill failed: {error}"));
-            return;
+            log::warning(format!("prefill failed (retried with backoff): {error}"));
+            return PassOutcome::Again;
         }
     };
     let redis = ThreadSafeContext::<DetachedFromClient>::new();
@@ -408,9 +412,13 @@ fn prefill(database: &mut Database, slots: Option<Vec<bool>>) {
         }
     }
     LOADS.stats.prefilled.fetch_add(started, Ordering::Relaxed);
+    if started == 0 {
+        return PassOutcome::Complete;
+    }
     log::notice(format!(
         "prefill is loading {started} campaigns from the database"
     ));
+    PassOutcome::Again
 }
 
 #[cfg(test)]

@@ -176,6 +176,9 @@ pub static WRITE_BLOCK_TIMEOUT_MS: NumberSetting =
 /// digest): past it the connection is abandoned and the work retried.
 pub static DB_TIMEOUT_MS: NumberSetting =
     NumberSetting::new("db-timeout-ms", 10_000, 100, 3_600_000);
+/// Most PostgreSQL connections this node holds at once, every use
+/// together (the flusher, loads, VERIFY, the reconciler, prefill).
+pub static MAX_CONNECTIONS: NumberSetting = NumberSetting::new("max-connections", 6, 1, 1_000);
 /// How long removal markers (`<table>_removed`) are kept: a change that
 /// reaches the database later than this after a removal of the same member
 /// could undo it (SPEC section 4).
@@ -210,6 +213,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting::Number(&WRITE_BLOCK_TIMEOUT_MS),
     Setting::Number(&MAX_MEMBER_BYTES),
     Setting::Number(&DB_TIMEOUT_MS),
+    Setting::Number(&MAX_CONNECTIONS),
     Setting::Number(&REMOVED_RETENTION_S),
 ];
 
@@ -295,7 +299,7 @@ fn validate_database_url(url: &str) -> Result<(), String> {
     if url.is_empty() {
         return Ok(());
     }
-    postgres::Config::from_str(url)
+    tokio_postgres::Config::from_str(url)
         .map(|_| ())
         .map_err(|error| {
             format!("campaign.database-url is not a valid libpq connection string or URL ({error})")

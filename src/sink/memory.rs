@@ -24,6 +24,9 @@ pub struct MemorySink {
     /// Members whose changes the database refuses (as a CHECK constraint
     /// would): a batch holding one fails whole.
     pub refused_members: BTreeSet<String>,
+    /// Every change is refused with this text (a privilege revoked on the
+    /// table, a trigger refusing every row).
+    pub refuse_all: Option<String>,
     /// What `park_rejected` kept.
     pub parked: Vec<RejectedChange>,
     /// `park_rejected` fails (the rejected table is not writable).
@@ -97,6 +100,9 @@ impl MemorySink {
 impl Sink for MemorySink {
     fn apply(&mut self, batch: &Collapsed<'_>) -> Result<(), SinkError> {
         self.fail_if_asked()?;
+        if let Some(refusal) = &self.refuse_all {
+            return Err(SinkError::Rejected(refusal.clone()));
+        }
         if let Some((_, refused)) = batch
             .changes()
             .find(|(_, change)| self.refused_members.contains(change.member.as_str()))

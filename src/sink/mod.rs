@@ -1,13 +1,19 @@
 //! The database behind two small traits: `Sink` (where committed journal
 //! batches go, used by the flusher) and `Source` (where campaigns are
 //! loaded and verified from, used by the load workers). `postgres` is the
-//! implementation, `connection` keeps one reusable connection for the
-//! current settings, and `memory` is an in-memory stand-in for unit tests.
+//! implementation (statements), `pool` the node's bounded set of
+//! connections every use shares, `connection` the `Database` handle over
+//! both, `health` what STATUS says of the database, and `memory` an
+//! in-memory stand-in for unit tests.
 
 pub mod connection;
+mod copy_format;
+pub mod health;
 #[cfg(test)]
 pub mod memory;
+pub mod pool;
 pub mod postgres;
+pub mod rejected;
 
 use thiserror::Error;
 
@@ -22,12 +28,16 @@ pub enum SinkError {
     Statement(String),
     #[error("no database configured (campaign.database-url is empty)")]
     Unconfigured,
-    #[error("no answer from the database within campaign.db-timeout-ms ({} ms): connection abandoned", .0.as_millis())]
+    #[error("no answer from the database within campaign.db-timeout-ms ({} ms): statement cancelled, connection dropped", .0.as_millis())]
     Timeout(std::time::Duration),
     /// The database refused the data itself (a constraint, a trigger, a
     /// privilege on some rows): applying the same rows again fails again.
     #[error("{0}")]
     Rejected(String),
+    /// The database refused every part of a batch alike: a fault of the
+    /// table (a privilege, a trigger, a dropped table), not of the rows.
+    #[error("every change of the batch was refused: {0}; kept pending and retried")]
+    Fault(String),
 }
 
 impl SinkError {
@@ -38,6 +48,7 @@ impl SinkError {
             SinkError::Connect(text) => SinkError::Connect(redact(&text, url)),
             SinkError::Statement(text) => SinkError::Statement(redact(&text, url)),
             SinkError::Rejected(text) => SinkError::Rejected(redact(&text, url)),
+            SinkError::Fault(text) => SinkError::Fault(redact(&text, url)),
             other @ (SinkError::Unconfigured | SinkError::Timeout(_)) => other,
         }
     }
@@ -52,6 +63,10 @@ pub trait Sink {
     fn purge_removed(&mut self, older_than: u64) -> Result<u64, SinkError>;
     /// Keeps changes the database refused in `<table>_rejected`.
     fn park_rejected(&mut self, rejected: &[RejectedChange]) -> Result<(), SinkError>;
+    /// Reaches the database (and sets its tables up) without changing it.
+    fn check(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 /// A change the database refused, with its reason.

@@ -28,6 +28,8 @@ use crate::redis_glue::log;
 use crate::redis_glue::panic_guard::spawn_supervised;
 use crate::redis_glue::server_state::SERVER;
 use crate::sink::connection::Database;
+use crate::sink::health::{Use, HEALTH};
+use crate::sink::pool::POOL;
 use crate::sink::{RejectedChange, Sink, SinkError};
 
 /// Longest sleep when idle: settings and role are re-read at least this often.
@@ -41,7 +43,7 @@ pub fn start() {
     static START: Once = Once::new();
     START.call_once(|| {
         spawn_supervised("campaign-flush", BACKOFF_MAX, || {
-            Flusher::new(Database::default()).run(&RedisJournal::default())
+            Flusher::new(Database::new(Use::Flush)).run(&RedisJournal::default())
         });
     });
 }
@@ -65,6 +67,15 @@ pub trait JournalAccess {
     fn report_failure(&self, message: &str, entries: usize, retry_in: Duration);
     /// The database refused these changes; they are parked.
     fn report_rejected(&self, rejected: &[RejectedChange]);
+}
+
+/// What splitting a refused batch came to.
+#[derive(Default)]
+struct Split {
+    /// Changes committed in parts of the batch.
+    committed: usize,
+    /// Changes refused alone.
+    refused: Vec<RejectedChange>,
 }
 
 /// What one flush attempt did.
@@ -129,56 +140,109 @@ impl<S: Sink> Flusher<S> {
                 self.failures += 1;
                 let delay = backoff(self.failures, fastrand::f64());
                 self.retry_at = Some(Instant::now() + delay);
-                let message = error.to_string();
-                journal.report_failure(&message, batch.len(), delay);
-                WRITE_BEHIND.record_error(message);
+                journal.report_failure(&error.to_string(), batch.len(), delay);
+                WRITE_BEHIND.record_error(&error);
                 Attempt::Failed
             }
         }
     }
 
-    /// Applies `batch`; when the database refuses some of its rows (a
-    /// constraint, a trigger), splits it until the refused changes stand
-    /// alone, parks them in `<table>_rejected` and applies the rest. Any
-    /// other failure leaves the whole batch pending (halves already
-    /// committed are applied again, idempotently, on the retry).
+    /// Applies `batch`; when the database refuses part of it, splits it
+    /// until the refused changes stand alone, parks them in
+    /// `<table>_rejected` and applies the rest. A change is parked only
+    /// when it fails alone while others of its batch commit: a refusal
+    /// that every part meets (a privilege revoked, a trigger refusing every
+    /// row, a dropped table) is a fault of the table, and the whole batch
+    /// stays pending (halves already committed are applied again,
+    /// idempotently, on the retry), as on any other failure.
     fn apply_isolating_rejections(
         &mut self,
         journal: &impl JournalAccess,
         batch: &Collapsed<'_>,
     ) -> Result<(), SinkError> {
-        let mut rejected = Vec::new();
-        self.apply_or_split(batch, &mut rejected)?;
-        if !rejected.is_empty() {
-            self.sink.park_rejected(&rejected)?;
-            journal.report_rejected(&rejected);
+        let mut split = Split::default();
+        if let Some(refusal) = self.attempt(batch, &mut split)? {
+            self.split(batch, refusal, &mut split)?;
+        }
+        if split.refused.is_empty() {
+            return Ok(());
+        }
+        if split.committed == 0 {
+            let refusal = split.refused.swap_remove(0).error;
+            return Err(SinkError::Fault(refusal));
+        }
+        self.sink.park_rejected(&split.refused)?;
+        journal.report_rejected(&split.refused);
+        Ok(())
+    }
+
+    /// Applies `batch`: `None` once committed, the refusal's text when the
+    /// database refused it.
+    fn attempt(
+        &mut self,
+        batch: &Collapsed<'_>,
+        split: &mut Split,
+    ) -> Result<Option<String>, SinkError> {
+        match self.sink.apply(batch) {
+            Ok(()) => {
+                split.committed += batch.len();
+                Ok(None)
+            }
+            Err(SinkError::Rejected(refusal)) => Ok(Some(refusal)),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// `batch` was refused with `refusal`: tries its halves, and splits
+    /// each refused half further, down to single changes.
+    fn split(
+        &mut self,
+        batch: &Collapsed<'_>,
+        refusal: String,
+        split: &mut Split,
+    ) -> Result<(), SinkError> {
+        if batch.len() == 1 {
+            let (op, change) = batch.changes().next().expect("one change");
+            split.refused.push(RejectedChange {
+                campaign: change.campaign.to_owned(),
+                member: change.member.as_str().to_owned(),
+                op,
+                version: change.version,
+                error: refusal,
+            });
+            return Ok(());
+        }
+        let (first, second) = batch.halves();
+        let first_refusal = self.attempt(&first, split)?;
+        let second_refusal = self.attempt(&second, split)?;
+        // Both halves refused word for word as the whole (a row's own
+        // refusal names the row): the table refuses, not the rows.
+        if first_refusal.as_ref() == Some(&refusal) && second_refusal.as_ref() == Some(&refusal) {
+            return Err(SinkError::Fault(refusal));
+        }
+        if let Some(refusal) = first_refusal {
+            self.split(&first, refusal, split)?;
+        }
+        if let Some(refusal) = second_refusal {
+            self.split(&second, refusal, split)?;
         }
         Ok(())
     }
 
-    fn apply_or_split(
-        &mut self,
-        batch: &Collapsed<'_>,
-        rejected: &mut Vec<RejectedChange>,
-    ) -> Result<(), SinkError> {
-        match self.sink.apply(batch) {
-            Err(SinkError::Rejected(error)) if batch.len() == 1 => {
-                let (op, change) = batch.changes().next().expect("one change");
-                rejected.push(RejectedChange {
-                    campaign: change.campaign.to_owned(),
-                    member: change.member.as_str().to_owned(),
-                    op,
-                    version: change.version,
-                    error,
-                });
-                Ok(())
+    /// With nothing to flush and the database not known to answer (at
+    /// start, after a new URL, after any use failed to reach it): connects,
+    /// which also creates the tables, so STATUS tells the truth before the
+    /// first write. Retried with the same backoff as a batch.
+    pub fn check_database(&mut self) {
+        match self.sink.check() {
+            Ok(()) => {
+                self.failures = 0;
+                self.retry_at = None;
             }
-            Err(SinkError::Rejected(_)) => {
-                let (first, second) = batch.halves();
-                self.apply_or_split(&first, rejected)?;
-                self.apply_or_split(&second, rejected)
+            Err(_) => {
+                self.failures += 1;
+                self.retry_at = Some(Instant::now() + backoff(self.failures, fastrand::f64()));
             }
-            other => other,
         }
     }
 
@@ -192,13 +256,17 @@ impl<S: Sink> Flusher<S> {
         loop {
             let _ = wake.recv_timeout(self.wait_time());
             while wake.try_recv().is_ok() {}
+            // Idle connections of every use are closed from here.
+            POOL.sweep();
             if !SERVER.database_configured() {
-                WRITE_BEHIND.stats.connected.store(false, Ordering::Relaxed);
+                HEALTH.reset();
                 continue;
             }
             if SERVER.may_use_database() && self.retry_due() {
                 if batch_due() {
                     self.flush_once(journal, config::FLUSH_BATCH_SIZE.get() as usize);
+                } else if !HEALTH.connected.load(Ordering::Relaxed) {
+                    self.check_database();
                 }
                 if self.failures == 0 {
                     self.purge_if_due(config::REMOVED_RETENTION_S.get() as u64, now_ms());
@@ -504,6 +572,59 @@ mod tests {
         );
         assert_eq!(flusher.sink.parked.len(), 1);
         assert_eq!(flusher.sink.rows(), rows(&[("c", "a")]));
+    }
+
+    #[test]
+    fn a_refusal_of_the_whole_table_is_a_fault_and_parks_nothing() {
+        let members: Vec<String> = (0..400).map(|i| format!("m{i}")).collect();
+        let journal = MemoryJournal::default();
+        for (version, member) in (1..).zip(&members) {
+            journal
+                .journal
+                .borrow_mut()
+                .append(Op::Add, "c", [member.as_str()], version, 0);
+        }
+        let mut sink = MemorySink::default();
+        sink.refuse_all = Some("permission denied for table t (SQLSTATE 42501)".into());
+        let mut flusher = Flusher::new(sink);
+        assert_eq!(flusher.flush_once(&journal, 1_000), Attempt::Failed);
+        assert!(flusher.sink.parked.is_empty(), "nothing parked");
+        assert_eq!(journal.journal.borrow().len(), 400, "nothing trimmed");
+        assert_eq!(journal.rejected_reported.get(), 0);
+        // The whole, then its two halves: no row-by-row split.
+        assert_eq!(flusher.failures, 1);
+        // The cause is fixed: every change commits.
+        flusher.sink.refuse_all = None;
+        flusher.retry_at = None;
+        assert_eq!(
+            flusher.flush_once(&journal, 1_000),
+            Attempt::Committed { entries: 400 }
+        );
+        assert_eq!(flusher.sink.rows().len(), 400);
+        assert!(flusher.sink.parked.is_empty());
+    }
+
+    #[test]
+    fn a_change_refused_with_nothing_committed_beside_it_is_not_parked() {
+        let journal = MemoryJournal::with(&[(Op::Add, "c", "bad")]);
+        let mut sink = MemorySink::default();
+        sink.refused_members = ["bad".to_string()].into();
+        let mut flusher = Flusher::new(sink);
+        assert_eq!(flusher.flush_once(&journal, 10), Attempt::Failed);
+        assert!(flusher.sink.parked.is_empty());
+        assert_eq!(journal.journal.borrow().len(), 1, "kept pending");
+        // A good change beside it commits: the bad one is parked alone.
+        journal
+            .journal
+            .borrow_mut()
+            .append(Op::Add, "c", ["good"], 2, 0);
+        flusher.retry_at = None;
+        assert_eq!(
+            flusher.flush_once(&journal, 10),
+            Attempt::Committed { entries: 2 }
+        );
+        assert_eq!(flusher.sink.parked.len(), 1);
+        assert_eq!(flusher.sink.rows(), rows(&[("c", "good")]));
     }
 
     #[test]

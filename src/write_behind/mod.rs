@@ -4,6 +4,7 @@
 //! Like the journal, the waiter list is touched only with the Redis GIL held.
 
 pub mod flusher;
+pub mod retry;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard};
@@ -15,6 +16,8 @@ use crate::core::clock::now_ms;
 use crate::error::CampaignError;
 use crate::keyspace::journal::JOURNAL;
 use crate::redis_glue::server_state::SERVER;
+use crate::sink::health::{Use, HEALTH};
+use crate::sink::SinkError;
 
 pub struct WriteBehind {
     waiters: Mutex<Vec<FlushWaiter>>,
@@ -40,13 +43,11 @@ pub struct FlushStats {
     pub rejected: AtomicU64,
     /// Unix ms of the last successful flush; 0 = never.
     pub last_flush_ms: AtomicU64,
-    pub connected: AtomicBool,
     /// Set by FLUSH: flush now instead of waiting for a full batch.
     pub flush_requested: AtomicBool,
     /// Entries committed per second, over the last second.
     pub flush_rate: AtomicU64,
     rate_mark: Mutex<(u64, u64)>,
-    last_error: Mutex<String>,
 }
 
 pub static WRITE_BEHIND: LazyLock<WriteBehind> = LazyLock::new(|| WriteBehind {
@@ -174,20 +175,21 @@ impl WriteBehind {
     }
 
     pub fn record_commit(&self, entries: usize) {
-        self.stats.connected.store(true, Ordering::Relaxed);
         self.stats
             .flushed
             .fetch_add(entries as u64, Ordering::Relaxed);
         self.stats.last_flush_ms.store(now_ms(), Ordering::Relaxed);
     }
 
-    pub fn record_error(&self, message: String) {
+    /// A flush failed: counted, and shown in STATUS as the newest error
+    /// (the pool has already recorded whether the database was reachable).
+    pub fn record_error(&self, error: &SinkError) {
         self.stats.flush_errors.fetch_add(1, Ordering::Relaxed);
-        self.stats.connected.store(false, Ordering::Relaxed);
-        *lock(&self.stats.last_error) = message;
+        let unreachable = matches!(error, SinkError::Connect(_) | SinkError::Timeout(_));
+        HEALTH.failed_with(Use::Flush, error.to_string(), unreachable);
     }
 
     pub fn last_error(&self) -> String {
-        lock(&self.stats.last_error).clone()
+        HEALTH.last_error()
     }
 }

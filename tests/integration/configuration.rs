@@ -9,7 +9,7 @@ use crate::harness::campaign::{flush, flushing_to, status};
 use crate::harness::redis_server::{call, error, int, module_path};
 use crate::harness::{Postgres, RedisOptions, RedisServer};
 
-const DEFAULTS: [(&str, &str); 13] = [
+const DEFAULTS: [(&str, &str); 14] = [
     ("campaign.database-url", ""),
     ("campaign.table", "campaign_members"),
     ("campaign.flush-interval-ms", "100"),
@@ -23,6 +23,7 @@ const DEFAULTS: [(&str, &str); 13] = [
     ("campaign.max-member-bytes", "256"),
     ("campaign.db-timeout-ms", "10000"),
     ("campaign.removed-retention-s", "604800"),
+    ("campaign.max-connections", "6"),
 ];
 
 fn settings(con: &mut Connection) -> HashMap<String, String> {
@@ -76,6 +77,7 @@ fn config_set_accepts_valid_values_and_refuses_the_rest() {
         ("write-block-timeout-ms", "1000"),
         ("max-member-bytes", "64"),
         ("db-timeout-ms", "2500"),
+        ("max-connections", "2"),
     ];
     for (name, value) in valid {
         set(&mut con, name, value).unwrap_or_else(|e| panic!("{name} {value}: {e}"));

@@ -9,6 +9,7 @@ mod configuration;
 mod database_harness;
 mod encoding;
 mod errors;
+mod faults;
 mod hardening;
 mod membership;
 mod pauses;

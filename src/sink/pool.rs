@@ -1,0 +1,394 @@
+//! The node's one set of PostgreSQL connections, shared by every use (the
+//! flusher, the load workers, VERIFY, the reconciler, prefill, the markers
+//! purge): at most `campaign.max-connections` open at once, idle ones
+//! closed after `IDLE_CLOSE`, all driven by one small tokio runtime.
+//!
+//! Every use runs with a deadline (`campaign.db-timeout-ms`) that covers
+//! the connect, start-up and authentication as well as the work. Past it
+//! the statement is cancelled on the server (`cancel_token`), so no
+//! transaction keeps its locks, and the connection is dropped. A use that
+//! fails because its connection died (PostgreSQL restarted, a proxy closed
+//! it) is retried once on a fresh connection before anything is answered.
+//! The table set-up runs once per node and database, not on every connect.
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, LazyLock, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::{Client, NoTls};
+
+use super::health::{Use, HEALTH};
+use super::postgres::{error_chain, Tables};
+use super::SinkError;
+use crate::redis_glue::config;
+
+/// Idle connections older than this are closed.
+const IDLE_CLOSE: Duration = Duration::from_secs(30);
+/// How long a cancel request may take before it is given up.
+const CANCEL_WAIT: Duration = Duration::from_secs(5);
+
+pub static POOL: LazyLock<Pool> = LazyLock::new(Pool::new);
+
+/// Where connections go: the URL and table they were made for.
+#[derive(Clone, PartialEq, Eq)]
+struct Target {
+    url: String,
+    table: String,
+}
+
+struct Idle {
+    target: Target,
+    client: Client,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct Slots {
+    idle: Vec<Idle>,
+    /// Connections open or being opened (idle ones included).
+    open: usize,
+    /// The target whose tables are known to be set up.
+    set_up: Option<Target>,
+}
+
+pub struct Pool {
+    runtime: Option<tokio::runtime::Runtime>,
+    slots: Mutex<Slots>,
+    freed: Condvar,
+    /// Connections open now (for STATUS).
+    pub open: AtomicUsize,
+    /// Connections opened since start (for STATUS).
+    pub opened: AtomicUsize,
+}
+
+/// A connection taken out of the pool for one use.
+pub struct Lease {
+    target: Target,
+    client: Option<Client>,
+    /// Whether the connection was taken from the idle list (it may have
+    /// died while it waited there).
+    reused: bool,
+}
+
+impl Lease {
+    pub fn tables(&self) -> Tables {
+        Tables::of(&self.target.table)
+    }
+}
+
+impl Pool {
+    fn new() -> Self {
+        // Two threads drive every connection's socket; callers wait on
+        // their own thread (`block_on`), so the runtime never runs Redis
+        // work and a slow use never starves another's socket.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("campaign-pg")
+            .enable_all()
+            .build()
+            .ok();
+        Pool {
+            runtime,
+            slots: Mutex::new(Slots::default()),
+            freed: Condvar::new(),
+            open: AtomicUsize::new(0),
+            opened: AtomicUsize::new(0),
+        }
+    }
+
+    fn slots(&self) -> MutexGuard<'_, Slots> {
+        self.slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn runtime(&self) -> Result<&tokio::runtime::Runtime, SinkError> {
+        self.runtime
+            .as_ref()
+            .ok_or_else(|| SinkError::Connect("cannot start the database runtime".into()))
+    }
+
+    /// Runs `work` on a connection for the current settings within
+    /// `campaign.db-timeout-ms`; retried once on a fresh connection when
+    /// the one it got had died. The outcome is recorded for STATUS.
+    pub fn run<T>(
+        &self,
+        purpose: Use,
+        mut work: impl AsyncFnMut(&mut Client, &Tables) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, SinkError> {
+        let url = config::DATABASE_URL.get();
+        if url.is_empty() {
+            return Err(SinkError::Unconfigured);
+        }
+        let target = Target {
+            url,
+            table: config::TABLE.get(),
+        };
+        let timeout = Duration::from_millis(config::DB_TIMEOUT_MS.get() as u64);
+        let deadline = Instant::now() + timeout;
+        let mut attempt = 0;
+        let result = loop {
+            attempt += 1;
+            let outcome = self.run_once(&target, deadline, timeout, &mut work);
+            match outcome {
+                Err(Failure::DeadConnection(_)) if attempt == 1 => continue,
+                other => break other,
+            }
+        };
+        let result = result.map_err(|failure| failure.into_error().redacted(&target.url));
+        HEALTH.record(purpose, &result);
+        result
+    }
+
+    fn run_once<T>(
+        &self,
+        target: &Target,
+        deadline: Instant,
+        timeout: Duration,
+        work: &mut impl AsyncFnMut(&mut Client, &Tables) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, Failure> {
+        let runtime = self.runtime().map_err(Failure::Other)?;
+        let mut lease = self.checkout(target, deadline, timeout)?;
+        let tables = lease.tables();
+        let client = lease.client.as_mut().expect("a lease holds a client");
+        let cancel = client.cancel_token();
+        let left = deadline.saturating_duration_since(Instant::now());
+        // (The timer is made inside the runtime, which it needs.)
+        let outcome =
+            runtime.block_on(async { tokio::time::timeout(left, work(client, &tables)).await });
+        match outcome {
+            Ok(Ok(value)) => {
+                self.give_back(lease);
+                Ok(value)
+            }
+            Ok(Err(error)) => {
+                let dead = lease.client.as_ref().is_none_or(Client::is_closed)
+                    || (error.code().is_none() && error_is_connection(&error));
+                let reused = lease.reused;
+                self.give_back(lease);
+                if dead && reused {
+                    Err(Failure::DeadConnection(error))
+                } else {
+                    Err(Failure::Statement(error))
+                }
+            }
+            Err(_) => {
+                // Ends the statement on the server, so its transaction and
+                // locks do not outlive the deadline; the connection goes.
+                runtime.spawn(async move {
+                    let _ = tokio::time::timeout(CANCEL_WAIT, cancel.cancel_query(NoTls)).await;
+                });
+                self.discard(lease);
+                Err(Failure::Other(SinkError::Timeout(timeout)))
+            }
+        }
+    }
+
+    /// An idle connection for `target`, or a new one while fewer than
+    /// `campaign.max-connections` are open; waits for one to be given back
+    /// until `deadline`.
+    fn checkout(
+        &self,
+        target: &Target,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<Lease, Failure> {
+        let mut slots = self.slots();
+        loop {
+            self.close_stale(&mut slots, target);
+            if let Some(index) = slots.idle.iter().rposition(|idle| idle.target == *target) {
+                let idle = slots.idle.swap_remove(index);
+                return Ok(Lease {
+                    target: idle.target,
+                    client: Some(idle.client),
+                    reused: true,
+                });
+            }
+            let limit = config::MAX_CONNECTIONS.get().max(1) as usize;
+            if slots.open < limit {
+                slots.open += 1;
+                let set_up = slots.set_up.as_ref() == Some(target);
+                drop(slots);
+                return match self.connect(target, deadline, timeout, set_up) {
+                    Ok(client) => {
+                        self.opened.fetch_add(1, Ordering::Relaxed);
+                        Ok(Lease {
+                            target: target.clone(),
+                            client: Some(client),
+                            reused: false,
+                        })
+                    }
+                    Err(error) => {
+                        self.forget_one();
+                        Err(Failure::Other(error))
+                    }
+                };
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Failure::Other(SinkError::Connect(format!(
+                    "all {limit} connections (campaign.max-connections) stayed busy for {} ms",
+                    timeout.as_millis()
+                ))));
+            }
+            slots = self
+                .freed
+                .wait_timeout(slots, deadline - now)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
+    }
+
+    /// Opens a connection (and sets the tables up, once per target).
+    fn connect(
+        &self,
+        target: &Target,
+        deadline: Instant,
+        timeout: Duration,
+        set_up: bool,
+    ) -> Result<Client, SinkError> {
+        let runtime = self.runtime()?;
+        let settings = session_config(&target.url)?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let opened = runtime.block_on(async {
+            tokio::time::timeout(left, async {
+                let (client, connection) = settings
+                    .connect(NoTls)
+                    .await
+                    .map_err(|error| SinkError::Connect(error_chain(&error)))?;
+                tokio::spawn(connection);
+                if !set_up {
+                    Tables::of(&target.table).set_up(&client).await?;
+                }
+                Ok::<Client, SinkError>(client)
+            })
+            .await
+        });
+        let client = match opened {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(SinkError::Connect(format!(
+                    "no connection within campaign.db-timeout-ms ({} ms)",
+                    timeout.as_millis()
+                )))
+            }
+        };
+        self.open.fetch_add(1, Ordering::Relaxed);
+        if !set_up {
+            self.slots().set_up = Some(target.clone());
+        }
+        Ok(client)
+    }
+
+    fn give_back(&self, mut lease: Lease) {
+        let Some(client) = lease.client.take() else {
+            return;
+        };
+        if client.is_closed() {
+            drop(client);
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            self.forget_one();
+            return;
+        }
+        let mut slots = self.slots();
+        slots.idle.push(Idle {
+            target: lease.target.clone(),
+            client,
+            since: Instant::now(),
+        });
+        drop(slots);
+        self.freed.notify_one();
+    }
+
+    fn discard(&self, mut lease: Lease) {
+        if lease.client.take().is_some() {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            self.forget_one();
+        }
+    }
+
+    fn forget_one(&self) {
+        let mut slots = self.slots();
+        slots.open = slots.open.saturating_sub(1);
+        drop(slots);
+        self.freed.notify_one();
+    }
+
+    /// Closes idle connections that waited too long, are closed, or were
+    /// made for other settings.
+    fn close_stale(&self, slots: &mut Slots, target: &Target) {
+        let before = slots.idle.len();
+        slots.idle.retain(|idle| {
+            idle.target == *target && !idle.client.is_closed() && idle.since.elapsed() < IDLE_CLOSE
+        });
+        let closed = before - slots.idle.len();
+        slots.open -= closed;
+        self.open.fetch_sub(closed, Ordering::Relaxed);
+        if slots.set_up.as_ref().is_some_and(|set_up| set_up != target) {
+            slots.set_up = None;
+        }
+    }
+
+    /// Closes idle connections past `IDLE_CLOSE` (called now and then).
+    pub fn sweep(&self) {
+        let mut slots = self.slots();
+        let before = slots.idle.len();
+        slots
+            .idle
+            .retain(|idle| !idle.client.is_closed() && idle.since.elapsed() < IDLE_CLOSE);
+        let closed = before - slots.idle.len();
+        slots.open -= closed;
+        self.open.fetch_sub(closed, Ordering::Relaxed);
+    }
+}
+
+enum Failure {
+    /// The reused connection had died before the work got an answer.
+    DeadConnection(tokio_postgres::Error),
+    Statement(tokio_postgres::Error),
+    Other(SinkError),
+}
+
+impl Failure {
+    fn into_error(self) -> SinkError {
+        match self {
+            Failure::DeadConnection(error) => SinkError::Connect(error_chain(&error)),
+            Failure::Statement(error) => super::postgres::statement_error(&error),
+            Failure::Other(error) => error,
+        }
+    }
+}
+
+/// An error of the connection itself (closed, reset, broken pipe), not an
+/// answer of the server.
+fn error_is_connection(error: &tokio_postgres::Error) -> bool {
+    let text = error_chain(error);
+    error.is_closed()
+        || [
+            "connection closed",
+            "broken pipe",
+            "reset by peer",
+            "unexpected EOF",
+        ]
+        .iter()
+        .any(|sign| text.contains(sign))
+}
+
+/// The connection settings of `url`: the URL's own parameters are kept;
+/// a connect timeout, keepalives and an application name are added only
+/// where the URL sets none.
+fn session_config(url: &str) -> Result<tokio_postgres::Config, SinkError> {
+    let mut settings = tokio_postgres::Config::from_str(url)
+        .map_err(|error| SinkError::Connect(error_chain(&error)))?;
+    if settings.get_connect_timeout().is_none() {
+        settings.connect_timeout(Duration::from_secs(5));
+    }
+    if settings.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        settings.keepalives_idle(Duration::from_secs(30));
+    }
+    if settings.get_application_name().is_none() {
+        settings.application_name("redis-campaign");
+    }
+    Ok(settings)
+}
