@@ -64,7 +64,7 @@ rcli CAMPAIGN.FLUSH 20000 >/dev/null
 expect_eq "STATUS rejected" 1 "$(status rejected)"
 expect_eq "REBUILD (the refused row is not in the database)" 4 "$(rcli CAMPAIGN.REBUILD mon-a)"
 python3 "$MON_DIR/check_metrics.py" "$REDIS_PORT" "$METRICS_URL" \
-    campaign_database_connected=1 campaign_flushed=5 campaign_rejected=1 campaign_loads_done'>'0 campaign_pending=0
+    campaign_database_connected=1 campaign_flushed=5 campaign_rejected=1 'campaign_loads_done>0' campaign_pending=0
 
 log "monitoring: database disconnected (changes pending, flush errors)"
 closed_port="$(free_port_from 17680)"
@@ -77,7 +77,7 @@ done
 expect_eq "STATUS database" disconnected "$(status database)"
 python3 "$MON_DIR/check_metrics.py" "$REDIS_PORT" "$METRICS_URL" \
     campaign_database_connected=0 campaign_database_configured=1 campaign_pending=2 \
-    campaign_flush_errors'>'0 campaign_last_error_set=1
+    'campaign_flush_errors>0' campaign_last_error_set=1
 
 log "monitoring: database back, the backlog drains"
 rcli CONFIG SET campaign.database-url "host=127.0.0.1 port=$PG_PORT dbname=campaign user=postgres connect_timeout=5" >/dev/null

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks the relative links of README.md and docs/*.md: every linked file
+"""Checks the relative links of README.md, monitoring/README.md and docs/: every linked file
 exists and every #anchor names a heading of the page it points to (GitHub's
 anchor rules: lowercase, punctuation dropped, spaces become dashes). Also
 fails on references to files outside the repository (../shared, SPEC).
@@ -31,7 +31,8 @@ def anchors(path):
 
 
 def main():
-    pages = [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "**", "*.md"), recursive=True))
+    pages = [os.path.join(ROOT, "README.md"), os.path.join(ROOT, "monitoring", "README.md")]
+    pages += sorted(glob.glob(os.path.join(ROOT, "docs", "**", "*.md"), recursive=True))
     bad = []
     for page in pages:
         rel_page = os.path.relpath(page, ROOT)
