@@ -32,7 +32,7 @@ use tokio_postgres::{Client, IsolationLevel, Transaction};
 use super::copy_format::{build_members, copy_text};
 use super::{LoadedMembers, PartsOut, RejectedChange, SinkError};
 use crate::core::checksum::SQL_CHECKSUM;
-use crate::core::Collapsed;
+use crate::core::{Change, Collapsed};
 use crate::redis_glue::conninfo::ConnInfo;
 
 /// Largest COPY message sent (see `copy_rows`).
@@ -182,6 +182,14 @@ fn sql_version(version: u64) -> i64 {
     version.min(i64::MAX as u64) as i64
 }
 
+/// Changes as COPY rows (campaign, member, version).
+fn change_rows(changes: &[Change<'_>]) -> String {
+    copy_text(changes.iter().map(|change| {
+        let version = sql_version(change.version);
+        (change.campaign, change.member.as_str(), version)
+    }))
+}
+
 /// Applies one collapsed batch in a single transaction.
 pub async fn apply(
     client: &mut Client,
@@ -205,10 +213,7 @@ async fn apply_adds(
 ) -> Result<(), tokio_postgres::Error> {
     let Tables { table, removed, .. } = tables;
     let oldest = batch.adds.iter().map(|change| change.version).min();
-    let rows = copy_text(batch.adds.iter().map(|change| {
-        let version = sql_version(change.version);
-        (change.campaign, change.member.as_str(), version)
-    }));
+    let rows = change_rows(&batch.adds);
     // Fast path: added members are nearly always new rows, so COPY
     // straight into the table. A unique violation (a re-flush after a
     // crash, a member added again, rows written around the module) rolls
@@ -264,10 +269,7 @@ async fn apply_removes(
     batch: &Collapsed<'_>,
 ) -> Result<(), tokio_postgres::Error> {
     let Tables { table, removed, .. } = tables;
-    let rows = copy_text(batch.removes.iter().map(|change| {
-        let version = sql_version(change.version);
-        (change.campaign, change.member.as_str(), version)
-    }));
+    let rows = change_rows(&batch.removes);
     transaction
         .batch_execute(
             "CREATE TEMP TABLE IF NOT EXISTS campaign_flush_removes (

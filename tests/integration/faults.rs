@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::harness::campaign::{flush, flushing_to, pending, rows_of, status, write_around};
+use crate::harness::campaign::{
+    flush, flushing_to, hung_database_url, pending, rows_of, status, wait_connected, write_around,
+};
 use crate::harness::redis_server::{call, int};
 use crate::harness::{wait_until, Postgres, RedisServer};
 
@@ -62,14 +64,6 @@ fn assert_all_present(con: &mut redis::Connection, members: &[String]) {
             .unwrap();
         assert!(answers.iter().all(|&answer| answer == 1), "{answers:?}");
     }
-}
-
-/// Waits until the module has reached the database (and made its tables).
-fn wait_connected(con: &mut redis::Connection) {
-    let connected = wait_until(Duration::from_secs(20), || {
-        status(con)["database"] == "connected"
-    });
-    assert!(connected, "{:?}", status(con));
 }
 
 fn parked_count(database: &Postgres) -> i64 {
@@ -322,15 +316,7 @@ fn a_hung_server_shows_within_the_deadline() {
     let mut con = server.connection();
     int(&mut con, &["CAMPAIGN.ADD", "c", "first"]);
     flush(&mut con);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming() {
-            held.push(stream);
-        }
-    });
-    let hung = format!("host=127.0.0.1 port={port} user=x dbname=x connect_timeout=2");
+    let hung = hung_database_url("connect_timeout=2");
     call(
         &mut con,
         &[b"CONFIG", b"SET", b"campaign.database-url", hung.as_bytes()],

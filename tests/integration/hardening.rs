@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::harness::campaign::{
-    flush, flushing_to, pending, rows_of, status, use_database, write_around,
+    flush, flushing_to, hung_database_url, pending, rows_of, status, use_database, write_around,
 };
 use crate::harness::redis_server::{call, error, int};
 use crate::harness::{wait_until, Postgres, RedisServer};
@@ -281,15 +281,7 @@ fn a_hung_database_is_abandoned_after_the_deadline() {
     flush(&mut con);
 
     // Accepts, reads nothing, answers nothing, holds every connection.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming() {
-            held.push(stream);
-        }
-    });
-    let hung = format!("host=127.0.0.1 port={port} user=x dbname=x connect_timeout=30");
+    let hung = hung_database_url("connect_timeout=30");
     call(
         &mut con,
         &[b"CONFIG", b"SET", b"campaign.database-url", hung.as_bytes()],

@@ -11,21 +11,14 @@ use std::time::{Duration, Instant};
 use redis::Connection;
 
 use crate::harness::campaign::{
-    flush, flushing_to, info_field, rows_of, start_replica_of, status, wait_for_aof_rewrite,
-    wait_for_replica, write_around,
+    flush, flushing_to, hung_database_url, info_field, rows_of, start_replica_of, status,
+    wait_connected, wait_for_aof_rewrite, wait_for_replica, write_around,
 };
 use crate::harness::redis_server::{call, error, int};
 use crate::harness::{wait_until, Postgres, RedisServer};
 
 fn set_of(members: &[String]) -> BTreeSet<String> {
     members.iter().cloned().collect()
-}
-
-fn wait_connected(con: &mut Connection) {
-    let connected = wait_until(Duration::from_secs(20), || {
-        status(con)["database"] == "connected"
-    });
-    assert!(connected, "{:?}", status(con));
 }
 
 fn wait_disconnected(con: &mut Connection) {
@@ -245,15 +238,7 @@ fn a_has_never_waits_past_the_read_through_deadline() {
     ]));
     let mut con = server.connection();
     wait_connected(&mut con);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming() {
-            held.push(stream);
-        }
-    });
-    let hung = format!("host=127.0.0.1 port={port} user=x dbname=x");
+    let hung = hung_database_url("");
     call(
         &mut con,
         &[b"CONFIG", b"SET", b"campaign.database-url", hung.as_bytes()],

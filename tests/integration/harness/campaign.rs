@@ -207,3 +207,27 @@ pub fn wait_for_aof_rewrite(con: &mut Connection) {
         "ok"
     );
 }
+
+/// A libpq URL of a server that accepts connections and never answers
+/// (hung, or SIGSTOPped): `extra` parameters appended.
+pub fn hung_database_url(extra: &str) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    format!("host=127.0.0.1 port={port} user=x dbname=x {extra}")
+        .trim_end()
+        .to_string()
+}
+
+/// Waits until the module has reached the database (and made its tables).
+pub fn wait_connected(con: &mut Connection) {
+    let connected = wait_until(Duration::from_secs(20), || {
+        status(con)["database"] == "connected"
+    });
+    assert!(connected, "{:?}", status(con));
+}
