@@ -285,7 +285,8 @@ fn answered_in_time(con: &mut Connection, args: &[&str], expected: i64, timeout_
 /// a HAS, an MHAS and an ADD on campaigns Redis does not hold (some the
 /// prefill has queued, some it has not) are answered from the database
 /// within read-through-timeout-ms (+100 ms): the HAS with the row's 1,
-/// the ADD with the campaign loaded whole (not left incomplete).
+/// the ADD with the campaign loaded whole (not left incomplete). With
+/// max-connections 3, the background work shares two connections.
 #[test]
 fn logins_go_ahead_of_a_prefill_and_a_rebuild() {
     const TIMEOUT_MS: u64 = 300;
@@ -313,6 +314,10 @@ fn logins_go_ahead_of_a_prefill_and_a_rebuild() {
         "yes",
         "read-through-timeout-ms",
         &timeout,
+        // Two for the prefill, the REBUILD and the flusher to share, one
+        // kept for the logins.
+        "max-connections",
+        "3",
     ]));
     let mut con = server.connection();
     // The prefill has listed the campaigns and queued their loads.
