@@ -134,6 +134,7 @@ pub fn status_figures() -> Vec<(&'static str, Figure)> {
             "incomplete",
             Figure::Number(INCOMPLETE_VALUES.load(Ordering::Relaxed)),
         ),
+        ("loads-queued", Figure::Number(LOADS.queue.waiting() as i64)),
         ("loads-done", count(&loads.loads_done)),
         ("loads-failed", count(&loads.loads_failed)),
         ("late-answers", count(&loads.late_answers)),

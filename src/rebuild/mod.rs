@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
 use redis_module::{
     BlockedClient, Context, ContextFlags, NotifyEvent, RedisError, RedisString, RedisValue,
     ThreadSafeContext,
@@ -26,6 +25,7 @@ use redis_module::{
 
 use self::registry::{HeldWrite, Reader, Registry, Waiter};
 use self::swap::{Plan, Prepared};
+use self::worker::{JobQueue, Lane};
 use crate::core::clock::now_ms;
 use crate::core::{is_storable_campaign_name, BlobWriter, Campaign, MemberSet, Op};
 use crate::error::CampaignError;
@@ -73,6 +73,7 @@ pub struct VerifyJob {
 }
 
 pub enum Job {
+    /// Queued in the lane of the most urgent waiter (`Loads::start_load`).
     Load(LoadJob),
     Verify(VerifyJob),
     /// Load what the keyspace lacks: everything (`None`), or the campaigns
@@ -99,8 +100,8 @@ pub struct Loads {
     /// Loads running, readable without the GIL (STATUS, hot paths).
     pub active: AtomicUsize,
     pub stats: RebuildStats,
-    jobs: Sender<Job>,
-    pub(crate) job_receiver: Receiver<Job>,
+    /// The load workers' queue, most urgent lane first.
+    pub(crate) queue: JobQueue<Job>,
 }
 
 /// What a client's write to a missing campaign key does.
@@ -113,15 +114,11 @@ pub enum MissingWrite {
     Create,
 }
 
-pub static LOADS: LazyLock<Loads> = LazyLock::new(|| {
-    let (jobs, job_receiver) = crossbeam_channel::unbounded();
-    Loads {
-        registry: Mutex::new(Registry::default()),
-        active: AtomicUsize::new(0),
-        stats: RebuildStats::default(),
-        jobs,
-        job_receiver,
-    }
+pub static LOADS: LazyLock<Loads> = LazyLock::new(|| Loads {
+    registry: Mutex::new(Registry::default()),
+    active: AtomicUsize::new(0),
+    stats: RebuildStats::default(),
+    queue: JobQueue::default(),
 });
 
 impl Loads {
@@ -131,19 +128,45 @@ impl Loads {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Queues VERIFY, a prefill pass or the shadows' clean-up (loads go
+    /// through `start_load`).
     pub fn submit(&self, job: Job) {
-        let _ = self.jobs.send(job);
+        let lane = match job {
+            Job::Prefill(_) => Lane::Background,
+            Job::Load(_) | Job::Verify(_) | Job::DropLeftoverShadows => Lane::Client,
+        };
+        self.queue.push(lane, job);
     }
 
     /// Starts a load of `name` (or joins the one running) for `waiter`.
     /// The caller has checked the key's type and blocked its client.
+    /// A reader's load goes ahead of everything else, a REBUILD's ahead of
+    /// background work (`worker::Lane`).
     pub fn start_load(&self, ctx: &Context, name: &RedisString, waiter: Waiter<BlockedClient>) {
+        let lane = match waiter {
+            Waiter::Reader(_) => Lane::Login,
+            Waiter::Rebuild(_) => Lane::Client,
+            Waiter::Background => Lane::Background,
+        };
+        self.start_load_in(ctx, name, waiter, lane);
+    }
+
+    /// `start_load` in `lane`: a load already queued in a less urgent lane
+    /// moves up to it (a login joining a queued prefill load).
+    fn start_load_in(
+        &self,
+        ctx: &Context,
+        name: &RedisString,
+        waiter: Waiter<BlockedClient>,
+        lane: Lane,
+    ) {
         let key = KeyId::of(ctx, name);
         let mut registry = self.registry();
         let starting = registry.join(key.clone(), waiter);
         self.active.store(registry.len(), Ordering::Relaxed);
         drop(registry);
         if !starting {
+            self.promote(&key, lane);
             return;
         }
         // An incomplete campaign is no base to compare a load with.
@@ -165,14 +188,24 @@ impl Loads {
         } else {
             0
         };
-        self.submit(Job::Load(LoadJob {
+        let job = LoadJob {
             key,
             campaign,
             snapshot,
             propagate: propagation_heard(ctx),
             flush_target,
             known_version,
-        }));
+        };
+        self.queue.push(lane, Job::Load(job));
+    }
+
+    /// Moves the queued load of `key` up to `lane`, if it waits in a less
+    /// urgent one (one that runs already keeps its connection and worker).
+    fn promote(&self, key: &KeyId, lane: Lane) {
+        self.queue.promote(
+            lane,
+            |job| matches!(job, Job::Load(load) if load.key == *key),
+        );
     }
 
     /// HAS/MHAS on a missing key: blocks the client on a load when
@@ -194,11 +227,9 @@ impl Loads {
             return false;
         }
         if flags.contains(ContextFlags::DENY_BLOCKING) {
-            // MULTI or a script: the cache's answer now, the load in the
-            // background for the next call.
-            if !self.is_loading(ctx, name) {
-                self.start_load(ctx, name, Waiter::Background);
-            }
+            // MULTI or a script: the cache's answer now, the load for the
+            // next call (on the login path all the same).
+            self.start_load_in(ctx, name, Waiter::Background, Lane::Login);
             return false;
         }
         let timeout_ms = config::READ_THROUGH_TIMEOUT_MS.get() as u64;
@@ -278,7 +309,7 @@ impl Loads {
         // write journaled meanwhile would end that wait early. Held as
         // before, up to write-block-timeout-ms.
         let catching_up = deleted::deleted_version(&KeyId::of(ctx, name)) > 0;
-        self.start_load(ctx, name, Waiter::Background);
+        self.start_load_in(ctx, name, Waiter::Background, Lane::Login);
         self.hold(ctx, name, campaign, op, members, !catching_up);
     }
 
@@ -339,10 +370,23 @@ impl Loads {
             on_missing,
         };
         // Only called with the load of `name` registered (the GIL is held).
-        if let Err(held) = self.registry().hold(&KeyId::of(ctx, name), held) {
+        let key = KeyId::of(ctx, name);
+        if let Err(held) = self.registry().hold(&key, held) {
             ThreadSafeContext::with_blocked_client(held.client)
                 .reply(Err(CampaignError::WriteBlocked.into_redis_error()));
+            return;
         }
+        // A client waits on this load now: if it is still queued behind
+        // background work (a reconciler's repair, a prefill), it moves up;
+        // onto the login path when the write is for a missing campaign.
+        self.promote(
+            &key,
+            if on_missing {
+                Lane::Login
+            } else {
+                Lane::Client
+            },
+        );
     }
 
     pub fn is_loading(&self, ctx: &Context, name: &RedisString) -> bool {

@@ -1,10 +1,17 @@
 //! The load workers: a few threads that talk to PostgreSQL for REBUILD,
 //! read-through, prefill and VERIFY, and build new sets off the main thread.
-//! Each holds its own connection; the GIL is taken only for the swap.
+//! Each borrows a connection from the pool per use; the GIL is taken only
+//! for the swap.
+//!
+//! Jobs wait in three lanes (`Lane`) and a worker always takes the most
+//! urgent first: loads a client waits for on the login path, then work an
+//! administrator waits for, then background work. One worker takes only
+//! login-path loads, so a REBUILD of a million members or a prefill of
+//! thousands of campaigns never stands between a login and its load.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
 
 use redis_module::redisvalue::RedisValueKey;
@@ -29,6 +36,7 @@ use crate::redis_glue::server_state::SERVER;
 use crate::redis_glue::{config, log};
 use crate::sink::connection::Database;
 use crate::sink::health::Use;
+use crate::sink::pool::Priority;
 use crate::sink::{PartsOut, Source};
 use crate::write_behind::WRITE_BEHIND;
 
@@ -37,21 +45,120 @@ const INTERNAL_ERROR: &str = "internal error (see the Redis log)";
 /// Loads run side by side up to this many (read-through of many campaigns
 /// at once), each on its own connection.
 const WORKERS: usize = 4;
+/// Of those, this many take only loads on the login path (`Lane::Login`).
+const LOGIN_WORKERS: usize = 1;
+
+/// How urgent a queued job is; a worker takes the most urgent first, in
+/// arrival order within a lane.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub enum Lane {
+    /// A load a client waits for on the login path: a HAS/MHAS on a
+    /// missing campaign, a write held until its campaign is loaded (or a
+    /// HAS inside MULTI, whose next call wants the campaign).
+    Login = 0,
+    /// Work an administrator's client waits for: REBUILD, VERIFY, and
+    /// dropping a former primary's leftover shadows.
+    Client = 1,
+    /// Nobody waits: prefill, the reconciler's repairs, completing
+    /// incomplete campaigns.
+    Background = 2,
+}
+
+const LANES: usize = 3;
+
+/// The load workers' queue: one FIFO per lane. A job may move to a more
+/// urgent lane while it waits (a reader joins a queued prefill load).
+pub struct JobQueue<J> {
+    lanes: Mutex<[VecDeque<J>; LANES]>,
+    ready: Condvar,
+}
+
+impl<J> Default for JobQueue<J> {
+    fn default() -> Self {
+        JobQueue {
+            lanes: Mutex::new(std::array::from_fn(|_| VecDeque::new())),
+            ready: Condvar::new(),
+        }
+    }
+}
+
+impl<J> JobQueue<J> {
+    fn lanes(&self) -> MutexGuard<'_, [VecDeque<J>; LANES]> {
+        self.lanes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn push(&self, lane: Lane, job: J) {
+        self.lanes()[lane as usize].push_back(job);
+        // Workers differ in the lanes they take: wake them all.
+        self.ready.notify_all();
+    }
+
+    /// Moves the first job that `matches` and waits in a less urgent lane
+    /// than `to` to the back of `to`; false when none waits there (it
+    /// runs already, or waits in `to` or a more urgent lane).
+    pub fn promote(&self, to: Lane, matches: impl Fn(&J) -> bool) -> bool {
+        let mut lanes = self.lanes();
+        for lane in (to as usize + 1)..LANES {
+            if let Some(index) = lanes[lane].iter().position(&matches) {
+                let job = lanes[lane].remove(index).expect("the index was found");
+                lanes[to as usize].push_back(job);
+                drop(lanes);
+                self.ready.notify_all();
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The most urgent job of the lanes up to `lowest`, if one waits.
+    #[cfg(test)]
+    pub fn try_pop(&self, lowest: Lane) -> Option<(Lane, J)> {
+        Self::take(&mut self.lanes(), lowest)
+    }
+
+    /// Waits for the most urgent job of the lanes up to `lowest`.
+    pub fn pop(&self, lowest: Lane) -> (Lane, J) {
+        let mut lanes = self.lanes();
+        loop {
+            if let Some(found) = Self::take(&mut lanes, lowest) {
+                return found;
+            }
+            lanes = self
+                .ready
+                .wait(lanes)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+
+    /// Jobs waiting, all lanes together.
+    pub fn waiting(&self) -> usize {
+        self.lanes().iter().map(VecDeque::len).sum()
+    }
+
+    fn take(lanes: &mut [VecDeque<J>; LANES], lowest: Lane) -> Option<(Lane, J)> {
+        [Lane::Login, Lane::Client, Lane::Background]
+            .into_iter()
+            .filter(|lane| *lane <= lowest)
+            .find_map(|lane| lanes[lane as usize].pop_front().map(|job| (lane, job)))
+    }
+}
 
 pub fn start() {
     static START: Once = Once::new();
     START.call_once(|| {
         for index in 0..WORKERS {
+            let lowest = if index < LOGIN_WORKERS {
+                Lane::Login
+            } else {
+                Lane::Background
+            };
             let spawned = std::thread::Builder::new()
                 .name(format!("campaign-load-{index}"))
-                .spawn(|| {
-                    let mut database = Database::new(Use::Load);
-                    loop {
-                        let Ok(job) = LOADS.job_receiver.recv() else {
-                            return;
-                        };
-                        run_callback("load worker", (), || run(&mut database, job));
-                    }
+                .spawn(move || loop {
+                    let (lane, job) = LOADS.queue.pop(lowest);
+                    run_callback("load worker", (), || run(lane, job));
                 });
             if let Err(error) = spawned {
                 log::warning(format!("cannot start a load worker: {error}"));
@@ -60,9 +167,17 @@ pub fn start() {
     });
 }
 
-fn run(database: &mut Database, job: Job) {
+fn run(lane: Lane, job: Job) {
     match job {
         Job::Load(job) => {
+            // A login-path load may take the connection the pool keeps
+            // free of every other use.
+            let mut database = Database::new(Use::Load).with_priority(if lane == Lane::Login {
+                Priority::Login
+            } else {
+                Priority::Ordinary
+            });
+            let database = &mut database;
             let mut shadow = None;
             // Even a panic must reach `finish`: it unblocks the waiters.
             let outcome = run_callback("load", Err(INTERNAL_ERROR.into()), || {
@@ -472,6 +587,70 @@ mod tests {
                 0
             })
         }
+    }
+
+    #[test]
+    fn the_most_urgent_lane_goes_first_in_arrival_order() {
+        let queue = JobQueue::default();
+        queue.push(Lane::Background, "prefill-1");
+        queue.push(Lane::Background, "prefill-2");
+        queue.push(Lane::Client, "rebuild");
+        queue.push(Lane::Login, "login-1");
+        queue.push(Lane::Login, "login-2");
+        assert_eq!(queue.waiting(), 5);
+        // The login worker takes only the login path.
+        assert_eq!(queue.try_pop(Lane::Login), Some((Lane::Login, "login-1")));
+        assert_eq!(queue.pop(Lane::Background), (Lane::Login, "login-2"));
+        assert_eq!(queue.try_pop(Lane::Login), None);
+        assert_eq!(queue.pop(Lane::Background), (Lane::Client, "rebuild"));
+        assert_eq!(queue.pop(Lane::Background), (Lane::Background, "prefill-1"));
+        assert_eq!(queue.pop(Lane::Background), (Lane::Background, "prefill-2"));
+        assert_eq!(queue.waiting(), 0);
+    }
+
+    #[test]
+    fn a_queued_job_moves_up_never_down() {
+        let queue = JobQueue::default();
+        for job in ["a", "b", "c"] {
+            queue.push(Lane::Background, job);
+        }
+        queue.push(Lane::Client, "rebuild");
+        assert!(queue.promote(Lane::Login, |job| *job == "c"));
+        assert!(
+            !queue.promote(Lane::Login, |job| *job == "c"),
+            "moved already"
+        );
+        assert!(queue.promote(Lane::Client, |job| *job == "b"));
+        // Never down: a job already more urgent stays where it is.
+        assert!(!queue.promote(Lane::Background, |job| *job == "rebuild"));
+        assert!(!queue.promote(Lane::Client, |job| *job == "c"));
+        assert!(!queue.promote(Lane::Login, |job| *job == "missing"));
+        let order: Vec<_> = std::iter::from_fn(|| queue.try_pop(Lane::Background)).collect();
+        assert_eq!(
+            order,
+            [
+                (Lane::Login, "c"),
+                (Lane::Client, "rebuild"),
+                (Lane::Client, "b"),
+                (Lane::Background, "a")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_waiting_worker_wakes_for_its_lane_only() {
+        let queue = Arc::new(JobQueue::default());
+        let login_worker = {
+            let queue = Arc::clone(&queue);
+            std::thread::spawn(move || queue.pop(Lane::Login))
+        };
+        queue.push(Lane::Background, "prefill");
+        queue.push(Lane::Login, "login");
+        assert_eq!(login_worker.join().unwrap(), (Lane::Login, "login"));
+        assert_eq!(
+            queue.try_pop(Lane::Background),
+            Some((Lane::Background, "prefill"))
+        );
     }
 
     #[test]

@@ -5,25 +5,35 @@
 use tokio_postgres::Client;
 
 use super::health::Use;
-use super::pool::POOL;
+use super::pool::{Priority, POOL};
 use super::postgres::{self, LoadError, Tables};
 use super::{LoadedMembers, PartsOut, RejectedChange, Sink, SinkError, Source};
 use crate::core::Collapsed;
 
 pub struct Database {
     purpose: Use,
+    priority: Priority,
 }
 
 impl Database {
     pub fn new(purpose: Use) -> Self {
-        Database { purpose }
+        Database {
+            purpose,
+            priority: Priority::Ordinary,
+        }
+    }
+
+    /// The same uses with `priority` in the pool (a login-path load).
+    pub fn with_priority(self, priority: Priority) -> Self {
+        Database { priority, ..self }
     }
 }
 
 impl Sink for Database {
     fn apply(&mut self, batch: &Collapsed<'_>) -> Result<(), SinkError> {
-        POOL.run(
+        POOL.run_as(
             self.purpose,
+            self.priority,
             async |client: &mut Client, tables: &Tables| {
                 postgres::apply(client, tables, batch).await
             },
@@ -37,14 +47,19 @@ impl Sink for Database {
     }
 
     fn check(&mut self) -> Result<(), SinkError> {
-        POOL.run(self.purpose, async |client: &mut Client, _: &Tables| {
-            client.simple_query("SELECT 1").await.map(|_| ())
-        })
+        POOL.run_as(
+            self.purpose,
+            self.priority,
+            async |client: &mut Client, _: &Tables| {
+                client.simple_query("SELECT 1").await.map(|_| ())
+            },
+        )
     }
 
     fn park_rejected(&mut self, rejected: &[RejectedChange]) -> Result<(), SinkError> {
-        POOL.run(
+        POOL.run_as(
             self.purpose,
+            self.priority,
             async |client: &mut Client, tables: &Tables| {
                 postgres::park_rejected(client, tables, rejected).await
             },
@@ -61,8 +76,9 @@ impl Source for Database {
         // The module's own failures (a thread that could not start, a
         // panic in the builder) are kept apart from the database's.
         let mut own_failure = None;
-        let result = POOL.run(
+        let result = POOL.run_as(
             self.purpose,
+            self.priority,
             async |client: &mut Client, tables: &Tables| match postgres::load_members(
                 client, tables, campaign, parts,
             )
@@ -80,8 +96,9 @@ impl Source for Database {
     }
 
     fn digest(&mut self, campaign: &str) -> Result<(i64, i64), SinkError> {
-        POOL.run(
+        POOL.run_as(
             self.purpose,
+            self.priority,
             async |client: &mut Client, tables: &Tables| {
                 postgres::digest(client, tables, campaign).await
             },
@@ -89,15 +106,17 @@ impl Source for Database {
     }
 
     fn campaigns(&mut self) -> Result<Vec<String>, SinkError> {
-        POOL.run(
+        POOL.run_as(
             self.purpose,
+            self.priority,
             async |client: &mut Client, tables: &Tables| postgres::campaigns(client, tables).await,
         )
     }
 
     fn newest_version(&mut self, campaign: &str) -> Result<u64, SinkError> {
-        POOL.run(
+        POOL.run_as(
             self.purpose,
+            self.priority,
             async |client: &mut Client, tables: &Tables| {
                 postgres::newest_version(client, tables, campaign).await
             },

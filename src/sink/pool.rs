@@ -10,6 +10,12 @@
 //! fails because its connection died (PostgreSQL restarted, a proxy closed
 //! it) is retried once on a fresh connection before anything is answered.
 //! The table set-up runs once per node and database, not on every connect.
+//!
+//! One connection is kept for the login path: with `max-connections` of 2
+//! or more, every other use together (the flusher, REBUILD, VERIFY,
+//! prefill, the reconciler) holds at most `max-connections - 1`, so a load
+//! a HAS waits for never waits for a million-member REBUILD to give its
+//! connection back (`Priority::Login`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, LazyLock, Mutex, MutexGuard};
@@ -31,6 +37,18 @@ const IDLE_CLOSE: Duration = Duration::from_secs(30);
 const CANCEL_WAIT: Duration = Duration::from_secs(5);
 
 pub static POOL: LazyLock<Pool> = LazyLock::new(Pool::new);
+
+/// Who asks for a connection.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum Priority {
+    /// A load a client waits for on the login path: may take any
+    /// connection, the one kept free of other uses included.
+    Login,
+    /// Every other use: leaves one connection free when the limit is 2
+    /// or more.
+    #[default]
+    Ordinary,
+}
 
 /// Where connections go: the URL and table they were made for.
 #[derive(Clone, PartialEq, Eq)]
@@ -54,6 +72,28 @@ struct Slots {
     open: usize,
     /// The target whose tables are known to be set up.
     set_up: Option<Target>,
+    /// Connections leased now to `Priority::Ordinary` uses.
+    ordinary_leased: usize,
+}
+
+impl Slots {
+    /// Whether a use of `priority` may take a connection now, under
+    /// `limit` (`campaign.max-connections`).
+    fn admits(&self, priority: Priority, limit: usize) -> bool {
+        priority == Priority::Login || limit < 2 || self.ordinary_leased < limit - 1
+    }
+
+    fn lease(&mut self, priority: Priority) {
+        if priority == Priority::Ordinary {
+            self.ordinary_leased += 1;
+        }
+    }
+
+    fn release(&mut self, priority: Priority) {
+        if priority == Priority::Ordinary {
+            self.ordinary_leased = self.ordinary_leased.saturating_sub(1);
+        }
+    }
 }
 
 pub struct Pool {
@@ -74,6 +114,7 @@ pub struct Lease {
     /// Whether the connection was taken from the idle list (it may have
     /// died while it waited there).
     reused: bool,
+    priority: Priority,
 }
 
 impl Lease {
@@ -120,6 +161,17 @@ impl Pool {
     pub fn run<T>(
         &self,
         purpose: Use,
+        work: impl AsyncFnMut(&mut Client, &Tables) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, SinkError> {
+        self.run_as(purpose, Priority::Ordinary, work)
+    }
+
+    /// `run` for a use of `priority` (`Priority::Login` may take the
+    /// connection kept free of other uses).
+    pub fn run_as<T>(
+        &self,
+        purpose: Use,
+        priority: Priority,
         mut work: impl AsyncFnMut(&mut Client, &Tables) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, SinkError> {
         let url = config::DATABASE_URL.get();
@@ -135,7 +187,7 @@ impl Pool {
         let mut attempt = 0;
         let result = loop {
             attempt += 1;
-            let outcome = self.run_once(&target, deadline, timeout, &mut work);
+            let outcome = self.run_once(&target, priority, deadline, timeout, &mut work);
             match outcome {
                 Err(Failure::DeadConnection(_)) if attempt == 1 => continue,
                 other => break other,
@@ -149,12 +201,13 @@ impl Pool {
     fn run_once<T>(
         &self,
         target: &Target,
+        priority: Priority,
         deadline: Instant,
         timeout: Duration,
         work: &mut impl AsyncFnMut(&mut Client, &Tables) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, Failure> {
         let runtime = self.runtime().map_err(Failure::Other)?;
-        let mut lease = self.checkout(target, deadline, timeout)?;
+        let mut lease = self.checkout(target, priority, deadline, timeout)?;
         let tables = lease.tables();
         let client = lease.client.as_mut().expect("a lease holds a client");
         let cancel = client.cancel_token();
@@ -193,28 +246,36 @@ impl Pool {
 
     /// An idle connection for `target`, or a new one while fewer than
     /// `campaign.max-connections` are open; waits for one to be given back
-    /// until `deadline`.
+    /// until `deadline`. An ordinary use also waits while it would take
+    /// the connection kept for the login path.
     fn checkout(
         &self,
         target: &Target,
+        priority: Priority,
         deadline: Instant,
         timeout: Duration,
     ) -> Result<Lease, Failure> {
         let mut slots = self.slots();
         loop {
             self.close_stale(&mut slots, target);
-            if let Some(index) = slots.idle.iter().rposition(|idle| idle.target == *target) {
-                let idle = slots.idle.swap_remove(index);
-                return Ok(Lease {
-                    target: idle.target,
-                    client: Some(idle.client),
-                    tls: idle.tls,
-                    reused: true,
-                });
-            }
             let limit = config::MAX_CONNECTIONS.get().max(1) as usize;
-            if slots.open < limit {
+            let admitted = slots.admits(priority, limit);
+            if admitted {
+                if let Some(index) = slots.idle.iter().rposition(|idle| idle.target == *target) {
+                    let idle = slots.idle.swap_remove(index);
+                    slots.lease(priority);
+                    return Ok(Lease {
+                        target: idle.target,
+                        client: Some(idle.client),
+                        tls: idle.tls,
+                        reused: true,
+                        priority,
+                    });
+                }
+            }
+            if admitted && slots.open < limit {
                 slots.open += 1;
+                slots.lease(priority);
                 let set_up = slots.set_up.as_ref() == Some(target);
                 drop(slots);
                 return match self.connect(target, deadline, timeout, set_up) {
@@ -225,18 +286,28 @@ impl Pool {
                             client: Some(client),
                             tls,
                             reused: false,
+                            priority,
                         })
                     }
                     Err(error) => {
-                        self.forget_one();
+                        self.forget_one(priority);
                         Err(Failure::Other(error))
                     }
                 };
             }
             let now = Instant::now();
             if now >= deadline {
+                let busy = if admitted || limit < 2 {
+                    format!("all {limit} connections (campaign.max-connections)")
+                } else {
+                    format!(
+                        "the {} connections of campaign.max-connections ({limit}) not kept for \
+                         the login path",
+                        limit - 1
+                    )
+                };
                 return Err(Failure::Other(SinkError::Connect(format!(
-                    "all {limit} connections (campaign.max-connections) stayed busy for {} ms",
+                    "{busy} stayed busy for {} ms",
                     timeout.as_millis()
                 ))));
             }
@@ -296,10 +367,11 @@ impl Pool {
         if client.is_closed() {
             drop(client);
             self.open.fetch_sub(1, Ordering::Relaxed);
-            self.forget_one();
+            self.forget_one(lease.priority);
             return;
         }
         let mut slots = self.slots();
+        slots.release(lease.priority);
         slots.idle.push(Idle {
             target: lease.target.clone(),
             client,
@@ -307,21 +379,24 @@ impl Pool {
             since: Instant::now(),
         });
         drop(slots);
-        self.freed.notify_one();
+        // Waiters differ in what they may take: wake them all.
+        self.freed.notify_all();
     }
 
     fn discard(&self, mut lease: Lease) {
         if lease.client.take().is_some() {
             self.open.fetch_sub(1, Ordering::Relaxed);
-            self.forget_one();
+            self.forget_one(lease.priority);
         }
     }
 
-    fn forget_one(&self) {
+    /// A leased connection of `priority` is gone for good.
+    fn forget_one(&self, priority: Priority) {
         let mut slots = self.slots();
         slots.open = slots.open.saturating_sub(1);
+        slots.release(priority);
         drop(slots);
-        self.freed.notify_one();
+        self.freed.notify_all();
     }
 
     /// Closes idle connections that waited too long, are closed, or were
@@ -400,4 +475,45 @@ fn session_config(url: &str) -> Result<ConnInfo, SinkError> {
         settings.application_name("redis-campaign");
     }
     Ok(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leased(ordinary: usize) -> Slots {
+        Slots {
+            ordinary_leased: ordinary,
+            ..Slots::default()
+        }
+    }
+
+    #[test]
+    fn one_connection_is_kept_for_the_login_path() {
+        // Six connections: other uses together hold five at most.
+        assert!(leased(4).admits(Priority::Ordinary, 6));
+        assert!(!leased(5).admits(Priority::Ordinary, 6));
+        assert!(leased(5).admits(Priority::Login, 6));
+        assert!(leased(6).admits(Priority::Login, 6));
+        // Two: one for everything else, one for logins.
+        assert!(leased(0).admits(Priority::Ordinary, 2));
+        assert!(!leased(1).admits(Priority::Ordinary, 2));
+        // One: nothing to keep, shared by every use.
+        assert!(leased(0).admits(Priority::Ordinary, 1));
+        assert!(leased(1).admits(Priority::Login, 1));
+    }
+
+    #[test]
+    fn leases_are_counted_for_ordinary_uses_only() {
+        let mut slots = Slots::default();
+        slots.lease(Priority::Ordinary);
+        slots.lease(Priority::Login);
+        slots.lease(Priority::Ordinary);
+        assert_eq!(slots.ordinary_leased, 2);
+        slots.release(Priority::Login);
+        slots.release(Priority::Ordinary);
+        slots.release(Priority::Ordinary);
+        slots.release(Priority::Ordinary);
+        assert_eq!(slots.ordinary_leased, 0, "never below zero");
+    }
 }

@@ -12,7 +12,7 @@ use redis::Connection;
 
 use crate::harness::campaign::{
     flush, flushing_to, hung_database_url, info_field, rows_of, start_replica_of, status,
-    wait_connected, wait_for_aof_rewrite, wait_for_replica, write_around,
+    wait_blocked_clients, wait_connected, wait_for_aof_rewrite, wait_for_replica, write_around,
 };
 use crate::harness::redis_server::{call, error, int};
 use crate::harness::{wait_until, Postgres, RedisServer};
@@ -259,4 +259,133 @@ fn a_has_never_waits_past_the_read_through_deadline() {
         "p99 {p99:?}; all {waits:?}"
     );
     assert!(status(&mut con)["late-answers"].parse::<i64>().unwrap() >= 1);
+}
+
+/// A login-path call on a campaign Redis does not hold, timed: it answers
+/// `expected` within read-through-timeout-ms (+100 ms).
+fn answered_in_time(con: &mut Connection, args: &[&str], expected: i64, timeout_ms: u64) {
+    let started = Instant::now();
+    let answer = int(con, args);
+    let waited = started.elapsed();
+    assert_eq!(
+        answer,
+        expected,
+        "{args:?} after {waited:?}: {:?}",
+        status(con)
+    );
+    assert!(
+        waited <= Duration::from_millis(timeout_ms + 100),
+        "{args:?} took {waited:?}: {:?}",
+        status(con)
+    );
+}
+
+/// Loads a client waits for go ahead of background work: while a prefill
+/// of 10,000 campaigns is queued and a REBUILD of 1,000,000 members runs,
+/// a HAS, an MHAS and an ADD on campaigns Redis does not hold (some the
+/// prefill has queued, some it has not) are answered from the database
+/// within read-through-timeout-ms (+100 ms): the HAS with the row's 1,
+/// the ADD with the campaign loaded whole (not left incomplete). With
+/// max-connections 3, the background work shares two connections.
+#[test]
+fn logins_go_ahead_of_a_prefill_and_a_rebuild() {
+    const TIMEOUT_MS: u64 = 300;
+    const PREFILLED: usize = 10_000;
+    let database = Postgres::start();
+    {
+        // The module makes its tables.
+        let seeder = RedisServer::start_with(flushing_to(&database));
+        wait_connected(&mut seeder.connection());
+    }
+    database
+        .client()
+        .batch_execute(&format!(
+            "INSERT INTO campaign_members (campaign, member) \
+             SELECT 'big', 'm' || g FROM generate_series(1, 1000000) g;
+             INSERT INTO campaign_members (campaign, member) \
+             SELECT 'many-' || g, 'x' FROM generate_series(1, {PREFILLED}) g;
+             INSERT INTO campaign_members (campaign, member) \
+             SELECT 'queued-' || g, 'user-' || g FROM generate_series(0, 19) g;"
+        ))
+        .unwrap();
+    let timeout = TIMEOUT_MS.to_string();
+    let server = RedisServer::start_with(flushing_to(&database).module_args(&[
+        "prefill",
+        "yes",
+        "read-through-timeout-ms",
+        &timeout,
+        // Two for the prefill, the REBUILD and the flusher to share, one
+        // kept for the logins.
+        "max-connections",
+        "3",
+    ]));
+    let mut con = server.connection();
+    // The prefill has listed the campaigns and queued their loads.
+    let queued = wait_until(Duration::from_secs(60), || {
+        status(&mut con)["loads-queued"].parse::<usize>().unwrap() >= PREFILLED / 4
+    });
+    assert!(queued, "{:?}", status(&mut con));
+    let mut rebuilder = server.connection();
+    let rebuild = std::thread::spawn(move || int(&mut rebuilder, &["CAMPAIGN.REBUILD", "big"]));
+    wait_blocked_clients(&mut con, 1);
+    // Campaigns the prefill did not list: their loads start behind it.
+    for index in 0..10 {
+        write_around(
+            &database,
+            &format!("fresh-{index}"),
+            &[format!("user-{index}")],
+        );
+    }
+    for index in 0..10 {
+        let (campaign, member) = (format!("fresh-{index}"), format!("user-{index}"));
+        answered_in_time(
+            &mut con,
+            &["CAMPAIGN.HAS", &campaign, &member],
+            1,
+            TIMEOUT_MS,
+        );
+    }
+    // Campaigns the prefill queued (those not loaded yet move up).
+    for index in 0..20 {
+        let (campaign, member) = (format!("queued-{index}"), format!("user-{index}"));
+        answered_in_time(
+            &mut con,
+            &["CAMPAIGN.HAS", &campaign, &member],
+            1,
+            TIMEOUT_MS,
+        );
+    }
+    let old: Vec<String> = (0..5).map(|i| format!("old-{i}")).collect();
+    write_around(&database, "fresh-mhas", &old);
+    let started = Instant::now();
+    let answers: Vec<i64> = redis::cmd("CAMPAIGN.MHAS")
+        .arg("fresh-mhas")
+        .arg("old-1")
+        .arg("nobody")
+        .arg("old-4")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(answers, [1, 0, 1], "after {:?}", started.elapsed());
+    assert!(started.elapsed() <= Duration::from_millis(TIMEOUT_MS + 100));
+    write_around(&database, "fresh-write", &old);
+    answered_in_time(
+        &mut con,
+        &["CAMPAIGN.ADD", "fresh-write", "new"],
+        1,
+        TIMEOUT_MS,
+    );
+    assert_eq!(
+        int(&mut con, &["CAMPAIGN.CARD", "fresh-write"]),
+        6,
+        "loaded whole"
+    );
+
+    assert_eq!(rebuild.join().unwrap(), 1_000_000);
+    let filled = wait_until(Duration::from_secs(120), || {
+        status(&mut con)["loads-queued"] == "0" && status(&mut con)["rebuilding"] == "0"
+    });
+    assert!(filled, "{:?}", status(&mut con));
+    assert_eq!(int(&mut con, &["CAMPAIGN.HAS", "many-777", "x"]), 1);
+    assert_eq!(int(&mut con, &["CAMPAIGN.CARD", "big"]), 1_000_000);
+    assert_eq!(status(&mut con)["late-answers"], "0");
 }
