@@ -121,3 +121,45 @@ fn a_campaign_under_a_new_name_replaces_the_rows_that_name_held() {
         4 + 4 + 3 + 1_000 * (2 + usize::from(moves)) + if moves { 0 } else { 4 }
     );
 }
+
+/// The prune waits in the journal like any entry: with no database it
+/// survives DEBUG RELOAD (RDB aux data), an AOF rewrite without the RDB
+/// preamble (`CAMPAIGN.JOURNAL ENTRIES ... PRUNE`) and a kill -9, and
+/// once the database is back the renamed name's rows are exactly its
+/// members.
+#[test]
+fn a_pending_prune_survives_rdb_and_aof() {
+    let database = Postgres::start();
+    let mut server = RedisServer::start_with(
+        flushing_to(&database)
+            .config("appendonly yes")
+            .config("appendfsync always")
+            .config("aof-use-rdb-preamble no"),
+    );
+    let mut con = server.connection();
+    stale_rows(&mut con, &database, "dst");
+    call(
+        &mut con,
+        &[b"CONFIG", b"SET", b"campaign.database-url", b""],
+    )
+    .unwrap();
+    add(&mut con, "src", &members("a", 0..3));
+    call(&mut con, &[b"RENAME", b"src", b"dst"]).unwrap();
+    // 3 adds, then the prune and 3 adds under the new name.
+    assert_eq!(pending(&mut con), 7);
+    call(&mut con, &[b"DEBUG", b"RELOAD"]).unwrap();
+    assert_eq!(pending(&mut con), 7);
+    call(&mut con, &[b"BGREWRITEAOF"]).unwrap();
+    wait_for_aof_rewrite(&mut con);
+    add(&mut con, "dst", &["late".to_owned()]);
+    server.restart();
+    let mut con = server.connection();
+    flush(&mut con);
+    let mut expected = members("a", 0..3);
+    expected.push("late".into());
+    assert_eq!(rows_of(&database, "dst"), set(&expected));
+    assert_eq!(rows_of(&database, "src"), set(members("a", 0..3)));
+    assert_cache_holds(&mut con, "dst", &expected);
+    assert_eq!(int(&mut con, &["CAMPAIGN.REBUILD", "dst"]), 4);
+    assert_cache_holds(&mut con, "dst", &expected);
+}
