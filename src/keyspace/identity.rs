@@ -14,6 +14,8 @@
 //! is therefore not recorded (a documented gap: RESTORE under the old
 //! name, then RENAME).
 
+use std::sync::Mutex;
+
 use redis_module::{Context, RedisString};
 
 use super::journal::JOURNAL;
@@ -26,9 +28,34 @@ use crate::redis_glue::ffi::{cached_now_ms, selected_db};
 use crate::redis_glue::log;
 use crate::redis_glue::server_state::SERVER;
 
+/// The key a client's RESTORE on this primary just loaded a value into
+/// that was saved under another name (noted by the type's load callback,
+/// taken by the `restore` event of the same command).
+static RESTORED_UNDER_NEW_NAME: Mutex<Option<Vec<u8>>> = Mutex::new(None);
+
+fn restored_under_new_name() -> std::sync::MutexGuard<'static, Option<Vec<u8>>> {
+    RESTORED_UNDER_NEW_NAME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The type's load callback: a client's RESTORE put a value saved under
+/// another name at key `target`.
+pub fn note_restored_under_new_name(target: &[u8]) {
+    *restored_under_new_name() = Some(target.to_vec());
+}
+
 /// A keyspace event of the generic class: `event` happened to `name`.
 pub fn on_generic_event(ctx: &Context, event: &[u8], name: &RedisString) {
-    let arrived = matches!(event, b"rename_to" | b"copy_to" | b"move_to");
+    let arrived = match event {
+        b"rename_to" | b"copy_to" | b"move_to" => true,
+        // Only a RESTORE under another name than the value's own: one
+        // under the same name (MIGRATE, slot migration) changes nothing.
+        b"restore" => restored_under_new_name()
+            .take()
+            .is_some_and(|target| target == name.as_slice()),
+        _ => false,
+    };
     // Only a primary journals; a replica gets the entries from it, and an
     // AOF being loaded holds them already.
     if !arrived || !SERVER.is_primary() || SERVER.is_loading() {

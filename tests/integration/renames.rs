@@ -163,3 +163,96 @@ fn a_pending_prune_survives_rdb_and_aof() {
     assert_eq!(int(&mut con, &["CAMPAIGN.REBUILD", "dst"]), 4);
     assert_cache_holds(&mut con, "dst", &expected);
 }
+
+fn dump(con: &mut redis::Connection, key: &str) -> Vec<u8> {
+    match call(con, &[b"DUMP", key.as_bytes()]).unwrap() {
+        redis::Value::BulkString(bytes) => bytes,
+        other => panic!("DUMP {key} gave {other:?}"),
+    }
+}
+
+/// A client's RESTORE under another name than the value was saved under
+/// (onto a name with older rows, and with REPLACE over a campaign) is
+/// journaled like a RENAME there: after FLUSH the rows are exactly the
+/// key's members and the reconciler keeps them. RESTORE under the same
+/// name (MIGRATE to another node, a DEL and RESTORE here) journals
+/// nothing and changes nothing in the database.
+#[test]
+fn restore_under_another_name_is_journaled_and_migrate_is_not() {
+    let database = Postgres::start();
+    let primary =
+        RedisServer::start_with(flushing_to(&database).module_args(&["verify-interval-s", "1"]));
+    let replica = start_replica_of(&primary, RedisOptions::default());
+    let target = RedisServer::start_with(flushing_to(&database));
+    let mut con = primary.connection();
+    stale_rows(&mut con, &database, "restored");
+    let orig = members("o", 0..1_000);
+    add(&mut con, "orig", &orig);
+    add(&mut con, "over", &members("k", 0..2));
+    flush(&mut con);
+
+    let payload = dump(&mut con, "orig");
+    call(&mut con, &[b"RESTORE", b"restored", b"0", &payload]).unwrap();
+    call(&mut con, &[b"RESTORE", b"over", b"0", &payload, b"REPLACE"]).unwrap();
+    assert_eq!(int(&mut con, &["CAMPAIGN.ADD", "restored", "extra"]), 1);
+    // The same name, here: nothing to journal.
+    let before = pending(&mut con);
+    call(&mut con, &[b"RESTORE", b"orig", b"0", &payload, b"REPLACE"]).unwrap();
+    assert_eq!(pending(&mut con), before);
+    flush(&mut con);
+
+    let mut restored = orig.clone();
+    restored.push("extra".into());
+    let expected = [
+        ("restored", set(&restored)),
+        ("over", set(&orig)),
+        ("orig", set(&orig)),
+    ];
+    for (campaign, members) in &expected {
+        assert_eq!(&rows_of(&database, campaign), members, "{campaign}");
+    }
+
+    // MIGRATE to another node (same name): the target journals nothing.
+    let mut target_con = target.connection();
+    wait_connected(&mut target_con);
+    let next_seq = status(&mut target_con)["journal-next-seq"].clone();
+    let port = target.port.to_string();
+    call(
+        &mut con,
+        &[
+            b"MIGRATE",
+            b"127.0.0.1",
+            port.as_bytes(),
+            b"orig",
+            b"0",
+            b"5000",
+        ],
+    )
+    .unwrap();
+    assert_cache_holds(&mut target_con, "orig", &orig);
+    assert_eq!(status(&mut target_con)["journal-next-seq"], next_seq);
+    assert_eq!(pending(&mut target_con), 0);
+    flush(&mut target_con);
+
+    let drift = status(&mut con)["drift-found"].clone();
+    let start = verify_runs(&mut con);
+    assert!(wait_until(Duration::from_secs(20), || verify_runs(
+        &mut con
+    ) >= start + 8));
+    assert_eq!(status(&mut con)["drift-found"], drift);
+    assert_eq!(int(&mut con, &["CAMPAIGN.REBUILD", "restored"]), 1_001);
+    flush(&mut con);
+    wait_for_replica(&mut con);
+    let mut replica_con = replica.connection();
+    assert!(wait_until(Duration::from_secs(10), || pending(
+        &mut replica_con
+    ) == 0));
+    for (campaign, members) in &expected[..2] {
+        assert_eq!(&rows_of(&database, campaign), members, "{campaign}");
+        assert_cache_holds(&mut con, campaign, members);
+        assert_cache_holds(&mut replica_con, campaign, members);
+    }
+    assert_eq!(rows_of(&database, "orig"), set(&orig));
+    assert_cache_holds(&mut target_con, "orig", &orig);
+    assert_eq!(rows(&database).len(), 1_001 + 1_000 + 1_000);
+}
