@@ -14,6 +14,9 @@
 //!   incomplete campaign (a write the database could not be waited for;
 //!   an AOF rewrite of an incomplete campaign, followed by its members as
 //!   set content: ADD the present, REM the absent).
+//! - `CAMPAIGN.SYNC key PRUNE v`: journal "the campaign is now the set its
+//!   changes above v say" (`Op::Prune`; a campaign value that landed under
+//!   this name), followed by its members as a `CHANGE ADD`.
 //! - `CAMPAIGN.SYNC key REBUILT v`: a rebuild ended (its set was sent just
 //!   before): the campaign's newest version, and the `campaign.rebuild`
 //!   keyspace event the primary emitted.
@@ -21,8 +24,8 @@
 //!   SHADOW id DROP`: a rebuilt set sent in bounded parts into a shadow,
 //!   then swapped in under `key` (or dropped); see `core::shadow`.
 //! - `CAMPAIGN.JOURNAL TRIM seq`: entries through `seq` are committed.
-//! - `CAMPAIGN.JOURNAL ENTRIES first-seq [ADD|REM campaign member version]
-//!   ...`: journal entries and their numbering, written when an AOF rewrite
+//! - `CAMPAIGN.JOURNAL ENTRIES first-seq [ADD|REM|PRUNE campaign member
+//!   version] ...` (a prune's member is the empty string): journal entries and their numbering, written when an AOF rewrite
 //!   without the RDB preamble starts (applied idempotently). `LOAD`, the
 //!   same without versions, is what older versions wrote; it still loads.
 //! - `DEL key`: a rebuild found the campaign gone from the database.
@@ -34,7 +37,9 @@ use redis_module::{raw, Context, RedisString};
 
 use crate::core::member_set::ENCODING_VERSION;
 use crate::core::shadow::decode_part;
-use crate::core::{validate_text, BlobReader, Campaign, Entry, EntryRef, Journal, Op};
+use crate::core::{
+    validate_text, BlobReader, Campaign, Entry, EntryRef, Journal, Op, PRUNE_MEMBER,
+};
 use crate::error::CampaignError;
 use crate::redis_glue::ffi::with_redis_strings;
 
@@ -145,6 +150,8 @@ pub fn replicate_one_change(ctx: &Context, key: &RedisString, op: Op, version: u
     let op = match op {
         Op::Add => c"ADD",
         Op::Remove => c"REM",
+        // Not a client's change: sent by `sync_prune` only.
+        Op::Prune => return,
     };
     // Versions stay below 2^63 (see `core::version`).
     let version = version.min(i64::MAX as u64) as std::os::raw::c_longlong;
@@ -178,6 +185,14 @@ pub fn sync_incomplete(key: &[u8]) -> WireCommand<'_> {
     WireCommand {
         command: SYNC_COMMAND,
         args: vec![Cow::Borrowed(key), word("INCOMPLETE")],
+    }
+}
+
+/// `CAMPAIGN.SYNC key PRUNE v`.
+pub fn sync_prune(key: &[u8], version: u64) -> WireCommand<'_> {
+    WireCommand {
+        command: SYNC_COMMAND,
+        args: vec![Cow::Borrowed(key), word("PRUNE"), number(version)],
     }
 }
 
@@ -304,6 +319,11 @@ pub enum Sync<'a> {
     Incomplete {
         key: &'a RedisString,
     },
+    /// Journal a prune of the campaign at `version` (`Op::Prune`).
+    Prune {
+        key: &'a RedisString,
+        version: u64,
+    },
     /// A rebuild ended with the campaign at `version`.
     Rebuilt {
         key: &'a RedisString,
@@ -345,15 +365,15 @@ pub fn parse_sync(args: &[RedisString]) -> Result<Sync<'_>, CampaignError> {
                 .map_err(|error| CampaignError::Syntax(format!("bad campaign payload: {error}")))?;
         return Ok(Sync::Replace { key, campaign });
     }
-    if form == b"VERSION" || form == b"REBUILT" {
+    if form == b"VERSION" || form == b"REBUILT" || form == b"PRUNE" {
         if args.len() != 4 {
             return Err(CampaignError::WrongArity);
         }
         let version = parse_version(&args[3])?;
-        return Ok(if form == b"VERSION" {
-            Sync::Version { key, version }
-        } else {
-            Sync::Rebuilt { key, version }
+        return Ok(match form.as_slice() {
+            b"VERSION" => Sync::Version { key, version },
+            b"PRUNE" => Sync::Prune { key, version },
+            _ => Sync::Rebuilt { key, version },
         });
     }
     if form == b"SHADOW" {
@@ -364,6 +384,7 @@ pub fn parse_sync(args: &[RedisString]) -> Result<Sync<'_>, CampaignError> {
             return Err(CampaignError::WrongArity);
         }
         let op = Op::from_word(&args[3].as_slice().to_ascii_uppercase())
+            .filter(|&op| op != Op::Prune)
             .ok_or_else(|| CampaignError::Syntax("unknown CAMPAIGN.SYNC CHANGE form".into()))?;
         let first_version = parse_version(&args[4])?;
         let members = parse_members(&args[5..], 5)?;
@@ -375,6 +396,7 @@ pub fn parse_sync(args: &[RedisString]) -> Result<Sync<'_>, CampaignError> {
         });
     }
     let op = Op::from_word(&form)
+        .filter(|&op| op != Op::Prune)
         .ok_or_else(|| CampaignError::Syntax("unknown CAMPAIGN.SYNC form".into()))?;
     let members = parse_members(&args[3..], 3)?;
     Ok(Sync::Members {
@@ -476,11 +498,21 @@ pub fn parse_journal(args: &[RedisString]) -> Result<JournalCommand, CampaignErr
     }
 }
 
-/// `op campaign member [version]` (version 0 or absent: none).
+/// `op campaign member [version]` (version 0 or absent: none); a
+/// prune's member is the empty string.
 fn parse_entry(words: &[RedisString]) -> Result<Entry, CampaignError> {
-    let op = Op::from_word(words[0].as_slice())
-        .ok_or_else(|| CampaignError::Syntax("journal operation must be ADD or REM".into()))?;
+    let op = Op::from_word(words[0].as_slice()).ok_or_else(|| {
+        CampaignError::Syntax("journal operation must be ADD, REM or PRUNE".into())
+    })?;
     let text = |position: usize| {
+        if position == 2 && op == Op::Prune {
+            return match words[position].as_slice() {
+                b"" => Ok(PRUNE_MEMBER),
+                _ => Err(CampaignError::Syntax(
+                    "a journal PRUNE entry's member must be empty".into(),
+                )),
+            };
+        }
         validate_text(words[position].as_slice(), None)
             .map_err(|reason| CampaignError::InvalidMember { position, reason })
     };

@@ -9,7 +9,7 @@ use super::CommandResult;
 use crate::error::CampaignError;
 use crate::keyspace::journal::JOURNAL;
 use crate::keyspace::write::{self, apply_change, IfMissing, Propagation};
-use crate::keyspace::{background_free, shadow};
+use crate::keyspace::{background_free, identity, shadow};
 use crate::propagation::{self, JournalCommand, ParsedShadowStep, Sync};
 use crate::redis_glue::server_state::is_replayed;
 use crate::write_behind::WRITE_BEHIND;
@@ -50,6 +50,10 @@ pub fn sync(ctx: &Context, args: &[RedisString]) -> CommandResult {
             count
         }
         Sync::Version { key, version } => usize::from(write::raise_version(ctx, key, version)?),
+        Sync::Prune { key, version } => {
+            identity::journal_replicated_prune(ctx, key, version)?;
+            1
+        }
         Sync::Incomplete { key } => usize::from(write::make_incomplete(ctx, key)?),
         Sync::Rebuilt { key, version } => {
             let exists = write::raise_version(ctx, key, version)?;

@@ -65,14 +65,16 @@ pub enum Known {
     Unknown,
 }
 
-/// Encoding of a campaign value (the type's encoding version): 6 = the
-/// member set (its encoding 4, with prefixed ids), the campaign's version,
-/// and whether it is incomplete (then its absent members, a set of
-/// encoding 4). 5 (set 4 and the version), 3 (set 2 and the version) and
-/// the bare sets 1, 2 and 4 (no version: loaded as version 0) still load.
-/// Bare sets and campaign values share one number space (see
-/// `member_codec`).
-pub const ENCODING_VERSION: i32 = 6;
+/// Encoding of a campaign value (the type's encoding version): 7 = what 6
+/// holds, then the key name the value was saved under (empty: unknown),
+/// so a RESTORE can tell a value arriving under another name (see
+/// `encode_named`). 6 = the member set (its encoding 4, with prefixed
+/// ids), the campaign's version, and whether it is incomplete (then its
+/// absent members, a set of encoding 4). 6, 5 (set 4 and the version), 3
+/// (set 2 and the version) and the bare sets 1, 2 and 4 (no version:
+/// loaded as version 0) still load. Bare sets and campaign values share
+/// one number space (see `member_codec`).
+pub const ENCODING_VERSION: i32 = 7;
 
 impl Campaign {
     pub fn new() -> Self {
@@ -234,8 +236,29 @@ impl Campaign {
         self.members.heap_bytes() + self.absent.as_ref().map_or(0, |a| a.0.heap_bytes())
     }
 
-    /// Writes the value in `ENCODING_VERSION`: the set, the version, then
-    /// 0 (complete) or 1 and the absent members (incomplete).
+    /// Writes the value in `ENCODING_VERSION`: its encoding 6, then `name`,
+    /// the key it is saved under (empty: unknown).
+    pub fn encode_named<W: RecordWriter>(&self, writer: &mut W, name: &[u8]) {
+        self.encode(writer);
+        writer.write_bytes(name);
+    }
+
+    /// Reads a value written in `encoding` with the key name it was saved
+    /// under (`None`: unknown, or an encoding before 7).
+    pub fn decode_named<R: RecordReader>(
+        reader: &mut R,
+        encoding: i32,
+    ) -> Result<(Self, Option<Vec<u8>>), DecodeError> {
+        if encoding != 7 {
+            return Ok((Campaign::decode(reader, encoding)?, None));
+        }
+        let campaign = Campaign::decode(reader, 6)?;
+        let name = reader.read_bytes(|bytes| (!bytes.is_empty()).then(|| bytes.to_vec()))?;
+        Ok((campaign, name))
+    }
+
+    /// Writes the value in encoding 6: the set, the version, then 0
+    /// (complete) or 1 and the absent members (incomplete).
     pub fn encode<W: RecordWriter>(&self, writer: &mut W) {
         self.members.encode(writer);
         writer.write_unsigned(self.version);
@@ -248,9 +271,11 @@ impl Campaign {
         }
     }
 
-    /// Reads a value written in `encoding` (1 to `ENCODING_VERSION`).
+    /// Reads a value written in `encoding` (1 to `ENCODING_VERSION`; the
+    /// name of 7 is read and dropped).
     pub fn decode<R: RecordReader>(reader: &mut R, encoding: i32) -> Result<Self, DecodeError> {
         match encoding {
+            7 => Campaign::decode_named(reader, 7).map(|(campaign, _)| campaign),
             1 | 2 | 4 => MemberSet::decode(reader, encoding).map(Campaign::from_members),
             3 | 5 => {
                 let set_encoding = if encoding == 3 { 2 } else { 4 };
@@ -302,15 +327,30 @@ mod tests {
         assert_eq!(campaign.version(), 77, "never lowered");
 
         let mut buffer = RecordBuffer::default();
-        campaign.encode(&mut buffer);
-        let decoded = Campaign::decode(&mut buffer, ENCODING_VERSION).unwrap();
+        campaign.encode_named(&mut buffer, b"saved-as");
+        let (decoded, name) = Campaign::decode_named(&mut buffer, ENCODING_VERSION).unwrap();
         assert_eq!(decoded, campaign);
+        assert_eq!(name.as_deref(), Some(&b"saved-as"[..]));
+        // Encoding 6: the same without the name.
+        let mut buffer = RecordBuffer::default();
+        campaign.encode(&mut buffer);
+        assert_eq!(
+            Campaign::decode_named(&mut buffer, 6).unwrap(),
+            (campaign.clone(), None)
+        );
+        let mut buffer = RecordBuffer::default();
+        campaign.encode_named(&mut buffer, b"");
+        assert_eq!(
+            Campaign::decode_named(&mut buffer, 7).unwrap(),
+            (campaign.clone(), None)
+        );
 
         // Encoding 4 is the member set alone: it loads with version 0.
         let mut buffer = RecordBuffer::default();
         campaign.members().encode(&mut buffer);
         let bare = Campaign::decode(&mut buffer, 4).unwrap();
         assert_eq!((bare.len(), bare.version()), (2, 0));
+        assert!(Campaign::decode(&mut RecordBuffer::default(), 8).is_err());
         assert!(Campaign::decode(&mut RecordBuffer::default(), 7).is_err());
     }
 
@@ -334,7 +374,7 @@ mod tests {
         assert!(INCOMPLETE_VALUES.load(Ordering::Relaxed) > before);
 
         let mut buffer = RecordBuffer::default();
-        campaign.encode(&mut buffer);
+        campaign.encode_named(&mut buffer, b"c");
         let decoded = Campaign::decode(&mut buffer, ENCODING_VERSION).unwrap();
         assert_eq!(decoded, campaign);
 

@@ -41,6 +41,14 @@ const MAX_PREALLOCATED: u64 = 1 << 16;
 pub enum Op {
     Add,
     Remove,
+    /// "The campaign is now the set its entries of versions above this
+    /// one say": every row of the campaign older than the entry's version
+    /// is removed (a marker left for each), whatever member it holds. A
+    /// campaign value that lands under a name (RENAME, COPY, MOVE, a
+    /// RESTORE under another name) journals one, then its members as
+    /// adds with higher versions. Its member is the empty string, which
+    /// no real member can be. Never a client's write.
+    Prune,
 }
 
 impl Op {
@@ -50,6 +58,7 @@ impl Op {
         match self {
             Op::Add => 1,
             Op::Remove => 2,
+            Op::Prune => 3,
         }
     }
 
@@ -57,6 +66,7 @@ impl Op {
         match code {
             1 => Some(Op::Add),
             2 => Some(Op::Remove),
+            // Format 1 predates prunes.
             _ => None,
         }
     }
@@ -66,6 +76,7 @@ impl Op {
         match self {
             Op::Add => "ADD",
             Op::Remove => "REM",
+            Op::Prune => "PRUNE",
         }
     }
 
@@ -73,6 +84,7 @@ impl Op {
         match word {
             b"ADD" => Some(Op::Add),
             b"REM" => Some(Op::Remove),
+            b"PRUNE" => Some(Op::Prune),
             _ => None,
         }
     }
@@ -757,12 +769,21 @@ impl Batch {
 /// What one batch asks of the database once each (campaign, member) keeps
 /// only its last operation: adds and removals are then disjoint, so the
 /// two statements can run in either order and the result matches applying
-/// the entries one by one.
+/// the entries one by one. A prune of a campaign (`Op::Prune`) keeps only
+/// its newest one, and the campaign's adds and removals older than it
+/// are dropped (the prune removes their rows anyway): what is left of
+/// the campaign lies above the prune's version, which the prune does not
+/// touch, so prunes too run in any order and in any part of a split batch.
 #[derive(Debug, Default)]
 pub struct Collapsed<'a> {
     pub adds: Vec<Change<'a>>,
     pub removes: Vec<Change<'a>>,
+    /// One per pruned campaign (`member` is the empty string).
+    pub prunes: Vec<Change<'a>>,
 }
+
+/// The member of an `Op::Prune` entry: no real member is empty.
+pub const PRUNE_MEMBER: &str = "";
 
 /// The last change of one (campaign, member) in a batch.
 #[derive(Debug, Clone, Copy)]
@@ -776,22 +797,25 @@ pub struct Change<'a> {
 
 impl<'a> Collapsed<'a> {
     pub fn len(&self) -> usize {
-        self.adds.len() + self.removes.len()
+        self.adds.len() + self.removes.len() + self.prunes.len()
     }
 
-    /// The batch in two halves of about equal size (adds and removals are
-    /// disjoint, so the halves can be applied in either order).
+    /// The batch in two halves of about equal size (adds, removals and
+    /// prunes are disjoint, so the halves can be applied in either order).
     pub fn halves(&self) -> (Collapsed<'a>, Collapsed<'a>) {
         let half = self.len() / 2;
         let adds_first = half.min(self.adds.len());
-        let removes_first = half - adds_first;
+        let removes_first = (half - adds_first).min(self.removes.len());
+        let prunes_first = half - adds_first - removes_first;
         let first = Collapsed {
             adds: self.adds[..adds_first].to_vec(),
             removes: self.removes[..removes_first].to_vec(),
+            prunes: self.prunes[..prunes_first].to_vec(),
         };
         let second = Collapsed {
             adds: self.adds[adds_first..].to_vec(),
             removes: self.removes[removes_first..].to_vec(),
+            prunes: self.prunes[prunes_first..].to_vec(),
         };
         (first, second)
     }
@@ -799,7 +823,9 @@ impl<'a> Collapsed<'a> {
     /// Every change with its operation.
     pub fn changes(&self) -> impl Iterator<Item = (Op, &Change<'a>)> {
         let adds = self.adds.iter().map(|change| (Op::Add, change));
-        adds.chain(self.removes.iter().map(|change| (Op::Remove, change)))
+        let removes = self.removes.iter().map(|change| (Op::Remove, change));
+        let prunes = self.prunes.iter().map(|change| (Op::Prune, change));
+        adds.chain(removes).chain(prunes)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -809,8 +835,17 @@ impl<'a> Collapsed<'a> {
 
 pub fn collapse<'a>(entries: impl IntoIterator<Item = EntryRef<'a>>) -> Collapsed<'a> {
     let mut last_op: HashMap<(&str, Kind<'a>), (usize, Op, u64)> = HashMap::new();
+    // The newest prune of each campaign, with its position.
+    let mut pruned: HashMap<&str, (usize, u64)> = HashMap::new();
     for (position, entry) in entries.into_iter().enumerate() {
         let version = entry.version.unwrap_or(0);
+        if entry.op == Op::Prune {
+            let newest = pruned.entry(entry.campaign).or_insert((position, version));
+            if version >= newest.1 {
+                *newest = (position, version);
+            }
+            continue;
+        }
         last_op.insert(
             (entry.campaign, entry.member),
             (position, entry.op, version),
@@ -821,6 +856,12 @@ pub fn collapse<'a>(entries: impl IntoIterator<Item = EntryRef<'a>>) -> Collapse
     ordered.sort_unstable_by_key(|&(_, (position, _, _))| position);
     let mut collapsed = Collapsed::default();
     for ((campaign, member), (_, op, version)) in ordered {
+        if pruned
+            .get(campaign)
+            .is_some_and(|&(_, below)| version < below)
+        {
+            continue;
+        }
         let change = Change {
             campaign,
             member: MemberRef::from_kind(member),
@@ -829,8 +870,19 @@ pub fn collapse<'a>(entries: impl IntoIterator<Item = EntryRef<'a>>) -> Collapse
         match op {
             Op::Add => collapsed.adds.push(change),
             Op::Remove => collapsed.removes.push(change),
+            Op::Prune => {}
         }
     }
+    let mut prunes: Vec<_> = pruned.into_iter().collect();
+    prunes.sort_unstable_by_key(|&(_, (position, _))| position);
+    collapsed.prunes = prunes
+        .into_iter()
+        .map(|(campaign, (_, version))| Change {
+            campaign,
+            member: MemberRef::from_kind(Kind::Text(PRUNE_MEMBER)),
+            version,
+        })
+        .collect();
     collapsed
 }
 
@@ -990,6 +1042,53 @@ mod tests {
 
     fn listed(journal: &Journal) -> Vec<(u64, Entry)> {
         journal.iter().map(|(seq, e)| (seq, e.to_entry())).collect()
+    }
+
+    /// A prune keeps its newest per campaign and drops the campaign's
+    /// older changes of the batch (it removes their rows anyway); changes
+    /// above it and other campaigns' stay. It survives encoding and the
+    /// halves of a split.
+    #[test]
+    fn prunes_collapse_over_older_changes_and_round_trip() {
+        let mut journal = Journal::new();
+        journal.append(Op::Add, "c", ["old", "kept"], 10, 0);
+        journal.append(Op::Remove, "c", ["gone"], 12, 0);
+        journal.append(Op::Add, "d", ["other"], 13, 0);
+        journal.append(Op::Prune, "c", [PRUNE_MEMBER], 20, 0);
+        journal.append(Op::Prune, "c", [PRUNE_MEMBER], 15, 0);
+        journal.append(Op::Add, "c", ["kept", "new"], 21, 0);
+        let collapsed = collapse(journal.entries());
+        assert_eq!(
+            rows(&collapsed.adds),
+            owned(&[("d", "other"), ("c", "kept"), ("c", "new")])
+        );
+        assert!(collapsed.removes.is_empty());
+        let prunes: Vec<_> = collapsed
+            .prunes
+            .iter()
+            .map(|p| (p.campaign, p.member.as_str().to_owned(), p.version))
+            .collect();
+        assert_eq!(prunes, [("c", String::new(), 20)]);
+        assert_eq!(collapsed.len(), 4);
+        let (first, second) = collapsed.halves();
+        assert_eq!(first.len() + second.len(), 4);
+        assert_eq!(first.prunes.len() + second.prunes.len(), 1);
+        assert_eq!(
+            collapsed
+                .changes()
+                .filter(|(op, _)| *op == Op::Prune)
+                .count(),
+            1
+        );
+
+        let decoded = round_trip(&journal);
+        assert_eq!(listed(&decoded), listed(&journal));
+        assert_eq!(listed(&decoded)[4].1.op, Op::Prune);
+        assert_eq!(&*listed(&decoded)[4].1.member, PRUNE_MEMBER);
+        let mut restored = Journal::new();
+        let entries = listed(&journal).into_iter().map(|(_, e)| e).collect();
+        restored.restore(1, entries, 0).unwrap();
+        assert_eq!(listed(&restored), listed(&journal));
     }
 
     #[test]
@@ -1329,6 +1428,7 @@ mod tests {
                 match entry.op {
                     Op::Add => { sequential.insert(row); }
                     Op::Remove => { sequential.remove(&row); }
+                    Op::Prune => {}
                 }
             }
             let collapsed = journal.take_batch(usize::MAX).map(|batch| {

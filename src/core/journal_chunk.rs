@@ -6,7 +6,8 @@
 //! ```text
 //! tag: bit 0 op (0 ADD, 1 REM) | bits 1-2 member kind (0 id, 1 UUID, 2 text)
 //!      | bit 3 campaign follows | bit 4 version follows
-//!      | bit 5 version is the previous one plus 1         (bits 6-7: zero)
+//!      | bit 5 version is the previous one plus 1
+//!      | bit 6 PRUNE (bit 0 clear; member: empty text)     (bit 7: zero)
 //! [campaign: LEB128 index into the chunk's names]      if bit 3
 //! [version: LEB128 of the zigzagged difference to the
 //!  previous version, or to 0 at a fresh entry]         if bit 4
@@ -50,7 +51,8 @@ const KIND_MASK: u8 = 3 << 1;
 const HAS_CAMPAIGN: u8 = 1 << 3;
 const HAS_VERSION: u8 = 1 << 4;
 const NEXT_VERSION: u8 = 1 << 5;
-const UNKNOWN_BITS: u8 = !0x3f;
+const OP_PRUNE: u8 = 1 << 6;
+const UNKNOWN_BITS: u8 = !0x7f;
 
 /// One entry as stored: the campaign as an index into some list of names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +99,7 @@ pub(crate) fn pack(out: &mut Vec<u8>, state: &mut State, fresh: bool, entry: Pac
     let mut tag = match entry.op {
         Op::Add => 0,
         Op::Remove => OP_REMOVE,
+        Op::Prune => OP_PRUNE,
     };
     tag |= match entry.member {
         Kind::Number(_) => KIND_NUMBER,
@@ -153,10 +156,11 @@ pub(crate) fn unpack<'a>(
     if tag & UNKNOWN_BITS != 0 {
         return None;
     }
-    let op = if tag & OP_REMOVE == 0 {
-        Op::Add
-    } else {
-        Op::Remove
+    let op = match (tag & OP_REMOVE != 0, tag & OP_PRUNE != 0) {
+        (false, false) => Op::Add,
+        (true, false) => Op::Remove,
+        (false, true) => Op::Prune,
+        (true, true) => return None,
     };
     if tag & HAS_CAMPAIGN != 0 {
         state.campaign = Some(u32::try_from(leb128::read_u64(bytes, at)?).ok()?);
@@ -179,6 +183,14 @@ pub(crate) fn unpack<'a>(
         (false, false) => None,
     };
     let member = match tag & KIND_MASK {
+        // A prune's member is the empty string, which no member can be.
+        KIND_TEXT if op == Op::Prune => {
+            if leb128::read_u64(bytes, at)? != 0 {
+                return None;
+            }
+            Kind::Text("")
+        }
+        _ if op == Op::Prune => return None,
         KIND_NUMBER => Kind::Number(leb128::read_u64(bytes, at)?),
         KIND_UUID => {
             let end = at.checked_add(16)?;
@@ -413,16 +425,19 @@ mod tests {
     fn refuses_broken_bytes() {
         let bad: &[&[u8]] = &[
             &[],
-            &[0x00, 0x00, 0x01],                  // no campaign yet
-            &[0x40 | HAS_CAMPAIGN, 0, 1],         // unknown bit
+            &[0x00, 0x00, 0x01],              // no campaign yet
+            &[0x80 | HAS_CAMPAIGN, 0, 1],     // unknown bit
+            &[OP_PRUNE | HAS_CAMPAIGN, 0, 1], // a prune of a member
+            &[OP_PRUNE | OP_REMOVE | KIND_TEXT | HAS_CAMPAIGN, 0, 0], // both ops
+            &[OP_PRUNE | KIND_TEXT | HAS_CAMPAIGN, 0, 1, b'x'], // a prune of a member
             &[NEXT_VERSION | HAS_CAMPAIGN, 0, 1], // no version to follow
             &[NEXT_VERSION | HAS_VERSION | HAS_CAMPAIGN, 0, 2, 1], // both
-            &[KIND_MASK | HAS_CAMPAIGN, 0, 1],    // unknown kind
-            &[KIND_UUID | HAS_CAMPAIGN, 0, 1],    // cut-off UUID
+            &[KIND_MASK | HAS_CAMPAIGN, 0, 1], // unknown kind
+            &[KIND_UUID | HAS_CAMPAIGN, 0, 1], // cut-off UUID
             &[KIND_TEXT | HAS_CAMPAIGN, 0, 5, b'a'], // cut-off text
             &[KIND_TEXT | HAS_CAMPAIGN, 0, 1, 0], // NUL
             &[KIND_TEXT | HAS_CAMPAIGN, 0, 1, 0xff], // not UTF-8
-            &[KIND_TEXT | HAS_CAMPAIGN, 0, 0],    // empty member
+            &[KIND_TEXT | HAS_CAMPAIGN, 0, 0], // empty member
             &[
                 HAS_CAMPAIGN,
                 0,

@@ -25,6 +25,6 @@ pub mod version;
 
 pub use campaign::Campaign;
 pub use codec::{BlobReader, BlobWriter, DecodeError, RecordReader, RecordWriter};
-pub use journal::{collapse, Batch, Change, Collapsed, Entry, EntryRef, Journal, Op};
+pub use journal::{collapse, Batch, Change, Collapsed, Entry, EntryRef, Journal, Op, PRUNE_MEMBER};
 pub use member::{is_storable_campaign_name, validate_text, TextError, MAX_CAMPAIGN_NAME_BYTES};
 pub use member_set::MemberSet;

@@ -11,7 +11,7 @@ use redis_module::raw;
 
 use super::background_free;
 use super::journal::JOURNAL;
-use super::{deleted, shadow, KeyId, CLOCK, SERVED_DB};
+use super::{deleted, identity, shadow, KeyId, CLOCK, SERVED_DB};
 use crate::core::campaign::ENCODING_VERSION;
 use crate::core::clock::now_ms;
 use crate::core::journal;
@@ -98,20 +98,21 @@ fn with_value<T>(value: *const c_void, body: impl FnOnce(&Campaign) -> T) -> T {
 
 extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
     run_callback("rdb_load", ptr::null_mut(), || {
-        match Campaign::decode(&mut RdbReader(rdb), encver) {
+        match Campaign::decode_named(&mut RdbReader(rdb), encver) {
             // An empty campaign cannot exist (the last REM deletes the key,
             // read-through would skip it): RESTORE of one is refused. While
             // loading a dataset it is kept, with a warning, so an RDB made
             // by an older version still starts.
-            Ok(set) if set.is_empty() && set.is_complete() && !SERVER.is_loading() => {
+            Ok((set, _)) if set.is_empty() && set.is_complete() && !SERVER.is_loading() => {
                 log::warning("refused a campaign payload with no members (RESTORE)");
                 ptr::null_mut()
             }
-            Ok(mut set) => {
+            Ok((mut set, saved_as)) => {
                 if let Err(reason) = admit_database(rdb).and_then(|()| admit_version(&mut set)) {
                     log::warning(format!("refused a campaign payload (RESTORE): {reason}"));
                     return ptr::null_mut();
                 }
+                note_renaming_restore(rdb, saved_as.as_deref());
                 if set.is_empty() && set.is_complete() {
                     log::warning("loaded a campaign with no members");
                 }
@@ -174,9 +175,48 @@ fn admit_version(set: &mut Campaign) -> Result<(), String> {
     Ok(())
 }
 
+/// A client's RESTORE on a primary of a value saved under another name
+/// than the key it is restored to is noted for the `restore` keyspace
+/// event that follows (`identity`), which journals it there. A value
+/// saved under the same name (MIGRATE, slot migration) or under an
+/// unknown one (an encoding before 7) journals nothing.
+fn note_renaming_restore(rdb: *mut raw::RedisModuleIO, saved_as: Option<&[u8]>) {
+    let Some(saved_as) = saved_as else {
+        return;
+    };
+    if SERVER.is_loading() || !SERVER.is_primary() {
+        return;
+    }
+    with_io_key_name(rdb, |target| {
+        if !target.is_empty() && target != saved_as {
+            identity::note_restored_under_new_name(target);
+        }
+    });
+}
+
+/// Runs `body` on the name of the key being saved or loaded through
+/// `rdb` (empty when Redis does not say).
+fn with_io_key_name<T>(rdb: *mut raw::RedisModuleIO, body: impl FnOnce(&[u8]) -> T) -> T {
+    let Some(name_of) = api!(RedisModule_GetKeyNameFromIO) else {
+        return body(&[]);
+    };
+    // SAFETY: Redis passes the live IO handle of this save or load.
+    let name = unsafe { name_of(rdb) };
+    if name.is_null() {
+        return body(&[]);
+    }
+    let name = name.cast_mut();
+    // SAFETY: a key name Redis owns for the duration of the callback.
+    body(unsafe { string_bytes(&name) })
+}
+
 extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
     run_callback("rdb_save", (), || {
-        with_value(value, |campaign| campaign.encode(&mut RdbWriter(rdb)))
+        with_io_key_name(rdb, |name| {
+            with_value(value, |campaign| {
+                campaign.encode_named(&mut RdbWriter(rdb), name)
+            })
+        })
     });
 }
 

@@ -14,20 +14,48 @@
 //! is therefore not recorded (a documented gap: RESTORE under the old
 //! name, then RENAME).
 
+use std::sync::Mutex;
+
 use redis_module::{Context, RedisString};
 
 use super::journal::JOURNAL;
 use super::{read_campaign, write_campaign, CLOCK, SERVED_DB};
 use crate::core::member_set::MemberRef;
-use crate::core::{validate_text, Op, MAX_CAMPAIGN_NAME_BYTES};
+use crate::core::{validate_text, Op, MAX_CAMPAIGN_NAME_BYTES, PRUNE_MEMBER};
+use crate::error::CampaignError;
 use crate::propagation::{self, MEMBERS_PER_SYNC};
 use crate::redis_glue::ffi::{cached_now_ms, selected_db};
 use crate::redis_glue::log;
 use crate::redis_glue::server_state::SERVER;
 
+/// The key a client's RESTORE on this primary just loaded a value into
+/// that was saved under another name (noted by the type's load callback,
+/// taken by the `restore` event of the same command).
+static RESTORED_UNDER_NEW_NAME: Mutex<Option<Vec<u8>>> = Mutex::new(None);
+
+fn restored_under_new_name() -> std::sync::MutexGuard<'static, Option<Vec<u8>>> {
+    RESTORED_UNDER_NEW_NAME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The type's load callback: a client's RESTORE put a value saved under
+/// another name at key `target`.
+pub fn note_restored_under_new_name(target: &[u8]) {
+    *restored_under_new_name() = Some(target.to_vec());
+}
+
 /// A keyspace event of the generic class: `event` happened to `name`.
 pub fn on_generic_event(ctx: &Context, event: &[u8], name: &RedisString) {
-    let arrived = matches!(event, b"rename_to" | b"copy_to" | b"move_to");
+    let arrived = match event {
+        b"rename_to" | b"copy_to" | b"move_to" => true,
+        // Only a RESTORE under another name than the value's own: one
+        // under the same name (MIGRATE, slot migration) changes nothing.
+        b"restore" => restored_under_new_name()
+            .take()
+            .is_some_and(|target| target == name.as_slice()),
+        _ => false,
+    };
     // Only a primary journals; a replica gets the entries from it, and an
     // AOF being loaded holds them already.
     if !arrived || !SERVER.is_primary() || SERVER.is_loading() {
@@ -39,7 +67,10 @@ pub fn on_generic_event(ctx: &Context, event: &[u8], name: &RedisString) {
     journal_whole(ctx, name);
 }
 
-/// Journals every member of the campaign at `name` as added now.
+/// Journals "the campaign at `name` is now exactly what it holds": one
+/// prune (`Op::Prune`: the rows this name held before, from an earlier
+/// campaign of that name, go) and then every member as added, with fresh
+/// versions above the prune's, so after FLUSH its rows are its members.
 fn journal_whole(ctx: &Context, name: &RedisString) {
     // A name no write could have (not text, NUL, too long) has no rows
     // and can get none: nothing is journaled, as for any other key.
@@ -49,7 +80,7 @@ fn journal_whole(ctx: &Context, name: &RedisString) {
         );
         return;
     };
-    let (members, floor) = {
+    let (members, floor, complete) = {
         let key = ctx.open_key(name);
         let Ok(Some(set)) = read_campaign(&key) else {
             return;
@@ -59,12 +90,21 @@ fn journal_whole(ctx: &Context, name: &RedisString) {
             .iter()
             .map(|member: MemberRef| member.as_str().to_owned())
             .collect();
-        (members, set.version().max(CLOCK.newest()))
+        (
+            members,
+            set.version().max(CLOCK.newest()),
+            set.is_complete(),
+        )
     };
-    if members.is_empty() {
+    // An incomplete campaign knows only the members written since; what
+    // else it holds is its rows', under the name it left. Its rows under
+    // this name are not pruned: it is completed from them (a documented
+    // gap).
+    let prune = complete;
+    let count = members.len() as u64 + u64::from(prune);
+    if count == 0 {
         return;
     }
-    let count = members.len() as u64;
     let first = CLOCK.issue(count, floor, cached_now_ms());
     {
         let key = ctx.open_key_writable(name);
@@ -73,10 +113,35 @@ fn journal_whole(ctx: &Context, name: &RedisString) {
         }
     }
     let mut version = first;
+    if prune {
+        JOURNAL.record(ctx, Op::Prune, campaign, &[PRUNE_MEMBER], version);
+        propagation::sync_prune(name.as_slice(), version).replicate(ctx);
+        version += 1;
+    }
     for chunk in members.chunks(MEMBERS_PER_SYNC) {
         let words: Vec<&str> = chunk.iter().map(String::as_str).collect();
         JOURNAL.record(ctx, Op::Add, campaign, &words, version);
         propagation::sync_change(name.as_slice(), Op::Add, version, &words).replicate(ctx);
         version += chunk.len() as u64;
     }
+}
+
+/// `CAMPAIGN.SYNC key PRUNE v` from the primary or the AOF: the same
+/// prune journaled with its version.
+pub fn journal_replicated_prune(
+    ctx: &Context,
+    name: &RedisString,
+    version: u64,
+) -> Result<(), CampaignError> {
+    let campaign =
+        validate_text(name.as_slice(), None).map_err(|reason| CampaignError::InvalidMember {
+            position: 1,
+            reason,
+        })?;
+    CLOCK.observe(version);
+    if let Some(set) = write_campaign(&ctx.open_key_writable(name))? {
+        set.advance_version(version);
+    }
+    JOURNAL.record(ctx, Op::Prune, campaign, &[PRUNE_MEMBER], version);
+    Ok(())
 }

@@ -38,6 +38,12 @@ pub fn journal_again(ctx: &Context, changes: &[Retried]) -> Result<usize, Campai
     let first_seq = JOURNAL.lock(ctx).next_seq();
     let mut journaled = 0;
     for change in changes {
+        // A prune journaled anew would remove every row of its campaign
+        // older than now, the campaign's own current members among them
+        // when Redis does not hold it: a parked prune is never re-sent.
+        if change.op == Op::Prune {
+            continue;
+        }
         if pending.contains(&(change.campaign.clone(), change.member.clone())) {
             continue;
         }

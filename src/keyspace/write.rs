@@ -75,6 +75,10 @@ pub fn apply_change(
     propagation: Propagation,
     if_missing: IfMissing,
 ) -> Result<Applied, CampaignError> {
+    if op == Op::Prune {
+        // Not a change of members: journaled by `identity` only.
+        return Ok(Applied::Changed(0));
+    }
     let key = ctx.open_key_writable(name);
     let existing = write_campaign(&key)?;
     if existing.is_none() && if_missing == IfMissing::Report {
@@ -112,7 +116,7 @@ pub fn apply_change(
             added
         }
         (Op::Remove, Some(set)) => members.iter().copied().filter(|m| set.remove(m)).collect(),
-        (Op::Remove, None) => Cow::Borrowed(&[]),
+        (Op::Remove | Op::Prune, None) | (Op::Prune, Some(_)) => Cow::Borrowed(&[]),
     };
     match propagation {
         Propagation::Client | Propagation::Held if !changed.is_empty() => {
@@ -156,7 +160,7 @@ pub fn apply_change(
     if propagation != Propagation::StateOnly {
         let event = match op {
             Op::Add => c"campaign.add",
-            Op::Remove => c"campaign.rem",
+            Op::Remove | Op::Prune => c"campaign.rem",
         };
         notify_keyspace_event(ctx, NotifyEvent::MODULE, event, name);
     }
@@ -203,6 +207,7 @@ fn apply_incomplete(
         .filter(|member| match op {
             Op::Add => set.insert(member),
             Op::Remove => set.remove(member),
+            Op::Prune => false,
         })
         .count();
     let floor = set.version();
@@ -232,7 +237,7 @@ fn apply_incomplete(
     }
     let event = match op {
         Op::Add => c"campaign.add",
-        Op::Remove => c"campaign.rem",
+        Op::Remove | Op::Prune => c"campaign.rem",
     };
     notify_keyspace_event(ctx, NotifyEvent::MODULE, event, name);
     Ok(Applied::Changed(count))

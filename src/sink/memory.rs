@@ -81,6 +81,22 @@ impl MemorySink {
         *marker = (*marker).max(change.version);
     }
 
+    /// Every row of the campaign older than the prune goes, leaving a
+    /// marker at the prune's version.
+    fn prune(&mut self, change: &Change<'_>) {
+        let doomed: Vec<Row> = self
+            .rows
+            .iter()
+            .filter(|((c, _), &v)| c == change.campaign && v < Some(change.version))
+            .map(|(row, _)| row.clone())
+            .collect();
+        for row in doomed {
+            self.rows.remove(&row);
+            let marker = self.removed.entry(row).or_insert(change.version);
+            *marker = (*marker).max(change.version);
+        }
+    }
+
     fn fail_if_asked(&mut self) -> Result<(), SinkError> {
         if self.failures_left > 0 {
             self.failures_left -= 1;
@@ -117,6 +133,9 @@ impl Sink for MemorySink {
         }
         for change in &batch.adds {
             self.add(change);
+        }
+        for change in &batch.prunes {
+            self.prune(change);
         }
         self.commits += 1;
         Ok(())

@@ -16,6 +16,7 @@ pub mod memory;
 mod passfile;
 pub mod pool;
 pub mod postgres;
+mod prune;
 pub mod rejected;
 mod tls;
 

@@ -58,7 +58,7 @@ pub struct Tables {
     removed_index: String,
 }
 
-type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+pub(super) type Param<'a> = (&'a (dyn ToSql + Sync), Type);
 
 impl Tables {
     /// `table_name` must already be a validated identifier.
@@ -178,7 +178,7 @@ impl Tables {
 }
 
 /// A version as PostgreSQL's `bigint` (versions stay below 2^63).
-fn sql_version(version: u64) -> i64 {
+pub(super) fn sql_version(version: u64) -> i64 {
     version.min(i64::MAX as u64) as i64
 }
 
@@ -202,6 +202,9 @@ pub async fn apply(
     }
     if !batch.removes.is_empty() {
         apply_removes(&mut transaction, tables, batch).await?;
+    }
+    if !batch.prunes.is_empty() {
+        super::prune::apply_prunes(&mut transaction, tables, &batch.prunes).await?;
     }
     transaction.commit().await
 }

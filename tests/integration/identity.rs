@@ -133,11 +133,24 @@ pub fn dump(con: &mut redis::Connection, key: &str) -> Vec<u8> {
     }
 }
 
-/// A campaign's DUMP payload ends with its version (an unsigned: opcode 2,
-/// then 0x81 and 8 bytes big-endian), its complete state (the unsigned 0:
-/// opcode 2, then 0x00), the EOF opcode, 2 bytes of RDB version and the
-/// CRC-64 (little-endian) of everything before it.
-const VERSION_AT_FROM_END: usize = 8 + 2 + 1 + 2 + 8;
+/// A campaign's DUMP payload (encoding 7) ends with its version (an
+/// unsigned: opcode 2, then 0x81 and 8 bytes big-endian), its complete
+/// state (the unsigned 0: opcode 2, then 0x00), the key name it was saved
+/// under (a string: opcode 5, a 6-bit length, the bytes), the EOF opcode,
+/// 2 bytes of RDB version and the CRC-64 (little-endian) of everything
+/// before it. Returns where the version's 8 bytes start.
+fn version_offset(payload: &[u8]) -> usize {
+    let name_end = payload.len() - 8 - 2 - 1;
+    let name_len = (0..64)
+        .find(|&n| {
+            name_end >= n + 2
+                && payload[name_end - n - 2] == 0x05
+                && payload[name_end - n - 1] == n as u8
+                && payload[..name_end - n - 2].ends_with(&[0x02, 0x00])
+        })
+        .expect("a short key name record");
+    name_end - name_len - 2 - 2 - 8
+}
 
 pub fn payload_version(payload: &[u8]) -> u64 {
     let (body, crc) = payload.split_at(payload.len() - 8);
@@ -146,7 +159,7 @@ pub fn payload_version(payload: &[u8]) -> u64 {
         crc,
         "CRC-64 computed as Redis does"
     );
-    let at = payload.len() - VERSION_AT_FROM_END;
+    let at = version_offset(payload);
     assert_eq!(
         &payload[at - 2..at],
         &[0x02, 0x81],
@@ -159,7 +172,7 @@ pub fn payload_version(payload: &[u8]) -> u64 {
 pub fn with_version(payload: &[u8], version: u64) -> Vec<u8> {
     payload_version(payload);
     let mut forged = payload.to_vec();
-    let at = forged.len() - VERSION_AT_FROM_END;
+    let at = version_offset(payload);
     forged[at..at + 8].copy_from_slice(&version.to_be_bytes());
     let body = forged.len() - 8;
     let crc = crc64(&forged[..body]);

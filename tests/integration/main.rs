@@ -19,6 +19,7 @@ mod memory;
 mod pauses;
 mod persistence;
 mod rebuild;
+mod renames;
 mod replication;
 mod server_harness;
 mod shadows;
