@@ -16,7 +16,10 @@
 
 use std::sync::Mutex;
 
-use redis_module::{Context, RedisString};
+use std::cell::RefCell;
+
+use redis_module::key::RedisKey;
+use redis_module::{Context, KeysCursor, RedisString};
 
 use super::journal::JOURNAL;
 use super::{read_campaign, write_campaign, CLOCK, SERVED_DB};
@@ -24,7 +27,7 @@ use crate::core::member_set::MemberRef;
 use crate::core::{validate_text, Op, MAX_CAMPAIGN_NAME_BYTES, PRUNE_MEMBER};
 use crate::error::CampaignError;
 use crate::propagation::{self, MEMBERS_PER_SYNC};
-use crate::redis_glue::ffi::{cached_now_ms, selected_db};
+use crate::redis_glue::ffi::{cached_now_ms, select_db, selected_db};
 use crate::redis_glue::log;
 use crate::redis_glue::server_state::SERVER;
 
@@ -65,6 +68,38 @@ pub fn on_generic_event(ctx: &Context, event: &[u8], name: &RedisString) {
         return;
     }
     journal_whole(ctx, name);
+}
+
+/// SWAPDB of `first` and `second`: when one of them is the served
+/// database, every campaign now in it arrived under its name (the ones
+/// that left behave as after DEL: their rows stay, reloaded on next use)
+/// and is journaled there as after a RENAME. (A swap of the served
+/// database with itself changes nothing.)
+pub fn on_swapdb(ctx: &Context, first: i32, second: i32) {
+    let served = first == SERVED_DB || second == SERVED_DB;
+    if !served || first == second || !SERVER.is_primary() || SERVER.is_loading() {
+        return;
+    }
+    select_db(ctx, SERVED_DB);
+    let found = RefCell::new(Vec::new());
+    let cursor = KeysCursor::new();
+    let collect = |_: &Context, name: &RedisString, key: Option<&RedisKey>| {
+        let is_campaign = key.is_some_and(|key| read_campaign(key).is_ok_and(|set| set.is_some()));
+        if is_campaign {
+            found.borrow_mut().push(name.as_slice().to_vec());
+        }
+    };
+    while cursor.scan(ctx, &collect) {}
+    let found = found.into_inner();
+    if !found.is_empty() {
+        log::notice(format!(
+            "SWAPDB brought {} campaigns into database {SERVED_DB}: journaled under their names",
+            found.len()
+        ));
+    }
+    for name in found {
+        journal_whole(ctx, &ctx.create_string(name));
+    }
 }
 
 /// Journals "the campaign at `name` is now exactly what it holds": one
