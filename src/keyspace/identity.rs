@@ -1,18 +1,19 @@
 //! A campaign's name is its identity in PostgreSQL (SPEC section 2): when
-//! a campaign value lands under a name by RENAME, COPY or MOVE into the
-//! served database, the primary journals
-//! every member it holds under that name, with fresh versions, as one
-//! client's ADD would, and sends the same entries to replicas and the
-//! AOF. After FLUSH the rows under the new name hold at least the key's
-//! members, and later changes continue above those versions. The name
-//! left behind keeps its rows, as after DEL ("reload on next use").
+//! a campaign value lands under a name in the served database (RENAME,
+//! COPY, MOVE, SWAPDB, a client's RESTORE under another name than the
+//! value was saved under), the primary journals "the campaign is now
+//! exactly this set" there: one prune (`Op::Prune`: at FLUSH the rows of
+//! that name older than its version go, markers left) and every member as
+//! added with higher versions, and sends the same entries to replicas and
+//! the AOF. After FLUSH the rows under the new name are exactly the key's
+//! members. The name left behind keeps its rows, as after DEL ("reload on
+//! next use").
 //!
-//! RESTORE journals nothing: it is how MIGRATE and slot migration move a
-//! key under the same name, which must change nothing in the database (a
-//! reload after a migration waits for the old owner's commits, which
-//! journaling the value here would skip). A RESTORE under another name
-//! is therefore not recorded (a documented gap: RESTORE under the old
-//! name, then RENAME).
+//! A RESTORE under the same name journals nothing: it is how MIGRATE and
+//! slot migration move a key, which must change nothing in the database
+//! (a reload after a migration waits for the old owner's commits, which
+//! journaling the value here would skip). The value carries the name it
+//! was saved under (encoding 7) so the load callback can tell the two.
 
 use std::sync::Mutex;
 
