@@ -1,22 +1,26 @@
 //! A campaign's name is its identity in PostgreSQL (SPEC section 2): when
-//! a campaign value lands under a name by RENAME, COPY or MOVE into the
-//! served database, the primary journals
-//! every member it holds under that name, with fresh versions, as one
-//! client's ADD would, and sends the same entries to replicas and the
-//! AOF. After FLUSH the rows under the new name hold at least the key's
-//! members, and later changes continue above those versions. The name
-//! left behind keeps its rows, as after DEL ("reload on next use").
+//! a campaign value lands under a name in the served database (RENAME,
+//! COPY, MOVE, SWAPDB, a client's RESTORE under another name than the
+//! value was saved under), the primary journals "the campaign is now
+//! exactly this set" there: one prune (`Op::Prune`: at FLUSH the rows of
+//! that name older than its version go, markers left) and every member as
+//! added with higher versions, and sends the same entries to replicas and
+//! the AOF. After FLUSH the rows under the new name are exactly the key's
+//! members. The name left behind keeps its rows, as after DEL ("reload on
+//! next use").
 //!
-//! RESTORE journals nothing: it is how MIGRATE and slot migration move a
-//! key under the same name, which must change nothing in the database (a
-//! reload after a migration waits for the old owner's commits, which
-//! journaling the value here would skip). A RESTORE under another name
-//! is therefore not recorded (a documented gap: RESTORE under the old
-//! name, then RENAME).
+//! A RESTORE under the same name journals nothing: it is how MIGRATE and
+//! slot migration move a key, which must change nothing in the database
+//! (a reload after a migration waits for the old owner's commits, which
+//! journaling the value here would skip). The value carries the name it
+//! was saved under (encoding 7) so the load callback can tell the two.
 
 use std::sync::Mutex;
 
-use redis_module::{Context, RedisString};
+use std::cell::RefCell;
+
+use redis_module::key::RedisKey;
+use redis_module::{Context, KeysCursor, RedisString};
 
 use super::journal::JOURNAL;
 use super::{read_campaign, write_campaign, CLOCK, SERVED_DB};
@@ -24,7 +28,7 @@ use crate::core::member_set::MemberRef;
 use crate::core::{validate_text, Op, MAX_CAMPAIGN_NAME_BYTES, PRUNE_MEMBER};
 use crate::error::CampaignError;
 use crate::propagation::{self, MEMBERS_PER_SYNC};
-use crate::redis_glue::ffi::{cached_now_ms, selected_db};
+use crate::redis_glue::ffi::{cached_now_ms, select_db, selected_db};
 use crate::redis_glue::log;
 use crate::redis_glue::server_state::SERVER;
 
@@ -65,6 +69,38 @@ pub fn on_generic_event(ctx: &Context, event: &[u8], name: &RedisString) {
         return;
     }
     journal_whole(ctx, name);
+}
+
+/// SWAPDB of `first` and `second`: when one of them is the served
+/// database, every campaign now in it arrived under its name (the ones
+/// that left behave as after DEL: their rows stay, reloaded on next use)
+/// and is journaled there as after a RENAME. (A swap of the served
+/// database with itself changes nothing.)
+pub fn on_swapdb(ctx: &Context, first: i32, second: i32) {
+    let served = first == SERVED_DB || second == SERVED_DB;
+    if !served || first == second || !SERVER.is_primary() || SERVER.is_loading() {
+        return;
+    }
+    select_db(ctx, SERVED_DB);
+    let found = RefCell::new(Vec::new());
+    let cursor = KeysCursor::new();
+    let collect = |_: &Context, name: &RedisString, key: Option<&RedisKey>| {
+        let is_campaign = key.is_some_and(|key| read_campaign(key).is_ok_and(|set| set.is_some()));
+        if is_campaign {
+            found.borrow_mut().push(name.as_slice().to_vec());
+        }
+    };
+    while cursor.scan(ctx, &collect) {}
+    let found = found.into_inner();
+    if !found.is_empty() {
+        log::notice(format!(
+            "SWAPDB brought {} campaigns into database {SERVED_DB}: journaled under their names",
+            found.len()
+        ));
+    }
+    for name in found {
+        journal_whole(ctx, &ctx.create_string(name));
+    }
 }
 
 /// Journals "the campaign at `name` is now exactly what it holds": one

@@ -110,6 +110,15 @@ pub fn subscribe(ctx: &Context) -> Result<(), String> {
     if status != raw::REDISMODULE_OK as i32 {
         return Err("cannot subscribe to the fork event".into());
     }
+    let swapdb = raw::RedisModuleEvent {
+        id: raw::REDISMODULE_EVENT_SWAPDB,
+        dataver: 1,
+    };
+    // SAFETY: as above.
+    let status = unsafe { subscribe(ctx.ctx, swapdb, Some(on_swapdb)) };
+    if status != raw::REDISMODULE_OK as i32 {
+        return Err("cannot subscribe to the SWAPDB event".into());
+    }
     let keyspace = api!(RedisModule_SubscribeToKeyspaceEvents)
         .ok_or("RedisModule_SubscribeToKeyspaceEvents is missing")?;
     // SAFETY: as above.
@@ -145,6 +154,26 @@ extern "C" fn on_keyspace_event(
         identity::on_generic_event(&ctx, event, &name);
         raw::REDISMODULE_OK as c_int
     })
+}
+
+/// SWAPDB swapped two databases: when one is the served database, the
+/// campaigns that arrived there are journaled under their names
+/// (`keyspace::identity`).
+extern "C" fn on_swapdb(
+    ctx: *mut raw::RedisModuleCtx,
+    _event: raw::RedisModuleEvent,
+    _subevent: u64,
+    data: *mut c_void,
+) {
+    run_callback("SWAPDB event", (), || {
+        if data.is_null() {
+            return;
+        }
+        // SAFETY: for this event Redis passes a live RedisModuleSwapDbInfo.
+        let info = unsafe { &*data.cast::<raw::RedisModuleSwapDbInfo>() };
+        let ctx = Context::new(ctx);
+        identity::on_swapdb(&ctx, info.dbnum_first, info.dbnum_second);
+    });
 }
 
 /// A child was forked. In the parent, right after an AOF rewrite's fork,

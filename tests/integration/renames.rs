@@ -256,3 +256,55 @@ fn restore_under_another_name_is_journaled_and_migrate_is_not() {
     assert_cache_holds(&mut target_con, "orig", &orig);
     assert_eq!(rows(&database).len(), 1_001 + 1_000 + 1_000);
 }
+
+/// SWAPDB 0 n: the campaigns that arrive in database 0 are journaled
+/// under their names there (rows the name held before pruned), the ones
+/// that leave behave as after DEL (their rows stay and reload on next
+/// use); replicas journal the same.
+#[test]
+fn campaigns_swapped_into_database_zero_are_journaled_there() {
+    if crate::harness::redis_server::moves_switch_the_client_db() {
+        eprintln!("skipped on Valkey 8: MOVE of a campaign key switches the client's database");
+        return;
+    }
+    let database = Postgres::start();
+    let primary =
+        RedisServer::start_with(flushing_to(&database).module_args(&["verify-interval-s", "1"]));
+    let replica = start_replica_of(&primary, RedisOptions::default());
+    let mut con = primary.connection();
+    stale_rows(&mut con, &database, "swapped");
+    let arriving = members("s", 0..10);
+    add(&mut con, "tmp", &arriving);
+    add(&mut con, "leaves", &members("l", 0..3));
+    flush(&mut con);
+    assert_eq!(int(&mut con, &["MOVE", "tmp", "3"]), 1);
+    let mut other = primary.connection();
+    call(&mut other, &[b"SELECT", b"3"]).unwrap();
+    call(&mut other, &[b"RENAME", b"tmp", b"swapped"]).unwrap();
+    drop(other);
+    call(&mut con, &[b"SWAPDB", b"0", b"3"]).unwrap();
+    assert_eq!(int(&mut con, &["EXISTS", "leaves"]), 0);
+    flush(&mut con);
+
+    assert_eq!(rows_of(&database, "swapped"), set(&arriving));
+    assert_eq!(rows_of(&database, "tmp"), set(&arriving));
+    assert_eq!(rows_of(&database, "leaves"), set(members("l", 0..3)));
+    let drift = status(&mut con)["drift-found"].clone();
+    let start = verify_runs(&mut con);
+    assert!(wait_until(Duration::from_secs(20), || verify_runs(
+        &mut con
+    ) >= start + 6));
+    assert_eq!(status(&mut con)["drift-found"], drift);
+    assert_eq!(int(&mut con, &["CAMPAIGN.HAS", "leaves", "l0"]), 1);
+    flush(&mut con);
+    wait_for_replica(&mut con);
+    let mut replica_con = replica.connection();
+    assert!(wait_until(Duration::from_secs(10), || pending(
+        &mut replica_con
+    ) == 0));
+    assert_cache_holds(&mut con, "swapped", &arriving);
+    assert_cache_holds(&mut replica_con, "swapped", &arriving);
+    assert_cache_holds(&mut con, "leaves", members("l", 0..3));
+    assert_eq!(rows_of(&database, "swapped"), set(&arriving));
+    assert_eq!(rows(&database).len(), 10 + 10 + 3);
+}
