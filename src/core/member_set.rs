@@ -24,6 +24,7 @@ use std::fmt;
 use super::canonical::{classify, parse_prefixed, Kind};
 use super::number_set::NumberSet;
 use super::prefixed_set::PrefixedSet;
+use super::relocate::{Moved, Relocator, Walk};
 use super::string_set::StringSet;
 use super::uuid_set::UuidSet;
 
@@ -147,6 +148,41 @@ impl MemberSet {
     }
 
     /// Estimated heap bytes held by the set (for `MEMORY USAGE`).
+    /// Units of a relocation walk (see `core::relocate`): the numbers',
+    /// the UUID table, the prefixes', the strings.
+    pub fn relocation_units(&self) -> usize {
+        self.numbers.relocation_units() + 1 + self.prefixed.relocation_units() + 1
+    }
+
+    /// Moves or renews the set's buffers from unit `start` on, stopping
+    /// between two units (never before the first) once the relocator asks.
+    pub fn relocate(
+        &mut self,
+        start: usize,
+        relocator: &mut dyn Relocator,
+        moved: &mut Moved,
+    ) -> Walk {
+        let numbers = self.numbers.relocation_units();
+        let prefixed = self.prefixed.relocation_units();
+        let total = numbers + 1 + prefixed + 1;
+        for unit in start..total {
+            if unit > start && relocator.should_stop() {
+                return Walk::StoppedAt(unit);
+            }
+            if unit < numbers {
+                self.numbers.relocate_unit(unit, relocator, moved);
+            } else if unit == numbers {
+                moved.relocated(self.uuids.relocate(relocator));
+            } else if unit < numbers + 1 + prefixed {
+                self.prefixed
+                    .relocate_unit(unit - numbers - 1, relocator, moved);
+            } else {
+                self.strings.relocate(relocator, moved);
+            }
+        }
+        Walk::Done
+    }
+
     pub fn heap_bytes(&self) -> usize {
         self.numbers.heap_bytes()
             + self.uuids.heap_bytes()
