@@ -233,14 +233,20 @@ impl Campaign {
     /// Moves or renews the buffers of the value (not the value's own
     /// allocation, which its owner moves) from unit `start` of its walk
     /// on: the member set's units, then the absent members' (see
-    /// `core::relocate`). A set shared with a reader off the main thread
-    /// (`snapshot`) is skipped: its buffers are in use elsewhere.
-    pub fn relocate(&mut self, start: usize, relocator: &mut dyn Relocator) -> (Walk, Moved) {
+    /// `core::relocate`), at `now_s` (unix seconds; see
+    /// `MemberSet::relocate`). A set shared with a reader off the main
+    /// thread (`snapshot`) is skipped: its buffers are in use elsewhere.
+    pub fn relocate(
+        &mut self,
+        start: usize,
+        relocator: &mut dyn Relocator,
+        now_s: u32,
+    ) -> (Walk, Moved) {
         let mut moved = Moved::default();
         let members = self.members.relocation_units();
         if start < members {
             if let Some(set) = Arc::get_mut(&mut self.members) {
-                if let Walk::StoppedAt(unit) = set.relocate(start, relocator, &mut moved) {
+                if let Walk::StoppedAt(unit) = set.relocate(start, relocator, &mut moved, now_s) {
                     return (Walk::StoppedAt(unit), moved);
                 }
             }
@@ -255,7 +261,7 @@ impl Campaign {
         if from == 0 {
             moved.relocated(relocate::boxed(absent, relocator));
         }
-        match absent.0.relocate(from, relocator, &mut moved) {
+        match absent.0.relocate(from, relocator, &mut moved, now_s) {
             Walk::StoppedAt(unit) => (Walk::StoppedAt(members + unit), moved),
             Walk::Done => (Walk::Done, moved),
         }
@@ -372,11 +378,18 @@ mod tests {
         let mut campaign = filled(&members);
         let before = deep_copy(&campaign);
         let mut relocator = MoveAll::default();
-        let (walk, moved) = campaign.relocate(0, &mut relocator);
+        let (walk, moved) = campaign.relocate(0, &mut relocator, 1_000);
         assert_eq!(walk, Walk::Done);
         assert!(moved.moved > 5, "{moved:?}");
         assert!(moved.renewed > 0, "{moved:?}");
         assert_eq!(relocator.moves, moved.moved);
+        // Bitmaps are renewed again only after the interval.
+        let (_, again) = campaign.relocate(0, &mut relocator, 1_010);
+        assert_eq!(again.renewed, 0, "{again:?}");
+        assert!(again.moved > 5, "{again:?}");
+        let interval = crate::core::member_set::RENEW_INTERVAL_S;
+        let (_, later) = campaign.relocate(0, &mut relocator, 1_000 + interval);
+        assert!(later.renewed > 0, "{later:?}");
         assert!(campaign == before, "the same content");
         assert_eq!(campaign.checksum(), before.checksum());
         for member in &members {
@@ -415,7 +428,7 @@ mod tests {
         loop {
             calls += 1;
             relocator.asked = 0;
-            match campaign.relocate(start, &mut relocator).0 {
+            match campaign.relocate(start, &mut relocator, 1_000).0 {
                 Walk::StoppedAt(next) => {
                     assert!(next > start, "progress");
                     start = next;
@@ -443,7 +456,7 @@ mod tests {
         let snapshot = campaign.snapshot();
         let mut relocator = MoveAll::default();
         assert_eq!(
-            campaign.relocate(0, &mut relocator),
+            campaign.relocate(0, &mut relocator, 1_000),
             (Walk::Done, Moved::default())
         );
         assert!(campaign.is_snapshot(&snapshot));

@@ -215,21 +215,25 @@ impl NumberSet {
     }
 
     /// Relocates one unit. A bitmap's buffers are private to the roaring
-    /// crate: it is renewed by a copy of itself (fresh allocations, the old
-    /// ones freed), which also drops the spare capacity of its arrays.
+    /// crate: with `renew` it is renewed by a copy of itself (fresh
+    /// allocations, the old ones freed), which also drops the spare
+    /// capacity of its arrays.
     pub(crate) fn relocate_unit(
         &mut self,
         unit: usize,
         relocator: &mut dyn Relocator,
         moved: &mut Moved,
+        renew: bool,
     ) {
         if let Some(bitmap) = self.dense.values_mut().nth(unit) {
-            *bitmap = bitmap.clone();
-            moved.renewed += 1;
+            if renew {
+                *bitmap = bitmap.clone();
+                moved.renewed += 1;
+            }
             return;
         }
         self.sparse.relocate(relocator, moved);
-        if !self.dense.is_empty() {
+        if renew && !self.dense.is_empty() {
             self.dense = std::mem::take(&mut self.dense).into_iter().collect();
             moved.renewed += 1;
         }

@@ -59,6 +59,7 @@ impl PrefixedSet {
         mut unit: usize,
         relocator: &mut dyn Relocator,
         moved: &mut Moved,
+        renew: bool,
     ) {
         if unit == 0 {
             moved.relocated(relocate::vec(&mut self.prefixes, relocator));
@@ -69,7 +70,7 @@ impl PrefixedSet {
                 if unit == 0 {
                     moved.relocated(relocate::boxed_slice(prefix, relocator));
                 }
-                ids.relocate_unit(unit, relocator, moved);
+                ids.relocate_unit(unit, relocator, moved, renew);
                 return;
             }
             unit -= units;

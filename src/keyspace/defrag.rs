@@ -9,7 +9,11 @@
 //! `free_effort` past `active-defrag-max-scan-fields`) is defragmented
 //! late, in time slices: the walk stops between two units when
 //! `RedisModule_DefragShouldStop` says so and resumes from the unit kept
-//! with `RedisModule_DefragCursorSet`.
+//! with `RedisModule_DefragCursorSet`. A set's bitmaps are copied at most
+//! once per `RENEW_INTERVAL_S` (a server that stays fragmented for other
+//! reasons visits every key again and again); its other buffers are
+//! offered to `RedisModule_DefragAlloc` on every visit, which moves only
+//! what jemalloc says is worth moving.
 //!
 //! Redis calls the callback on its main thread, holding the lock, so no
 //! command runs meanwhile; a set shared with a reader off the main thread
@@ -27,7 +31,7 @@ use redis_module::raw;
 
 use crate::core::relocate::{Relocator, Walk};
 use crate::core::Campaign;
-use crate::redis_glue::ffi::api;
+use crate::redis_glue::ffi::{api, cached_now_ms};
 use crate::redis_glue::panic_guard::run_callback;
 
 /// What defragmentation did since start-up (INFO campaign).
@@ -115,7 +119,8 @@ pub extern "C" fn defrag(
             defrag_alloc,
             should_stop: api!(RedisModule_DefragShouldStop),
         };
-        let (walk, moved) = campaign.relocate(start, &mut relocator);
+        let now_s = u32::try_from(cached_now_ms() / 1000).unwrap_or(u32::MAX);
+        let (walk, moved) = campaign.relocate(start, &mut relocator, now_s);
         DEFRAG.moved.fetch_add(moved.moved, Ordering::Relaxed);
         DEFRAG.renewed.fetch_add(moved.renewed, Ordering::Relaxed);
         match walk {
