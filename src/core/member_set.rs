@@ -163,7 +163,7 @@ impl MemberSet {
 
     /// Moves or renews the set's buffers from unit `start` on, stopping
     /// between two units (never before the first) once the relocator asks.
-    /// Bitmaps are renewed (copied) only by a walk that starts
+    /// Bitmaps and hash sets are renewed (copied) only by a walk that starts
     /// `RENEW_INTERVAL_S` or more after the last walk that renewed them
     /// completed, at `now_s`: a server that stays fragmented for other
     /// reasons visits every key again and again, and copying them on each
@@ -191,7 +191,7 @@ impl MemberSet {
                 self.prefixed
                     .relocate_unit(unit - numbers - 1, relocator, moved, renew);
             } else {
-                self.strings.relocate(relocator, moved);
+                self.strings.relocate(relocator, moved, renew);
             }
         }
         if renew {

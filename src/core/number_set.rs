@@ -232,7 +232,7 @@ impl NumberSet {
             }
             return;
         }
-        self.sparse.relocate(relocator, moved);
+        self.sparse.relocate(relocator, moved, renew);
         if renew && !self.dense.is_empty() {
             self.dense = std::mem::take(&mut self.dense).into_iter().collect();
             moved.renewed += 1;

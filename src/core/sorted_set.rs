@@ -250,13 +250,18 @@ impl<K: Key> SortedSet<K> {
             .map(|at| start + at)
     }
 
-    /// Moves the buffers (see `core::relocate`); the delta hash set, whose
-    /// table is private to hashbrown, is renewed by a copy.
-    pub(crate) fn relocate(&mut self, relocator: &mut dyn Relocator, moved: &mut Moved) {
+    /// Moves the buffers (see `core::relocate`); with `renew`, the delta
+    /// hash set, whose table is private to hashbrown, is renewed by a copy.
+    pub(crate) fn relocate(
+        &mut self,
+        relocator: &mut dyn Relocator,
+        moved: &mut Moved,
+        renew: bool,
+    ) {
         moved.relocated(relocate::boxed_slice(&mut self.main, relocator));
         moved.relocated(relocate::vec(&mut self.removed, relocator));
         moved.relocated(relocate::boxed_slice(&mut self.dir, relocator));
-        if !self.delta.is_empty() {
+        if renew && !self.delta.is_empty() {
             let mut fresh =
                 HashSet::with_capacity_and_hasher(self.delta.len(), self.delta.hasher().clone());
             fresh.extend(self.delta.iter().copied());

@@ -300,13 +300,18 @@ impl<const LIMIT: usize> StringSet<LIMIT> {
             .chain(self.overflow.iter().map(|member| &**member))
     }
 
-    /// Moves the arena and both tables (see `core::relocate`); the
-    /// overflow hash set is renewed with its members moved.
-    pub(crate) fn relocate(&mut self, relocator: &mut dyn Relocator, moved: &mut Moved) {
+    /// Moves the arena and both tables (see `core::relocate`); with
+    /// `renew`, the overflow hash set is renewed with its members moved.
+    pub(crate) fn relocate(
+        &mut self,
+        relocator: &mut dyn Relocator,
+        moved: &mut Moved,
+        renew: bool,
+    ) {
         moved.relocated(relocate::vec(&mut self.arena, relocator));
         moved.relocated(self.table.relocate(relocator));
         moved.relocated(self.short.relocate(relocator));
-        if !self.overflow.is_empty() {
+        if renew && !self.overflow.is_empty() {
             let mut fresh = HashSet::with_capacity(self.overflow.len());
             for member in std::mem::take(&mut self.overflow) {
                 let (member, was_moved) = relocate::boxed_str(member, relocator);

@@ -9,11 +9,11 @@
 //! `free_effort` past `active-defrag-max-scan-fields`) is defragmented
 //! late, in time slices: the walk stops between two units when
 //! `RedisModule_DefragShouldStop` says so and resumes from the unit kept
-//! with `RedisModule_DefragCursorSet`. A set's bitmaps are copied at most
-//! once per `RENEW_INTERVAL_S` (a server that stays fragmented for other
-//! reasons visits every key again and again); its other buffers are
-//! offered to `RedisModule_DefragAlloc` on every visit, which moves only
-//! what jemalloc says is worth moving.
+//! with `RedisModule_DefragCursorSet`. A set's bitmaps and hash sets are
+//! copied at most once per `RENEW_INTERVAL_S` (a server that stays
+//! fragmented for other reasons visits every key again and again); its
+//! other buffers are offered to `RedisModule_DefragAlloc` on every visit,
+//! which moves only what jemalloc says is worth moving.
 //!
 //! Redis calls the callback on its main thread, holding the lock, so no
 //! command runs meanwhile; a set shared with a reader off the main thread
