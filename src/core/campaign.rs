@@ -12,6 +12,7 @@ use std::sync::Arc;
 use super::checksum::member_hash;
 use super::codec::{DecodeError, RecordReader, RecordWriter};
 use super::member_set::MemberSet;
+use super::relocate::{self, Moved, Relocator, Walk};
 use super::version::MAX_VERSION;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -231,6 +232,43 @@ impl Campaign {
         Arc::ptr_eq(&self.members, snapshot)
     }
 
+    /// Moves or renews the buffers of the value (not the value's own
+    /// allocation, which its owner moves) from unit `start` of its walk
+    /// on: the member set's units, then the absent members' (see
+    /// `core::relocate`), at `now_s` (unix seconds; see
+    /// `MemberSet::relocate`). A set shared with a reader off the main
+    /// thread (`snapshot`) is skipped: its buffers are in use elsewhere.
+    pub fn relocate(
+        &mut self,
+        start: usize,
+        relocator: &mut dyn Relocator,
+        now_s: u32,
+    ) -> (Walk, Moved) {
+        let mut moved = Moved::default();
+        let members = self.members.relocation_units();
+        if start < members {
+            if let Some(set) = Arc::get_mut(&mut self.members) {
+                if let Walk::StoppedAt(unit) = set.relocate(start, relocator, &mut moved, now_s) {
+                    return (Walk::StoppedAt(unit), moved);
+                }
+            }
+            if self.absent.is_some() && relocator.should_stop() {
+                return (Walk::StoppedAt(members), moved);
+            }
+        }
+        let Some(absent) = &mut self.absent else {
+            return (Walk::Done, moved);
+        };
+        let from = start.saturating_sub(members);
+        if from == 0 {
+            moved.relocated(relocate::boxed(absent, relocator));
+        }
+        match absent.0.relocate(from, relocator, &mut moved, now_s) {
+            Walk::StoppedAt(unit) => (Walk::StoppedAt(members + unit), moved),
+            Walk::Done => (Walk::Done, moved),
+        }
+    }
+
     pub fn heap_bytes(&self) -> usize {
         // Shared sets are counted by each holder, like Redis counts COPY.
         self.members.heap_bytes() + self.absent.as_ref().map_or(0, |a| a.0.heap_bytes())
@@ -314,6 +352,140 @@ mod tests {
                 prop_assert_eq!(campaign.checksum(), fresh.checksum());
             }
         }
+    }
+
+    /// Members of every container: dense and sparse ids (several high
+    /// words), UUIDs, prefixed ids of two prefixes, short and long strings.
+    fn mixed_members() -> Vec<String> {
+        let mut members = Vec::new();
+        for id in 0..6000u64 {
+            members.push((id * 7).to_string());
+            members.push(format!("user:{}", id * 3));
+        }
+        for high in 1..4u64 {
+            members.push(((high << 32) + 5).to_string());
+        }
+        for n in 0..300u64 {
+            members.push(format!("{n:08x}-0000-4000-8000-{n:012x}"));
+            members.push(format!("order#{n}"));
+            members.push(format!("a fairly long member name number {n} ü"));
+        }
+        members
+    }
+
+    /// A copy that shares no buffer with `campaign` (a plain clone shares
+    /// the set, which a relocation then leaves alone).
+    fn deep_copy(campaign: &Campaign) -> Campaign {
+        let mut copy = campaign.clone();
+        Arc::make_mut(&mut copy.members);
+        copy
+    }
+
+    fn filled(members: &[String]) -> Campaign {
+        let mut campaign = Campaign::new();
+        for member in members {
+            campaign.insert(member);
+        }
+        // Garbage in the arena, bits in `removed`, values in `delta`.
+        for member in members.iter().step_by(5) {
+            campaign.remove(member);
+        }
+        for id in 0..40u64 {
+            campaign.insert(&format!("{}", (1u64 << 32) + 1000 + id));
+        }
+        campaign
+    }
+
+    #[test]
+    fn a_relocated_campaign_answers_as_before() {
+        use crate::core::relocate::fake::MoveAll;
+        let members = mixed_members();
+        let mut campaign = filled(&members);
+        let before = deep_copy(&campaign);
+        let mut relocator = MoveAll::default();
+        let (walk, moved) = campaign.relocate(0, &mut relocator, 1_000);
+        assert_eq!(walk, Walk::Done);
+        assert!(moved.moved > 5, "{moved:?}");
+        assert!(moved.renewed > 0, "{moved:?}");
+        assert_eq!(relocator.moves, moved.moved);
+        // Bitmaps are renewed again only after the interval.
+        let (_, again) = campaign.relocate(0, &mut relocator, 1_010);
+        assert_eq!(again.renewed, 0, "{again:?}");
+        assert!(again.moved > 5, "{again:?}");
+        let interval = crate::core::member_set::RENEW_INTERVAL_S;
+        let (_, later) = campaign.relocate(0, &mut relocator, 1_000 + interval);
+        assert!(later.renewed > 0, "{later:?}");
+        assert!(campaign == before, "the same content");
+        assert_eq!(campaign.checksum(), before.checksum());
+        for member in &members {
+            assert_eq!(
+                campaign.contains(member),
+                before.contains(member),
+                "{member}"
+            );
+        }
+        // Still writable, and still equal to the same changes elsewhere.
+        let mut copy = deep_copy(&before);
+        for member in members.iter().step_by(3) {
+            assert_eq!(campaign.remove(member), copy.remove(member));
+            assert_eq!(
+                campaign.insert(&format!("{member}!")),
+                copy.insert(&format!("{member}!"))
+            );
+        }
+        assert!(campaign == copy, "the same content");
+    }
+
+    #[test]
+    fn a_walk_stopped_at_every_unit_resumes_to_the_end() {
+        use crate::core::relocate::fake::MoveAll;
+        let members = mixed_members();
+        let mut campaign = filled(&members);
+        campaign.absent = Some(Absent::new(
+            members.iter().take(50).map(String::as_str).collect(),
+        ));
+        let mut before = deep_copy(&campaign);
+        let mut relocator = MoveAll {
+            stop_after: Some(1),
+            ..MoveAll::default()
+        };
+        let (mut start, mut calls) = (0, 0);
+        loop {
+            calls += 1;
+            relocator.asked = 0;
+            match campaign.relocate(start, &mut relocator, 1_000).0 {
+                Walk::StoppedAt(next) => {
+                    assert!(next > start, "progress");
+                    start = next;
+                }
+                Walk::Done => break,
+            }
+            // A change between two calls only shifts the units.
+            for copy in [&mut campaign, &mut before] {
+                copy.insert(&format!("between-{calls}-x"));
+                copy.remove(&format!("between-{calls}-x"));
+            }
+        }
+        let units = before.members.relocation_units()
+            + before.absent.as_ref().map_or(0, |a| a.0.relocation_units());
+        assert_eq!(calls, units, "one unit per call");
+        assert!(campaign == before, "the same content");
+        assert_eq!(campaign.knows("7"), Known::Present);
+        assert_eq!(campaign.knows(&members[1]), before.knows(&members[1]));
+    }
+
+    #[test]
+    fn a_set_shared_with_a_reader_is_not_moved() {
+        use crate::core::relocate::fake::MoveAll;
+        let mut campaign = filled(&mixed_members());
+        let snapshot = campaign.snapshot();
+        let mut relocator = MoveAll::default();
+        assert_eq!(
+            campaign.relocate(0, &mut relocator, 1_000),
+            (Walk::Done, Moved::default())
+        );
+        assert!(campaign.is_snapshot(&snapshot));
+        assert_eq!(relocator.moves, 0);
     }
 
     #[test]

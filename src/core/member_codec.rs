@@ -140,6 +140,7 @@ fn decode_sections<R: RecordReader>(
         uuids,
         prefixed,
         strings: StringSet::default(),
+        renewed_s: 0,
     };
     decode_strings(reader, &mut set)?;
     Ok(set)

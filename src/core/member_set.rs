@@ -24,10 +24,15 @@ use std::fmt;
 use super::canonical::{classify, parse_prefixed, Kind};
 use super::number_set::NumberSet;
 use super::prefixed_set::PrefixedSet;
+use super::relocate::{Moved, Relocator, Walk};
 use super::string_set::StringSet;
 use super::uuid_set::UuidSet;
 
 pub use super::member_codec::ENCODING_VERSION;
+
+/// Least seconds between two renewals of a set's bitmaps by relocation
+/// walks (see `MemberSet::relocate`).
+pub const RENEW_INTERVAL_S: u32 = 600;
 pub use super::member_ref::MemberRef;
 
 #[derive(Clone, Default)]
@@ -36,6 +41,9 @@ pub struct MemberSet {
     pub(super) uuids: UuidSet,
     pub(super) prefixed: PrefixedSet,
     pub(super) strings: StringSet,
+    /// When (unix seconds) a relocation walk last renewed the bitmaps by a
+    /// copy (0: never); not part of the content.
+    pub(super) renewed_s: u32,
 }
 
 /// Builds a set from many members at once (a load): UUIDs are collected
@@ -147,6 +155,51 @@ impl MemberSet {
     }
 
     /// Estimated heap bytes held by the set (for `MEMORY USAGE`).
+    /// Units of a relocation walk (see `core::relocate`): the numbers',
+    /// the UUID table, the prefixes', the strings.
+    pub fn relocation_units(&self) -> usize {
+        self.numbers.relocation_units() + 1 + self.prefixed.relocation_units() + 1
+    }
+
+    /// Moves or renews the set's buffers from unit `start` on, stopping
+    /// between two units (never before the first) once the relocator asks.
+    /// Bitmaps and hash sets are renewed (copied) only by a walk that starts
+    /// `RENEW_INTERVAL_S` or more after the last walk that renewed them
+    /// completed, at `now_s`: a server that stays fragmented for other
+    /// reasons visits every key again and again, and copying them on each
+    /// visit would only churn the allocator.
+    pub fn relocate(
+        &mut self,
+        start: usize,
+        relocator: &mut dyn Relocator,
+        moved: &mut Moved,
+        now_s: u32,
+    ) -> Walk {
+        let renew = self.renewed_s == 0 || now_s.wrapping_sub(self.renewed_s) >= RENEW_INTERVAL_S;
+        let numbers = self.numbers.relocation_units();
+        let prefixed = self.prefixed.relocation_units();
+        let total = numbers + 1 + prefixed + 1;
+        for unit in start..total {
+            if unit > start && relocator.should_stop() {
+                return Walk::StoppedAt(unit);
+            }
+            if unit < numbers {
+                self.numbers.relocate_unit(unit, relocator, moved, renew);
+            } else if unit == numbers {
+                moved.relocated(self.uuids.relocate(relocator));
+            } else if unit < numbers + 1 + prefixed {
+                self.prefixed
+                    .relocate_unit(unit - numbers - 1, relocator, moved, renew);
+            } else {
+                self.strings.relocate(relocator, moved, renew);
+            }
+        }
+        if renew {
+            self.renewed_s = now_s.max(1);
+        }
+        Walk::Done
+    }
+
     pub fn heap_bytes(&self) -> usize {
         self.numbers.heap_bytes()
             + self.uuids.heap_bytes()

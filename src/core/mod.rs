@@ -17,6 +17,7 @@ pub mod member_set;
 mod number_set;
 mod prefixed_set;
 mod probe_table;
+pub mod relocate;
 pub mod shadow;
 mod sorted_set;
 mod string_set;

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 use roaring::RoaringBitmap;
 
+use super::relocate::{Moved, Relocator};
 use super::sorted_set::{Duplicate, SortedSet};
 
 /// Estimated bytes of a `RoaringBitmap` in the map (entry, container vector).
@@ -205,6 +206,37 @@ impl NumberSet {
             })
             .sum();
         bitmaps + self.sparse.heap_bytes()
+    }
+
+    /// Units of a relocation walk (see `core::relocate`): one per dense
+    /// bitmap, then the sparse ids with the map's own nodes.
+    pub(crate) fn relocation_units(&self) -> usize {
+        self.dense.len() + 1
+    }
+
+    /// Relocates one unit. A bitmap's buffers are private to the roaring
+    /// crate: with `renew` it is renewed by a copy of itself (fresh
+    /// allocations, the old ones freed), which also drops the spare
+    /// capacity of its arrays.
+    pub(crate) fn relocate_unit(
+        &mut self,
+        unit: usize,
+        relocator: &mut dyn Relocator,
+        moved: &mut Moved,
+        renew: bool,
+    ) {
+        if let Some(bitmap) = self.dense.values_mut().nth(unit) {
+            if renew {
+                *bitmap = bitmap.clone();
+                moved.renewed += 1;
+            }
+            return;
+        }
+        self.sparse.relocate(relocator, moved, renew);
+        if renew && !self.dense.is_empty() {
+            self.dense = std::mem::take(&mut self.dense).into_iter().collect();
+            moved.renewed += 1;
+        }
     }
 
     #[cfg(test)]

@@ -15,6 +15,7 @@
 
 use super::canonical::parse_number;
 use super::number_set::NumberSet;
+use super::relocate::{self, Moved, Relocator};
 
 /// Most prefixes kept in one set's table: "a few per campaign", and a
 /// lookup compares the prefix against each of them.
@@ -42,6 +43,40 @@ enum Slot {
 }
 
 impl PrefixedSet {
+    /// Units of a relocation walk (see `core::relocate`): those of each
+    /// prefix's ids in turn.
+    pub(crate) fn relocation_units(&self) -> usize {
+        self.prefixes
+            .iter()
+            .map(|(_, ids)| ids.relocation_units())
+            .sum()
+    }
+
+    /// Relocates one unit; the first unit of a prefix also moves the
+    /// prefix's bytes, unit 0 the table itself.
+    pub(crate) fn relocate_unit(
+        &mut self,
+        mut unit: usize,
+        relocator: &mut dyn Relocator,
+        moved: &mut Moved,
+        renew: bool,
+    ) {
+        if unit == 0 {
+            moved.relocated(relocate::vec(&mut self.prefixes, relocator));
+        }
+        for (prefix, ids) in &mut self.prefixes {
+            let units = ids.relocation_units();
+            if unit < units {
+                if unit == 0 {
+                    moved.relocated(relocate::boxed_slice(prefix, relocator));
+                }
+                ids.relocate_unit(unit, relocator, moved, renew);
+                return;
+            }
+            unit -= units;
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }

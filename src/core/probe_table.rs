@@ -17,6 +17,8 @@
 //!
 //! [`rehash`]: ProbeTable::rehash
 
+use super::relocate::{self, Relocator};
+
 /// Most entries per `homes` slots before the table grows.
 const MAX_LOAD: (usize, usize) = (7, 8);
 /// Load right after growing.
@@ -287,6 +289,11 @@ impl<S: Slot> ProbeTable<S> {
             assert!(self.slots[home..at].iter().all(|e| !e.is_empty()), "no gap");
         }
         assert_eq!(count, self.count);
+    }
+
+    /// Moves the slots' buffer (see `core::relocate`).
+    pub(crate) fn relocate(&mut self, relocator: &mut dyn Relocator) -> bool {
+        relocate::boxed_slice(&mut self.slots, relocator)
     }
 }
 

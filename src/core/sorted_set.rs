@@ -19,6 +19,8 @@ use std::hash::Hash;
 
 use hashbrown::{DefaultHashBuilder, HashSet};
 
+use super::relocate::{self, Moved, Relocator};
+
 /// `delta` is merged once it holds more than this many values, and more
 /// than `main.len() / MERGE_FRACTION`.
 const MIN_MERGE: usize = if cfg!(test) { 8 } else { 1024 };
@@ -246,6 +248,26 @@ impl<K: Key> SortedSet<K> {
             .binary_search(&value)
             .ok()
             .map(|at| start + at)
+    }
+
+    /// Moves the buffers (see `core::relocate`); with `renew`, the delta
+    /// hash set, whose table is private to hashbrown, is renewed by a copy.
+    pub(crate) fn relocate(
+        &mut self,
+        relocator: &mut dyn Relocator,
+        moved: &mut Moved,
+        renew: bool,
+    ) {
+        moved.relocated(relocate::boxed_slice(&mut self.main, relocator));
+        moved.relocated(relocate::vec(&mut self.removed, relocator));
+        moved.relocated(relocate::boxed_slice(&mut self.dir, relocator));
+        if renew && !self.delta.is_empty() {
+            let mut fresh =
+                HashSet::with_capacity_and_hasher(self.delta.len(), self.delta.hasher().clone());
+            fresh.extend(self.delta.iter().copied());
+            self.delta = fresh;
+            moved.renewed += 1;
+        }
     }
 }
 

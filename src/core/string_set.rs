@@ -29,6 +29,7 @@ use hashbrown::{DefaultHashBuilder, HashSet};
 
 use super::leb128;
 use super::probe_table::{ProbeTable, Slot};
+use super::relocate::{self, Moved, Relocator};
 
 /// Garbage is compacted once it is half the arena and at least this much.
 const MIN_GARBAGE_TO_COMPACT: usize = if cfg!(test) { 16 } else { 64 * 1024 };
@@ -297,6 +298,29 @@ impl<const LIMIT: usize> StringSet<LIMIT> {
                     .map(move |entry| text(entry_at(&self.arena, entry.offset()))),
             )
             .chain(self.overflow.iter().map(|member| &**member))
+    }
+
+    /// Moves the arena and both tables (see `core::relocate`); with
+    /// `renew`, the overflow hash set is renewed with its members moved.
+    pub(crate) fn relocate(
+        &mut self,
+        relocator: &mut dyn Relocator,
+        moved: &mut Moved,
+        renew: bool,
+    ) {
+        moved.relocated(relocate::vec(&mut self.arena, relocator));
+        moved.relocated(self.table.relocate(relocator));
+        moved.relocated(self.short.relocate(relocator));
+        if renew && !self.overflow.is_empty() {
+            let mut fresh = HashSet::with_capacity(self.overflow.len());
+            for member in std::mem::take(&mut self.overflow) {
+                let (member, was_moved) = relocate::boxed_str(member, relocator);
+                moved.relocated(was_moved);
+                fresh.insert(member);
+            }
+            self.overflow = fresh;
+            moved.renewed += 1;
+        }
     }
 
     /// Heap bytes held (arena capacity, tables, overflow).

@@ -18,6 +18,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 
 use super::probe_table::{ProbeTable, Slot};
+use super::relocate::Relocator;
 use super::sorted_set::Duplicate;
 
 /// Odd multipliers of the mix, and their inverses modulo 2^128.
@@ -97,6 +98,11 @@ impl Default for UuidSet {
 }
 
 impl UuidSet {
+    /// Moves the table's buffer (see `core::relocate`).
+    pub(crate) fn relocate(&mut self, relocator: &mut dyn Relocator) -> bool {
+        self.table.relocate(relocator)
+    }
+
     /// A set of `values`, in any order; refuses duplicates.
     pub fn from_values(mut values: Vec<u128>) -> Result<Self, Duplicate> {
         values.sort_unstable();

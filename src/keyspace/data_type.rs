@@ -53,7 +53,8 @@ pub static CAMPAIGN_TYPE: RedisType = RedisType::new(
         free_effort: Some(free_effort),
         unlink: None,
         copy: None,
-        defrag: None,
+        // Active defragmentation (see `defrag`).
+        defrag: Some(super::defrag::defrag),
         copy2: Some(copy),
         free_effort2: None,
         mem_usage2: None,

@@ -4,6 +4,7 @@
 
 pub mod background_free;
 pub mod data_type;
+pub mod defrag;
 pub mod deleted;
 pub mod identity;
 pub mod journal;

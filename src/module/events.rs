@@ -14,6 +14,7 @@ use redis_module_macros::{
 
 use crate::commands::write_behind::{status_figures, Figure};
 use crate::core::clock::now_ms;
+use crate::keyspace::defrag::DEFRAG;
 use crate::keyspace::journal::JOURNAL;
 use crate::keyspace::shadow;
 use crate::keyspace::{identity, memory_guard, negative};
@@ -230,6 +231,16 @@ fn add_info(ctx: &InfoContext, _for_crash_report: bool) -> RedisResult<()> {
                 Figure::Number(number) => ctx.add_info_field_long_long(&name, number),
                 Figure::Text(text) => ctx.add_info_field_str(&name, &text),
             };
+        }
+        // Active defragmentation of campaign values (keyspace::defrag).
+        for (name, figure) in [
+            ("defrag_calls", &DEFRAG.calls),
+            ("defrag_moved", &DEFRAG.moved),
+            ("defrag_renewed", &DEFRAG.renewed),
+            ("defrag_resumed", &DEFRAG.resumed),
+        ] {
+            let figure = figure.load(Ordering::Relaxed);
+            ctx.add_info_field_long_long(name, i64::try_from(figure).unwrap_or(i64::MAX));
         }
         Ok(())
     })
