@@ -24,7 +24,7 @@ use crate::redis_glue::ffi::{api, string_bytes};
 use crate::redis_glue::lock_hold::module_thread_holds_lock;
 use crate::redis_glue::log;
 use crate::redis_glue::panic_guard::run_callback;
-use crate::redis_glue::server_state::SERVER;
+use crate::redis_glue::server_state::{SERVER, SLOT_MIGRATION};
 
 /// Version of the aux data, written first so it can evolve: 4 = the
 /// journal in its format 3 followed by the shadows (`core::shadow`); 3
@@ -401,6 +401,11 @@ extern "C" fn unlink(ctx: *mut raw::RedisModuleKeyOptCtx, value: *const c_void) 
         let name = name.cast_mut();
         // SAFETY: a key name Redis owns for the duration of the callback.
         let bytes = unsafe { string_bytes(&name) };
+        // A slot import that failed drops what it brought: this node never
+        // served those keys, the source still does.
+        if SLOT_MIGRATION.key_importing(bytes) {
+            return;
+        }
         let version = with_value(value, Campaign::version);
         deleted::remember_deleted(
             KeyId {

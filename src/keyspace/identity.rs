@@ -23,7 +23,7 @@ use crate::core::{validate_text, Op, MAX_CAMPAIGN_NAME_BYTES};
 use crate::propagation::{self, MEMBERS_PER_SYNC};
 use crate::redis_glue::ffi::{cached_now_ms, selected_db};
 use crate::redis_glue::log;
-use crate::redis_glue::server_state::SERVER;
+use crate::redis_glue::server_state::{SERVER, SLOT_MIGRATION};
 
 /// A keyspace event of the generic class: `event` happened to `name`.
 pub fn on_generic_event(ctx: &Context, event: &[u8], name: &RedisString) {
@@ -31,6 +31,12 @@ pub fn on_generic_event(ctx: &Context, event: &[u8], name: &RedisString) {
     // Only a primary journals; a replica gets the entries from it, and an
     // AOF being loaded holds them already.
     if !arrived || !SERVER.is_primary() || SERVER.is_loading() {
+        return;
+    }
+    // A RENAME (or COPY) a slot migration's source sends: the source
+    // journaled the members under the new name and sends those entries
+    // after it (`CAMPAIGN.SYNC ... CHANGE`), applied here unjournaled.
+    if SLOT_MIGRATION.key_importing(name.as_slice()) {
         return;
     }
     if selected_db(ctx) != SERVED_DB {

@@ -2,9 +2,12 @@
 //! a primary that is not loading its dataset, with a database configured,
 //! talks to PostgreSQL (flushes, loads, prefill, reconcile).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use redis_module::raw;
 
 use super::config;
+use crate::core::cluster::{key_slot, SLOTS};
 
 pub struct ServerState {
     primary: AtomicBool,
@@ -54,9 +57,91 @@ impl ServerState {
 }
 
 /// Commands replayed from the primary or the AOF were accepted once: they
-/// are applied whatever this node's limits say now.
+/// are applied whatever this node's limits say now. So are those a slot
+/// migration's source sends (Valkey 9's import client).
 pub fn is_replayed(ctx: &redis_module::Context) -> bool {
-    use redis_module::ContextFlags;
-    ctx.get_flags()
-        .intersects(ContextFlags::REPLICATED | ContextFlags::LOADING)
+    let mut replayed = raw::REDISMODULE_CTX_FLAGS_REPLICATED | raw::REDISMODULE_CTX_FLAGS_LOADING;
+    if SLOT_MIGRATION.is_supported() {
+        replayed |= CTX_FLAGS_SLOT_IMPORT_CLIENT as u32;
+    }
+    context_flags(ctx) & replayed != 0
+}
+
+/// The context's flags, raw: the crate's `ContextFlags` drops the bits it
+/// does not know.
+fn context_flags(ctx: &redis_module::Context) -> u32 {
+    // SAFETY: `ctx.ctx` is the live context of the call.
+    crate::redis_glue::ffi::api!(RedisModule_GetContextFlags)
+        .map_or(0, |flags_of| unsafe { flags_of(ctx.ctx) }) as u32
+}
+
+/// `VALKEYMODULE_CTX_FLAGS_SLOT_IMPORT_CLIENT` (Valkey 9.0): the command
+/// comes from the source of an atomic slot migration. Read only where the
+/// server has atomic slot migration (elsewhere the bit may mean another
+/// thing, or nothing).
+const CTX_FLAGS_SLOT_IMPORT_CLIENT: i32 = 1 << 25;
+
+/// The command runs on a slot migration's import client (Valkey 9).
+pub fn is_import_client(ctx: &redis_module::Context) -> bool {
+    SLOT_MIGRATION.is_supported() && context_flags(ctx) & CTX_FLAGS_SLOT_IMPORT_CLIENT as u32 != 0
+}
+
+/// Valkey 9's atomic slot migration (`CLUSTER MIGRATESLOTS`) as this node
+/// sees it: whether the server has it (the module then opts in), and the
+/// slots it is importing now (from `ValkeyModuleEvent_AtomicSlotMigration`,
+/// on the target primary and its replicas alike). A key in such a slot is
+/// hidden from clients until the migration completes: whatever touches it
+/// comes from the source, which journaled the change and flushes it (SPEC
+/// section 6: imported keys are not journaled as new changes).
+pub struct SlotMigration {
+    supported: AtomicBool,
+    importing: [AtomicU64; SLOTS / 64],
+}
+
+pub static SLOT_MIGRATION: SlotMigration = SlotMigration {
+    supported: AtomicBool::new(false),
+    importing: [const { AtomicU64::new(0) }; SLOTS / 64],
+};
+
+impl SlotMigration {
+    pub fn set_supported(&self) {
+        self.supported.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_supported(&self) -> bool {
+        self.supported.load(Ordering::Relaxed)
+    }
+
+    /// An import of the slots `first..=last` of each range started (true)
+    /// or ended (false). Out-of-range slots are ignored.
+    pub fn set_importing(&self, ranges: &[(u16, u16)], importing: bool) {
+        for &(first, last) in ranges {
+            for slot in first..=last.min(SLOTS as u16 - 1) {
+                let (word, bit) = (slot as usize / 64, 1_u64 << (slot % 64));
+                if importing {
+                    self.importing[word].fetch_or(bit, Ordering::Relaxed);
+                } else {
+                    self.importing[word].fetch_and(!bit, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    pub fn slot_importing(&self, slot: u16) -> bool {
+        let slot = slot as usize % SLOTS;
+        self.importing[slot / 64].load(Ordering::Relaxed) & (1 << (slot % 64)) != 0
+    }
+
+    /// The key `name` lies in a slot this node is importing.
+    pub fn key_importing(&self, name: &[u8]) -> bool {
+        self.is_supported() && self.slot_importing(key_slot(name))
+    }
+}
+
+/// A change to campaign `name` arrives by a slot migration (the import
+/// client, or the target primary's stream to its replicas): applied with
+/// the versions the source gave, never journaled here, never loaded from
+/// the database meanwhile.
+pub fn is_imported(ctx: &redis_module::Context, name: &[u8]) -> bool {
+    SLOT_MIGRATION.key_importing(name) || is_import_client(ctx)
 }
