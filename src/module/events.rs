@@ -218,9 +218,10 @@ extern "C" fn on_slot_migration(
         match subevent {
             IMPORT_STARTED => SLOT_MIGRATION.set_importing(&ranges, true),
             IMPORT_ABORTED | IMPORT_COMPLETED => SLOT_MIGRATION.set_importing(&ranges, false),
-            // An export changes nothing here: the source keeps flushing
-            // what it journaled, as after MIGRATE.
-            _ => {}
+            // The export's snapshot (a fork child) leaves the journal out;
+            // the source keeps flushing it, as after MIGRATE.
+            EXPORT_STARTED => SLOT_MIGRATION.set_exporting(&ranges, true),
+            _ => SLOT_MIGRATION.set_exporting(&ranges, false),
         }
         let ranges: Vec<String> = ranges
             .iter()

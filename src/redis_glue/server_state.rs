@@ -96,12 +96,35 @@ pub fn is_import_client(ctx: &redis_module::Context) -> bool {
 pub struct SlotMigration {
     supported: AtomicBool,
     importing: [AtomicU64; SLOTS / 64],
+    /// The slots this node is exporting, and how many exports run.
+    exporting: [AtomicU64; SLOTS / 64],
+    exports: AtomicU64,
 }
 
 pub static SLOT_MIGRATION: SlotMigration = SlotMigration {
     supported: AtomicBool::new(false),
     importing: [const { AtomicU64::new(0) }; SLOTS / 64],
+    exporting: [const { AtomicU64::new(0) }; SLOTS / 64],
+    exports: AtomicU64::new(0),
 };
+
+fn mark(bits: &[AtomicU64; SLOTS / 64], ranges: &[(u16, u16)], set: bool) {
+    for &(first, last) in ranges {
+        for slot in first..=last.min(SLOTS as u16 - 1) {
+            let (word, bit) = (slot as usize / 64, 1_u64 << (slot % 64));
+            if set {
+                bits[word].fetch_or(bit, Ordering::Relaxed);
+            } else {
+                bits[word].fetch_and(!bit, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn marked(bits: &[AtomicU64; SLOTS / 64], slot: u16) -> bool {
+    let slot = slot as usize % SLOTS;
+    bits[slot / 64].load(Ordering::Relaxed) & (1 << (slot % 64)) != 0
+}
 
 impl SlotMigration {
     pub fn set_supported(&self) {
@@ -115,21 +138,33 @@ impl SlotMigration {
     /// An import of the slots `first..=last` of each range started (true)
     /// or ended (false). Out-of-range slots are ignored.
     pub fn set_importing(&self, ranges: &[(u16, u16)], importing: bool) {
-        for &(first, last) in ranges {
-            for slot in first..=last.min(SLOTS as u16 - 1) {
-                let (word, bit) = (slot as usize / 64, 1_u64 << (slot % 64));
-                if importing {
-                    self.importing[word].fetch_or(bit, Ordering::Relaxed);
-                } else {
-                    self.importing[word].fetch_and(!bit, Ordering::Relaxed);
-                }
-            }
+        mark(&self.importing, ranges, importing);
+    }
+
+    /// An export of these slot ranges started (true) or ended (false).
+    pub fn set_exporting(&self, ranges: &[(u16, u16)], exporting: bool) {
+        mark(&self.exporting, ranges, exporting);
+        if exporting {
+            self.exports.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let _ = self
+                .exports
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         }
     }
 
     pub fn slot_importing(&self, slot: u16) -> bool {
-        let slot = slot as usize % SLOTS;
-        self.importing[slot / 64].load(Ordering::Relaxed) & (1 << (slot % 64)) != 0
+        marked(&self.importing, slot)
+    }
+
+    /// The key `name` lies in a slot this node is exporting.
+    pub fn key_exporting(&self, name: &[u8]) -> bool {
+        self.is_supported() && marked(&self.exporting, key_slot(name))
+    }
+
+    /// An export started and has not ended yet.
+    pub fn exporting(&self) -> bool {
+        self.is_supported() && self.exports.load(Ordering::Relaxed) > 0
     }
 
     /// The key `name` lies in a slot this node is importing.

@@ -442,13 +442,15 @@ fn atomic_slot_migration_back_and_forth_under_writers() {
 
 /// The race of issue 11 with an atomic slot migration: `first` on member m
 /// is pending on the source A (cut off from the database) when its slot
-/// migrates to B. B gets the campaign with m's change applied and its
-/// version, journals nothing of it, takes `second` on m and commits it;
-/// then A commits its older change. The database ends with `second`.
-fn atomic_migration_with_a_change_pending_on_the_source(first: Op, second: Op) {
+/// migrates to B, made before the migration (it travels in the snapshot)
+/// or while it streams (it travels as the source's replication stream).
+/// B and its replica get the campaign with m's change applied and its
+/// version, and journal nothing of it; B takes `second` on m and commits
+/// it; then A commits its older change. The database ends with `second`.
+fn atomic_migration_with_a_change_pending_on_the_source(first: Op, second: Op, streamed: bool) {
     let started = Instant::now();
     let database = Postgres::start();
-    let mut cluster = Cluster::start(2, 0, options(&database, 20));
+    let mut cluster = Cluster::start(2, 1, options(&database, 20));
     let (a, b) = (0, 1);
     let (port_a, port_b) = (cluster.port(a), cluster.port(b));
     let campaign = cluster.key_served_by(a, "asm-race-");
@@ -467,18 +469,37 @@ fn atomic_migration_with_a_change_pending_on_the_source(first: Op, second: Op) {
 
     let errors = flush_errors(&mut con_a);
     cut_off(&cluster, a);
+    if streamed {
+        hold_migrations_streaming(&cluster, a, true);
+        cluster.start_migrate_slots(&[(slot, slot)], b);
+        cluster.wait_migration(a, &["waiting-to-pause"]);
+    }
     let changed = int(&mut con_a, &[first.command(), &campaign, "m"]);
     assert_eq!(changed, 1, "{first:?} m on A");
     model.replied(&campaign, "m", first, port_a, changed);
     assert_stuck(&cluster, a, errors, 1);
+    if streamed {
+        hold_migrations_streaming(&cluster, a, false);
+        cluster.wait_migration(a, &["success"]);
+        cluster.wait_stable(&format!("slot {slot} to migrate to node {b}"));
+    } else {
+        cluster.migrate_slots(&[(slot, slot)], b);
+    }
 
-    cluster.migrate_slots(&[(slot, slot)], b);
     let mut con_b = cluster.connection(b);
     assert_eq!(
         pending(&mut con_b),
         0,
         "the target journals nothing it imported: {:?}",
         status(&mut con_b)
+    );
+    let replica = cluster.replicas_of(b)[0];
+    let mut con_replica = cluster.connection(replica);
+    assert_eq!(
+        pending(&mut con_replica),
+        0,
+        "nor does its replica: {:?}",
+        status(&mut con_replica)
     );
     assert_eq!(pending(&mut con_a), 1, "the source keeps its change");
     let has_m = int(&mut con_b, &["CAMPAIGN.HAS", &campaign, "m"]);
@@ -498,6 +519,8 @@ fn atomic_migration_with_a_change_pending_on_the_source(first: Op, second: Op) {
     assert_converged(&mut cluster, &database, &model, &Stats::default(), started);
 }
 
+/// ADD m pending on the source, in the migration's snapshot; REM m on
+/// the target.
 #[test]
 fn atomic_slot_migration_add_pending_on_the_source_then_rem_on_the_target() {
     if skip_without_atomic_slot_migration(
@@ -505,9 +528,11 @@ fn atomic_slot_migration_add_pending_on_the_source_then_rem_on_the_target() {
     ) {
         return;
     }
-    atomic_migration_with_a_change_pending_on_the_source(Op::Add, Op::Rem);
+    atomic_migration_with_a_change_pending_on_the_source(Op::Add, Op::Rem, false);
 }
 
+/// REM m pending on the source, in the migration's stream; ADD m on the
+/// target.
 #[test]
 fn atomic_slot_migration_rem_pending_on_the_source_then_add_on_the_target() {
     if skip_without_atomic_slot_migration(
@@ -515,7 +540,7 @@ fn atomic_slot_migration_rem_pending_on_the_source_then_add_on_the_target() {
     ) {
         return;
     }
-    atomic_migration_with_a_change_pending_on_the_source(Op::Rem, Op::Add);
+    atomic_migration_with_a_change_pending_on_the_source(Op::Rem, Op::Add, true);
 }
 
 /// A migration cancelled in its streaming phase, while writers run: the
