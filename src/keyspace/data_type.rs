@@ -434,11 +434,6 @@ extern "C" fn unlink(ctx: *mut raw::RedisModuleKeyOptCtx, value: *const c_void) 
         let name = name.cast_mut();
         // SAFETY: a key name Redis owns for the duration of the callback.
         let bytes = unsafe { string_bytes(&name) };
-        // A slot import that failed drops what it brought: this node never
-        // served those keys, the source still does.
-        if SLOT_MIGRATION.key_importing(bytes) {
-            return;
-        }
         let version = with_value(value, Campaign::version);
         deleted::remember_deleted(
             KeyId {
