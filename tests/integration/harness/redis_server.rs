@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::{Connection, Value};
 use tempfile::TempDir;
 
-use super::{free_port, wait_until};
+use super::{free_cluster_port, free_port, wait_until};
 
 /// How to start a server.
 #[derive(Clone, Debug)]
@@ -166,8 +166,16 @@ impl RedisServer {
             .prefix("campaign-redis-")
             .tempdir()
             .expect("temporary directory");
+        let cluster = options
+            .config_lines
+            .iter()
+            .any(|line| line.trim() == "cluster-enabled yes");
         let mut server = RedisServer {
-            port: free_port(),
+            port: if cluster {
+                free_cluster_port()
+            } else {
+                free_port()
+            },
             options,
             dir,
             child: None,
