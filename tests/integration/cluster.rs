@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use redis::Value;
 
-use crate::harness::campaign::{flush, info_field, pending, rows, rows_of, status, use_database};
+use crate::harness::campaign::{
+    flush, info_field, pending, rows, rows_of, status, use_database, TABLE,
+};
 use crate::harness::cluster::client::{ClusterClient, Stats};
 use crate::harness::cluster::model::{Acknowledged, Op, Workload, Writers};
 use crate::harness::cluster::Cluster;
@@ -595,4 +597,78 @@ fn atomic_slot_migration_cancelled_then_retried_under_writers() {
     writers.run_for(Duration::from_millis(300), 100);
     let (model, stats) = writers.stop();
     assert_converged(&mut cluster, &database, &model, &stats, started);
+}
+
+/// A load that ends while its campaign's slot is being exported would
+/// propagate its swap where the migration does not forward it (Valkey
+/// forwards what client commands propagate, not a module thread's): the
+/// swap waits until the export ends. Here the export completes: the
+/// REBUILD and a write held behind it answer TRYAGAIN and change nothing;
+/// the target holds the set as it was, and a REBUILD there then works.
+#[test]
+fn atomic_slot_migration_waits_for_a_load_of_a_migrating_campaign() {
+    if skip_without_atomic_slot_migration(
+        "atomic_slot_migration_waits_for_a_load_of_a_migrating_campaign",
+    ) {
+        return;
+    }
+    let database = Postgres::start();
+    let cluster = Cluster::start(2, 0, options(&database, 20));
+    let (a, b) = (0, 1);
+    let campaign = cluster.key_served_by(a, "asm-load-");
+    let slot = cluster.slot_of(&campaign);
+    let mut con_a = cluster.connection(a);
+    for member in ["c0", "c1", "c2"] {
+        int(&mut con_a, &["CAMPAIGN.ADD", &campaign, member]);
+    }
+    flush(&mut con_a);
+    // A row the cache lacks: only a rebuild brings it.
+    database
+        .client()
+        .execute(
+            &format!("INSERT INTO {TABLE} (campaign, member, version) VALUES ($1, 'db-only', 1)"),
+            &[&campaign],
+        )
+        .unwrap();
+
+    hold_migrations_streaming(&cluster, a, true);
+    cluster.start_migrate_slots(&[(slot, slot)], b);
+    cluster.wait_migration(a, &["waiting-to-pause"]);
+    let background = |args: Vec<String>| {
+        let mut con = cluster.connection(a);
+        std::thread::spawn(move || {
+            let bytes: Vec<&[u8]> = args.iter().map(|arg| arg.as_bytes()).collect();
+            call(&mut con, &bytes)
+        })
+    };
+    let rebuild = background(vec!["CAMPAIGN.REBUILD".into(), campaign.clone()]);
+    let mut watcher = cluster.connection(a);
+    let blocked = wait_until(Duration::from_secs(20), || {
+        info_field(&mut watcher, "clients", "blocked_clients") == "1"
+    });
+    assert!(blocked, "the REBUILD waits\n{}", cluster.logs());
+    let held = background(vec!["CAMPAIGN.ADD".into(), campaign.clone(), "held".into()]);
+    let both = wait_until(Duration::from_secs(20), || {
+        info_field(&mut watcher, "clients", "blocked_clients") == "2"
+    });
+    assert!(both, "the write waits behind the load\n{}", cluster.logs());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!rebuild.is_finished(), "the swap waits for the export");
+
+    hold_migrations_streaming(&cluster, a, false);
+    cluster.wait_migration(a, &["success"]);
+    cluster.wait_stable(&format!("slot {slot} to migrate to node {b}"));
+    for (what, reply) in [("REBUILD", rebuild.join()), ("ADD", held.join())] {
+        match reply.expect("thread") {
+            Err(error) if error.contains("migrated to another node") => {}
+            other => panic!("{what} on the old owner: {other:?}\n{}", cluster.logs()),
+        }
+    }
+    let dbsize: i64 = redis::cmd("DBSIZE").query(&mut con_a).unwrap();
+    assert_eq!(dbsize, 0, "the old owner created nothing");
+    let mut con_b = cluster.connection(b);
+    assert_eq!(int(&mut con_b, &["CAMPAIGN.CARD", &campaign]), 3);
+    assert_eq!(int(&mut con_b, &["CAMPAIGN.HAS", &campaign, "held"]), 0);
+    assert_eq!(int(&mut con_b, &["CAMPAIGN.REBUILD", &campaign]), 4);
+    assert_eq!(int(&mut con_b, &["CAMPAIGN.HAS", &campaign, "db-only"]), 1);
 }
