@@ -180,3 +180,54 @@ impl SlotMigration {
 pub fn is_imported(ctx: &redis_module::Context, name: &[u8]) -> bool {
     SLOT_MIGRATION.key_importing(name) || is_import_client(ctx)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fresh() -> SlotMigration {
+        SlotMigration {
+            supported: AtomicBool::new(true),
+            importing: [const { AtomicU64::new(0) }; SLOTS / 64],
+            exporting: [const { AtomicU64::new(0) }; SLOTS / 64],
+            exports: AtomicU64::new(0),
+        }
+    }
+
+    #[test]
+    fn importing_slots_are_marked_from_the_event_ranges_and_cleared_at_the_end() {
+        let migration = fresh();
+        // "b" hashes to slot 3300, "{b}x" too; "c" to 7365.
+        migration.set_importing(&[(3300, 3300), (16_000, 16_383)], true);
+        assert!(migration.key_importing(b"b"));
+        assert!(migration.key_importing(b"{b}x"));
+        assert!(!migration.key_importing(b"c"));
+        assert!(migration.slot_importing(16_383));
+        migration.set_importing(&[(3300, 3300), (16_000, 16_383)], false);
+        assert!(!migration.key_importing(b"b"));
+        assert!(!migration.slot_importing(16_383));
+    }
+
+    #[test]
+    fn exports_count_and_never_go_below_zero() {
+        let migration = fresh();
+        assert!(!migration.exporting());
+        migration.set_exporting(&[(0, 100)], true);
+        assert!(migration.exporting());
+        assert!(!migration.key_exporting(b"b"), "slot 3300 is not in 0-100");
+        migration.set_exporting(&[(0, 100)], false);
+        migration.set_exporting(&[(0, 100)], false);
+        assert!(!migration.exporting());
+        migration.set_exporting(&[(7365, 7365)], true);
+        assert!(migration.key_exporting(b"c"));
+    }
+
+    #[test]
+    fn nothing_is_marked_where_the_server_has_no_slot_migration() {
+        let migration = fresh();
+        migration.supported.store(false, Ordering::Relaxed);
+        migration.set_importing(&[(0, 16_383)], true);
+        assert!(!migration.key_importing(b"b"));
+        assert!(!migration.key_exporting(b"b"));
+    }
+}
