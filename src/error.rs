@@ -56,6 +56,10 @@ pub enum CampaignError {
     /// A load or a held write finished after this node became a replica.
     #[error("this node became a replica before the load of the campaign finished: nothing was changed, retry on the primary")]
     NoLongerPrimary,
+    /// A load finished after an atomic slot migration moved the campaign's
+    /// slot to another node.
+    #[error("the campaign's slot migrated to another node before its load finished: nothing was changed, retry there")]
+    SlotMigrated,
     /// CARD/VERIFY of an incomplete campaign: no figure would be true.
     #[error("campaign '{campaign}' is incomplete (written while the database could not load it): it is completed from the database as soon as the database answers; retry then")]
     Incomplete { campaign: String },
@@ -88,7 +92,7 @@ impl CampaignError {
             | CampaignError::WrongDatabase { .. }
             | CampaignError::Internal { .. } => "ERR",
             CampaignError::NoLongerPrimary | CampaignError::ReplicaWrite => "READONLY",
-            CampaignError::Incomplete { .. } => "TRYAGAIN",
+            CampaignError::Incomplete { .. } | CampaignError::SlotMigrated => "TRYAGAIN",
         }
     }
 

@@ -11,7 +11,7 @@ use crate::keyspace::journal::JOURNAL;
 use crate::keyspace::write::{self, apply_change, IfMissing, Propagation};
 use crate::keyspace::{background_free, identity, shadow};
 use crate::propagation::{self, JournalCommand, ParsedShadowStep, Sync};
-use crate::redis_glue::server_state::is_replayed;
+use crate::redis_glue::server_state::{is_import_client, is_replayed, SLOT_MIGRATION};
 use crate::write_behind::WRITE_BEHIND;
 
 /// `CAMPAIGN.SYNC campaign ...` (forms in `propagation`): a client's change
@@ -62,6 +62,14 @@ pub fn sync(ctx: &Context, args: &[RedisString]) -> CommandResult {
             }
             usize::from(exists)
         }
+        // A migration's snapshot carries the source's shadows of every
+        // slot (it writes them with the first key it rewrites): only those
+        // of the migrating keys are collected here.
+        Sync::Shadow { key, .. }
+            if is_import_client(ctx) && !SLOT_MIGRATION.key_importing(key.as_slice()) =>
+        {
+            return Ok(RedisValue::Integer(0));
+        }
         Sync::Shadow { key, id, step } => match step {
             ParsedShadowStep::Part(members) => {
                 shadow::shadows().receive(id, key.as_slice(), &members);
@@ -82,6 +90,12 @@ pub fn sync(ctx: &Context, args: &[RedisString]) -> CommandResult {
 pub fn journal(ctx: &Context, args: &[RedisString]) -> CommandResult {
     if !is_replayed(ctx) {
         return Err(CampaignError::InternalCommand(propagation::JOURNAL_COMMAND));
+    }
+    // The journal stays with a slot migration's source, which flushes it
+    // (its snapshot carries the whole journal, written with the first key
+    // it rewrites): neither applied nor passed on here.
+    if is_import_client(ctx) {
+        return Ok(RedisValue::SimpleStringStatic("OK"));
     }
     match propagation::parse_journal(args)? {
         JournalCommand::Trim { through } => {

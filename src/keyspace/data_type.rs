@@ -24,7 +24,7 @@ use crate::redis_glue::ffi::{api, string_bytes};
 use crate::redis_glue::lock_hold::module_thread_holds_lock;
 use crate::redis_glue::log;
 use crate::redis_glue::panic_guard::run_callback;
-use crate::redis_glue::server_state::SERVER;
+use crate::redis_glue::server_state::{SERVER, SLOT_MIGRATION};
 
 /// Version of the aux data, written first so it can evolve: 4 = the
 /// journal in its format 3 followed by the shadows (`core::shadow`); 3
@@ -292,6 +292,20 @@ unsafe fn emit_journal_once(aof: *mut raw::RedisModuleIO) {
     if JOURNAL_EMITTED_BY.swap(pid, Ordering::Relaxed) == pid {
         return;
     }
+    if in_slot_migration_child() {
+        // Valkey 9's atomic slot migration sends the rewrite of the
+        // migrating slots to the target: the journal stays here (this node
+        // flushes it) and only the shadows of those keys travel, so that
+        // a rebuild's swap streamed after them finds its parts.
+        shadow::for_each_snapshot_command_of(
+            |key| SLOT_MIGRATION.key_exporting(key),
+            |command| {
+                // SAFETY: `aof` is live (caller).
+                unsafe { command.emit_aof(aof) }
+            },
+        );
+        return;
+    }
     let journal = JOURNAL.lock_in_callback();
     for command in propagation::journal_snapshot(&journal) {
         // SAFETY: `aof` is live (caller).
@@ -302,6 +316,25 @@ unsafe fn emit_journal_once(aof: *mut raw::RedisModuleIO) {
         // SAFETY: `aof` is live (caller).
         unsafe { command.emit_aof(aof) }
     });
+}
+
+/// This process is the fork child of a Valkey 9 atomic slot migration's
+/// snapshot, not an AOF rewrite: its title says so ("valkey-slot-migration-
+/// to-target", "valkey-aof-rewrite"); with `set-proc-title no`, an export
+/// the parent had started before the fork does.
+fn in_slot_migration_child() -> bool {
+    if !SLOT_MIGRATION.is_supported() {
+        return false;
+    }
+    let title = std::fs::read("/proc/self/cmdline").unwrap_or_default();
+    let says = |word: &[u8]| title.windows(word.len()).any(|w| w == word);
+    if says(b"slot-migration") {
+        return true;
+    }
+    if says(b"aof-rewrite") {
+        return false;
+    }
+    SLOT_MIGRATION.exporting()
 }
 
 extern "C" fn aux_save(rdb: *mut raw::RedisModuleIO, when: c_int) {

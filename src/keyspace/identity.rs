@@ -30,7 +30,7 @@ use crate::error::CampaignError;
 use crate::propagation::{self, MEMBERS_PER_SYNC};
 use crate::redis_glue::ffi::{cached_now_ms, select_db, selected_db};
 use crate::redis_glue::log;
-use crate::redis_glue::server_state::SERVER;
+use crate::redis_glue::server_state::{SERVER, SLOT_MIGRATION};
 
 /// The key a client's RESTORE on this primary just loaded a value into
 /// that was saved under another name (noted by the type's load callback,
@@ -63,6 +63,12 @@ pub fn on_generic_event(ctx: &Context, event: &[u8], name: &RedisString) {
     // Only a primary journals; a replica gets the entries from it, and an
     // AOF being loaded holds them already.
     if !arrived || !SERVER.is_primary() || SERVER.is_loading() {
+        return;
+    }
+    // A RENAME (or COPY) a slot migration's source sends: the source
+    // journaled the members under the new name and sends those entries
+    // after it (`CAMPAIGN.SYNC ... CHANGE`), applied here unjournaled.
+    if SLOT_MIGRATION.key_importing(name.as_slice()) {
         return;
     }
     if selected_db(ctx) != SERVED_DB {

@@ -99,9 +99,20 @@ pub fn drop_leftovers(ctx: &Context) -> usize {
 /// rebuild it, for `write` (an AOF rewrite without the RDB preamble, which
 /// has no place for module-wide data). Parts are sets of members, so a
 /// receiver that has them already changes nothing.
-pub fn for_each_snapshot_command(mut write: impl FnMut(&propagation::WireCommand)) {
+pub fn for_each_snapshot_command(write: impl FnMut(&propagation::WireCommand)) {
+    for_each_snapshot_command_of(|_| true, write);
+}
+
+/// `for_each_snapshot_command` for the shadows whose key `keep` accepts.
+pub fn for_each_snapshot_command_of(
+    keep: impl Fn(&[u8]) -> bool,
+    mut write: impl FnMut(&propagation::WireCommand),
+) {
     let shadows = shadows();
     for (id, key, parts) in shadows.snapshot() {
+        if !keep(key) {
+            continue;
+        }
         for part in &parts {
             write(&propagation::sync_shadow(key, id, ShadowStep::Part(part)));
         }

@@ -15,7 +15,7 @@ use crate::core::{Campaign, Op};
 use crate::error::CampaignError;
 use crate::propagation;
 use crate::redis_glue::ffi::{cached_now_ms, notify_keyspace_event};
-use crate::redis_glue::server_state::is_replayed;
+use crate::redis_glue::server_state::{is_imported, is_replayed};
 
 /// How a change reaches replicas, the AOF and the journal.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -129,7 +129,11 @@ pub fn apply_change(
                 CLOCK.issue(count, floor, cached_now_ms())
             };
             advance_version(&key, first + count - 1)?;
-            JOURNAL.record(ctx, op, campaign, &changed, first);
+            // A slot migration's source journaled this change and flushes
+            // it: here it only moves the set and its version.
+            if !(replayed && is_imported(ctx, name.as_slice())) {
+                JOURNAL.record(ctx, op, campaign, &changed, first);
+            }
             let derivable = before.is_some() && first == floor + 1;
             if replayed || (propagation == Propagation::Client && derivable) {
                 // (From the primary's stream: for this node's own AOF and
@@ -145,7 +149,9 @@ pub fn apply_change(
             let last = first_version + members.len() as u64 - 1;
             CLOCK.observe(last);
             advance_version(&key, last)?;
-            JOURNAL.record(ctx, op, campaign, members, first_version);
+            if !is_imported(ctx, name.as_slice()) {
+                JOURNAL.record(ctx, op, campaign, members, first_version);
+            }
         }
         Propagation::Client
         | Propagation::Held
@@ -214,13 +220,16 @@ fn apply_incomplete(
     match propagation {
         Propagation::Client | Propagation::Held => {
             let total = unique.len() as u64;
-            let first = if propagation == Propagation::Client && is_replayed(ctx) {
+            let replayed = propagation == Propagation::Client && is_replayed(ctx);
+            let first = if replayed {
                 CLOCK.follow(total, floor)
             } else {
                 CLOCK.issue(total, floor, cached_now_ms())
             };
             set.advance_version(first + total - 1);
-            JOURNAL.record(ctx, op, campaign, &unique, first);
+            if !(replayed && is_imported(ctx, name.as_slice())) {
+                JOURNAL.record(ctx, op, campaign, &unique, first);
+            }
             if is_replayed(ctx) {
                 ctx.replicate_verbatim();
             } else {
@@ -231,7 +240,9 @@ fn apply_incomplete(
             let last = first_version + members.len() as u64 - 1;
             CLOCK.observe(last);
             set.advance_version(last);
-            JOURNAL.record(ctx, op, campaign, members, first_version);
+            if !is_imported(ctx, name.as_slice()) {
+                JOURNAL.record(ctx, op, campaign, members, first_version);
+            }
         }
         Propagation::StateOnly => {}
     }

@@ -20,8 +20,9 @@ use crate::keyspace::shadow;
 use crate::keyspace::{identity, memory_guard, negative};
 use crate::rebuild::{prefill, Job, LOADS};
 use crate::redis_glue::ffi::{api, avoid_replica_traffic, call_text};
+use crate::redis_glue::log;
 use crate::redis_glue::panic_guard::run_callback;
-use crate::redis_glue::server_state::SERVER;
+use crate::redis_glue::server_state::{SERVER, SLOT_MIGRATION};
 use crate::write_behind::WRITE_BEHIND;
 
 /// When the shadows a primary loaded are dropped (unix ms, 0: none to do),
@@ -134,6 +135,113 @@ pub fn subscribe(ctx: &Context) -> Result<(), String> {
         return Err("cannot subscribe to keyspace events".into());
     }
     Ok(())
+}
+
+/// `ValkeyModuleEvent_AtomicSlotMigration` (valkeymodule.h, Valkey 9.0)
+/// and its subevents: an import or export started, was aborted, completed.
+const EVENT_ATOMIC_SLOT_MIGRATION: u64 = 19;
+const IMPORT_STARTED: u64 = 0;
+const EXPORT_STARTED: u64 = 1;
+const IMPORT_ABORTED: u64 = 2;
+const EXPORT_ABORTED: u64 = 3;
+const IMPORT_COMPLETED: u64 = 4;
+const EXPORT_COMPLETED: u64 = 5;
+
+/// `ValkeyModuleSlotRange`: first and last slot, inclusive.
+#[repr(C)]
+struct SlotRange {
+    start: c_int,
+    end: c_int,
+}
+
+/// `ValkeyModuleAtomicSlotMigrationInfoV1`, the event's data.
+#[repr(C)]
+struct SlotMigrationInfo {
+    version: u64,
+    job_name: [c_char; 41],
+    slot_ranges: *mut SlotRange,
+    num_slot_ranges: u32,
+}
+
+/// Subscribes to Valkey 9's atomic slot migration event. Only where the
+/// server has it: an older server refuses the unknown event id, and a
+/// Redis may give the same number to another event.
+pub fn subscribe_slot_migration(ctx: &Context) -> Result<(), String> {
+    let subscribe = api!(RedisModule_SubscribeToServerEvent)
+        .ok_or("RedisModule_SubscribeToServerEvent is missing")?;
+    let event = raw::RedisModuleEvent {
+        id: EVENT_ATOMIC_SLOT_MIGRATION,
+        dataver: 1,
+    };
+    // SAFETY: called from OnLoad with its live context.
+    let status = unsafe { subscribe(ctx.ctx, event, Some(on_slot_migration)) };
+    if status != raw::REDISMODULE_OK as i32 {
+        return Err("cannot subscribe to the atomic slot migration event".into());
+    }
+    Ok(())
+}
+
+/// An atomic slot migration changed state: the slots an import brings are
+/// marked while it runs (`SlotMigration`); the rest is logged.
+extern "C" fn on_slot_migration(
+    _ctx: *mut raw::RedisModuleCtx,
+    _event: raw::RedisModuleEvent,
+    subevent: u64,
+    data: *mut c_void,
+) {
+    run_callback("slot migration event", (), || {
+        let (name, ranges) = if data.is_null() {
+            (String::new(), Vec::new())
+        } else {
+            // SAFETY: Valkey passes its info struct (version 1) for the
+            // duration of the call.
+            let info = unsafe { &*data.cast::<SlotMigrationInfo>() };
+            let mut job = info.job_name;
+            job[40] = 0;
+            // SAFETY: NUL-terminated just above.
+            let name = unsafe { CStr::from_ptr(job.as_ptr()) }
+                .to_string_lossy()
+                .into_owned();
+            let ranges = if info.slot_ranges.is_null() {
+                Vec::new()
+            } else {
+                // SAFETY: `num_slot_ranges` ranges at `slot_ranges`.
+                unsafe {
+                    std::slice::from_raw_parts(info.slot_ranges, info.num_slot_ranges as usize)
+                }
+                .iter()
+                .filter(|range| 0 <= range.start && range.start <= range.end)
+                .map(|range| (range.start as u16, range.end.min(u16::MAX as c_int) as u16))
+                .collect()
+            };
+            (name, ranges)
+        };
+        let what = match subevent {
+            IMPORT_STARTED => "import started",
+            EXPORT_STARTED => "export started",
+            IMPORT_ABORTED => "import aborted",
+            EXPORT_ABORTED => "export aborted",
+            IMPORT_COMPLETED => "import completed",
+            EXPORT_COMPLETED => "export completed",
+            _ => return,
+        };
+        match subevent {
+            IMPORT_STARTED => SLOT_MIGRATION.set_importing(&ranges, true),
+            IMPORT_ABORTED | IMPORT_COMPLETED => SLOT_MIGRATION.set_importing(&ranges, false),
+            // The export's snapshot (a fork child) leaves the journal out;
+            // the source keeps flushing it, as after MIGRATE.
+            EXPORT_STARTED => SLOT_MIGRATION.set_exporting(&ranges, true),
+            _ => SLOT_MIGRATION.set_exporting(&ranges, false),
+        }
+        let ranges: Vec<String> = ranges
+            .iter()
+            .map(|(first, last)| format!("{first}-{last}"))
+            .collect();
+        log::notice(format!(
+            "slot migration {name}: {what} (slots {})",
+            ranges.join(" ")
+        ));
+    });
 }
 
 /// A generic keyspace event (RENAME, COPY, MOVE, RESTORE, ...): a campaign

@@ -15,27 +15,47 @@ use crate::redis_glue::config;
 use crate::redis_glue::ffi::call_text;
 use crate::redis_glue::log;
 use crate::redis_glue::panic_guard;
-use crate::redis_glue::server_state::SERVER;
+use crate::redis_glue::server_state::{SERVER, SLOT_MIGRATION};
 use crate::{rebuild, write_behind};
 
 /// Runs once when the module loads (`redis_module!` has created the data
 /// type): settings, commands, documentation, then the threads.
 pub fn on_load(ctx: &Context, args: &[RedisString]) -> Status {
     panic_guard::install_panic_hook();
+    let server = server_name_and_version(ctx);
     // Lets rdb_load report a truncated stream instead of Redis exiting.
-    ctx.set_module_options(ModuleOptions::HANDLE_IO_ERRORS);
+    let mut options = ModuleOptions::HANDLE_IO_ERRORS;
+    if has_atomic_slot_migration(&server) {
+        // Valkey 9 refuses `CLUSTER MIGRATESLOTS` while a loaded module
+        // does not declare it handles the migration (the bit is set only
+        // there: other servers have no such option, or another at 1 << 5).
+        SLOT_MIGRATION.set_supported();
+        options |= ModuleOptions::from_bits_retain(HANDLE_ATOMIC_SLOT_MIGRATION);
+    }
+    ctx.set_module_options(options);
     let registered = config::register(ctx, args)
         .and_then(|()| command_table::register(ctx))
         .and_then(|()| command_docs::register(ctx, &command_table::COMMANDS))
-        .and_then(|()| events::subscribe(ctx));
+        .and_then(|()| events::subscribe(ctx))
+        .and_then(|()| {
+            if SLOT_MIGRATION.is_supported() {
+                events::subscribe_slot_migration(ctx)
+            } else {
+                Ok(())
+            }
+        });
     if let Err(problem) = registered {
         log::warning(format!("refusing to load: {problem}"));
         return Status::Err;
     }
     log::notice(format!(
-        "module {} loaded into {}",
+        "module {} loaded into {server}{}",
         env!("CARGO_PKG_VERSION"),
-        server_name_and_version(ctx)
+        if SLOT_MIGRATION.is_supported() {
+            " (atomic slot migration handled)"
+        } else {
+            ""
+        }
     ));
     SERVER.set_primary(!ctx.get_flags().contains(ContextFlags::SLAVE));
     JOURNAL.refresh_figures();
@@ -43,6 +63,21 @@ pub fn on_load(ctx: &Context, args: &[RedisString]) -> Status {
     rebuild::worker::start();
     rebuild::reconcile::start();
     Status::Ok
+}
+
+/// `VALKEYMODULE_OPTIONS_HANDLE_ATOMIC_SLOT_MIGRATION` (Valkey 9.0).
+const HANDLE_ATOMIC_SLOT_MIGRATION: i32 = 1 << 5;
+
+/// Valkey 9.0 and later migrate slots atomically (`CLUSTER MIGRATESLOTS`).
+fn has_atomic_slot_migration(server: &str) -> bool {
+    let Some(version) = server.strip_prefix("valkey ") else {
+        return false;
+    };
+    version
+        .split('.')
+        .next()
+        .and_then(|major| major.parse::<u32>().ok())
+        .is_some_and(|major| major >= 9)
 }
 
 /// "valkey 9.1.2", "redis 7.0.15": from INFO server.

@@ -440,14 +440,20 @@ impl Loads {
         job: &LoadJob,
         outcome: Result<Loaded, String>,
         shadow: Option<u64>,
+        migrated: bool,
     ) {
         select_db(ctx, job.key.db);
         let name = ctx.create_string(job.key.name.clone());
         // Whatever happens in the swap, every waiter below gets its answer.
         // A node demoted while the load ran must not change its dataset:
-        // its primary's stream is the only source of changes now.
-        let demoted = !SERVER.is_primary();
+        // its primary's stream is the only source of changes now. Nor may
+        // one whose slot migrated away meanwhile (`migrated`): the key is
+        // the new owner's.
+        let demoted = !SERVER.is_primary() || migrated;
         let result = run_callback("load swap", Err(internal_error(job)), || {
+            if migrated {
+                return Err(CampaignError::SlotMigrated);
+            }
             if demoted {
                 return Err(CampaignError::NoLongerPrimary);
             }
@@ -485,7 +491,19 @@ impl Loads {
             }
         }
         // Readers get an answer either way: a failed read-through reads as
-        // the (empty) cache rather than an error on the login path.
+        // the (empty) cache rather than an error on the login path; one
+        // whose campaign migrated away retries on its new owner.
+        if migrated {
+            for reader in load.readers {
+                ThreadSafeContext::with_blocked_client(reader.client)
+                    .reply(Err(reply_error(&CampaignError::SlotMigrated)));
+            }
+            for held in load.held {
+                ThreadSafeContext::with_blocked_client(held.client)
+                    .reply(Err(reply_error(&CampaignError::SlotMigrated)));
+            }
+            return;
+        }
         with_campaign(ctx, &name, |current| {
             for reader in load.readers {
                 let members: Vec<&str> = reader.members.iter().map(String::as_str).collect();

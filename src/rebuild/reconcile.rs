@@ -22,7 +22,7 @@ use crate::redis_glue::ffi::select_db;
 use crate::redis_glue::lock_hold::{hold_lock, Hold};
 use crate::redis_glue::log;
 use crate::redis_glue::panic_guard::spawn_supervised;
-use crate::redis_glue::server_state::SERVER;
+use crate::redis_glue::server_state::{SERVER, SLOT_MIGRATION};
 use crate::sink::connection::Database;
 use crate::sink::health::{Use, HEALTH};
 use crate::sink::Source;
@@ -132,6 +132,10 @@ fn list_campaigns(redis: &ThreadSafeContext<DetachedFromClient>) -> Vec<CacheFig
                    name: &redis_module::RedisString,
                    key: Option<&redis_module::key::RedisKey>| {
         let Some(key) = key else { return };
+        // Being imported by a slot migration: the source serves it still.
+        if SLOT_MIGRATION.key_importing(name.as_slice()) {
+            return;
+        }
         let Ok(Some(set)) = key.get_value::<Campaign>(&CAMPAIGN_TYPE) else {
             return;
         };
@@ -189,9 +193,11 @@ fn complete_incomplete() {
     let collect = |_: &redis_module::Context,
                    name: &redis_module::RedisString,
                    key: Option<&redis_module::key::RedisKey>| {
-        let incomplete = key
-            .and_then(|key| key.get_value::<Campaign>(&CAMPAIGN_TYPE).ok().flatten())
-            .is_some_and(|set| !set.is_complete());
+        // (Not one a slot migration is importing: the source completes it.)
+        let incomplete = !SLOT_MIGRATION.key_importing(name.as_slice())
+            && key
+                .and_then(|key| key.get_value::<Campaign>(&CAMPAIGN_TYPE).ok().flatten())
+                .is_some_and(|set| !set.is_complete());
         if incomplete {
             found.borrow_mut().push(name.as_slice().to_vec());
         }

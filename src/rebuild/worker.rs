@@ -32,7 +32,7 @@ use crate::keyspace::{shadow, with_campaign};
 use crate::redis_glue::ffi::{aof_buffer_bytes, lock_to_propagate, select_db};
 use crate::redis_glue::lock_hold::{hold_lock, Hold};
 use crate::redis_glue::panic_guard::{run_callback, PANIC_IN_NEXT_LOAD};
-use crate::redis_glue::server_state::SERVER;
+use crate::redis_glue::server_state::{SERVER, SLOT_MIGRATION};
 use crate::redis_glue::{config, log};
 use crate::sink::connection::Database;
 use crate::sink::health::Use;
@@ -201,16 +201,20 @@ fn run(lane: Lane, job: Job) {
                 }
                 Ok(loaded)
             });
+            // What the swap propagates from here would not reach the
+            // target of an atomic slot migration exporting the campaign
+            // (Valkey forwards only what client commands propagate): the
+            // swap waits until the export ended, and is dropped if the
+            // slot went with it.
+            let waited = wait_while_exported(&job.key.name);
             let redis = ThreadSafeContext::<DetachedFromClient>::new();
             // The swap and the held writes are propagated: never while
             // clients are paused.
             let shadow_id = shadow.as_ref().and_then(ShadowSender::id);
-            LOADS.finish(
-                &lock_to_propagate(&redis, Hold::Swap),
-                &job,
-                outcome,
-                shadow_id,
-            );
+            let ctx = lock_to_propagate(&redis, Hold::Swap);
+            let migrated = waited && !serves_key(&ctx, &job.key.name);
+            LOADS.finish(&ctx, &job, outcome, shadow_id, migrated);
+            drop(ctx);
             // Dropped here, without the GIL: after the swap the job's
             // snapshot may be the last handle on a large old set, and the
             // sender's copies of the parts the last ones.
@@ -235,6 +239,25 @@ fn run(lane: Lane, job: Job) {
             super::prefill::pass_ended(slots, outcome);
         }
     }
+}
+
+/// Waits while an atomic slot migration exports the slot of `key` (at most
+/// `EXPORT_WAIT`); true if it had to wait.
+fn wait_while_exported(key: &[u8]) -> bool {
+    const EXPORT_WAIT: Duration = Duration::from_secs(300);
+    if !SLOT_MIGRATION.key_exporting(key) {
+        return false;
+    }
+    let started = Instant::now();
+    while SLOT_MIGRATION.key_exporting(key) && started.elapsed() < EXPORT_WAIT {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// This node serves the slot of `key` (always, outside a cluster).
+fn serves_key(ctx: &redis_module::Context, key: &[u8]) -> bool {
+    my_cluster_slots(ctx).is_none_or(|slots| slots.get(key_slot(key) as usize) == Some(&true))
 }
 
 /// Whether what the load prepared for replicas and the AOF no longer fits

@@ -13,11 +13,13 @@ use std::time::{Duration, Instant};
 
 use redis::Value;
 
-use crate::harness::campaign::{flush, info_field, pending, rows, rows_of, status, use_database};
+use crate::harness::campaign::{
+    flush, info_field, pending, rows, rows_of, status, use_database, TABLE,
+};
 use crate::harness::cluster::client::{ClusterClient, Stats};
 use crate::harness::cluster::model::{Acknowledged, Op, Workload, Writers};
 use crate::harness::cluster::Cluster;
-use crate::harness::redis_server::{call, int};
+use crate::harness::redis_server::{call, has_atomic_slot_migration, int};
 use crate::harness::{free_port, wait_until, Postgres, RedisOptions};
 
 /// Every node: the database, a flush interval, and held writes that give up
@@ -363,4 +365,310 @@ fn kill_9_of_a_primary_during_confirmed_writes() {
     writers.run_for(Duration::from_secs(1), 100);
     let (model, stats) = writers.stop();
     assert_converged(&mut cluster, &database, &model, &stats, started);
+}
+
+/// Valkey 9's atomic slot migration (`CLUSTER MIGRATESLOTS`) works with the
+/// module loaded; elsewhere there is no such command and these tests skip.
+fn skip_without_atomic_slot_migration(test: &str) -> bool {
+    if has_atomic_slot_migration() {
+        return false;
+    }
+    eprintln!(
+        "{test}: skipped: this server has no atomic slot migration (CLUSTER MIGRATESLOTS, \
+         Valkey 9.0 and later)"
+    );
+    true
+}
+
+/// The first half of the first slot range `node` serves.
+fn half_of_the_slots_of(cluster: &Cluster, node: usize) -> Vec<(u16, u16)> {
+    let (first, last) = cluster.slot_ranges_of(node)[0];
+    vec![(first, first + (last - first) / 2)]
+}
+
+/// `DEBUG SLOTMIGRATION PREVENT-PAUSE 1|0` on `node` (Valkey 9): a
+/// migration it exports stays in its streaming phase (the writes made
+/// meanwhile travel as a replication stream) until released.
+fn hold_migrations_streaming(cluster: &Cluster, node: usize, hold: bool) {
+    let mut con = cluster.connection(node);
+    let flag: &[u8] = if hold { b"1" } else { b"0" };
+    call(
+        &mut con,
+        &[b"DEBUG", b"SLOTMIGRATION", b"PREVENT-PAUSE", flag],
+    )
+    .unwrap_or_else(|error| panic!("DEBUG SLOTMIGRATION on node {node}: {error}"));
+}
+
+/// Three writers ADD/REM their members of 100 campaigns while atomic slot
+/// migrations move half of one primary's slots to the other and back, twice;
+/// one move of each pair stays a second in its streaming phase so that
+/// writes reach the target as the source's replication stream. The flush
+/// interval keeps changes pending on the source across each move (it goes
+/// on flushing them). Afterwards the rows and every cache equal the
+/// acknowledged model.
+#[test]
+fn atomic_slot_migration_back_and_forth_under_writers() {
+    if skip_without_atomic_slot_migration("atomic_slot_migration_back_and_forth_under_writers") {
+        return;
+    }
+    let started = Instant::now();
+    let database = Postgres::start();
+    let mut cluster = Cluster::start(2, 0, options(&database, 1_000));
+    let writers = Writers::start(cluster.ports(), workload(campaigns("migrated-", 100), None));
+    writers.run_for(Duration::from_secs(1), 1_000);
+    let (a, b) = (0, 1);
+    // Half of A's slots: a primary left with none would become a replica
+    // of the node that took them (cluster-allow-replica-migration).
+    let ranges = half_of_the_slots_of(&cluster, a);
+    for round in 0..2 {
+        for (from, to) in [(a, b), (b, a)] {
+            let held = (round + from) % 2 == 0;
+            if held {
+                hold_migrations_streaming(&cluster, from, true);
+                cluster.start_migrate_slots(&ranges, to);
+                cluster.wait_migration(from, &["waiting-to-pause"]);
+                writers.run_for(Duration::from_secs(1), 200);
+                hold_migrations_streaming(&cluster, from, false);
+                cluster.wait_migration(from, &["success"]);
+                cluster.wait_stable(&format!("slots {ranges:?} to migrate to node {to}"));
+            } else {
+                writers.run_for(Duration::from_millis(300), 100);
+                cluster.migrate_slots(&ranges, to);
+            }
+            writers.run_for(Duration::from_millis(300), 100);
+        }
+    }
+    let (model, stats) = writers.stop();
+    assert_converged(&mut cluster, &database, &model, &stats, started);
+}
+
+/// The race of issue 11 with an atomic slot migration: `first` on member m
+/// is pending on the source A (cut off from the database) when its slot
+/// migrates to B, made before the migration (it travels in the snapshot)
+/// or while it streams (it travels as the source's replication stream).
+/// B and its replica get the campaign with m's change applied and its
+/// version, and journal nothing of it; B takes `second` on m and commits
+/// it; then A commits its older change. The database ends with `second`.
+fn atomic_migration_with_a_change_pending_on_the_source(first: Op, second: Op, streamed: bool) {
+    let started = Instant::now();
+    let database = Postgres::start();
+    let mut cluster = Cluster::start(2, 1, options(&database, 20));
+    let (a, b) = (0, 1);
+    let (port_a, port_b) = (cluster.port(a), cluster.port(b));
+    let campaign = cluster.key_served_by(a, "asm-race-");
+    let slot = cluster.slot_of(&campaign);
+    let mut model = Acknowledged::default();
+    let mut con_a = cluster.connection(a);
+    let mut committed = vec!["c0", "c1", "c2"];
+    if first == Op::Rem {
+        committed.push("m");
+    }
+    for member in &committed {
+        let added = int(&mut con_a, &["CAMPAIGN.ADD", &campaign, member]);
+        model.replied(&campaign, member, Op::Add, port_a, added);
+    }
+    flush(&mut con_a);
+
+    let errors = flush_errors(&mut con_a);
+    cut_off(&cluster, a);
+    if streamed {
+        hold_migrations_streaming(&cluster, a, true);
+        cluster.start_migrate_slots(&[(slot, slot)], b);
+        cluster.wait_migration(a, &["waiting-to-pause"]);
+    }
+    let changed = int(&mut con_a, &[first.command(), &campaign, "m"]);
+    assert_eq!(changed, 1, "{first:?} m on A");
+    model.replied(&campaign, "m", first, port_a, changed);
+    assert_stuck(&cluster, a, errors, 1);
+    if streamed {
+        hold_migrations_streaming(&cluster, a, false);
+        cluster.wait_migration(a, &["success"]);
+        cluster.wait_stable(&format!("slot {slot} to migrate to node {b}"));
+    } else {
+        cluster.migrate_slots(&[(slot, slot)], b);
+    }
+
+    let mut con_b = cluster.connection(b);
+    assert_eq!(
+        pending(&mut con_b),
+        0,
+        "the target journals nothing it imported: {:?}",
+        status(&mut con_b)
+    );
+    let replica = cluster.replicas_of(b)[0];
+    let mut con_replica = cluster.connection(replica);
+    assert_eq!(
+        pending(&mut con_replica),
+        0,
+        "nor does its replica: {:?}",
+        status(&mut con_replica)
+    );
+    assert_eq!(pending(&mut con_a), 1, "the source keeps its change");
+    let has_m = int(&mut con_b, &["CAMPAIGN.HAS", &campaign, "m"]);
+    assert_eq!(
+        has_m,
+        i64::from(first == Op::Add),
+        "m's change moved with the set"
+    );
+    let changed = int(&mut con_b, &[second.command(), &campaign, "m"]);
+    assert_eq!(changed, 1, "{second:?} m on B");
+    model.replied(&campaign, "m", second, port_b, changed);
+    flush(&mut con_b);
+
+    use_database(&mut con_a, &database);
+    flush(&mut con_a);
+    assert_eq!(pending(&mut con_a), 0, "{:?}", status(&mut con_a));
+    assert_converged(&mut cluster, &database, &model, &Stats::default(), started);
+}
+
+/// ADD m pending on the source, in the migration's snapshot; REM m on
+/// the target.
+#[test]
+fn atomic_slot_migration_add_pending_on_the_source_then_rem_on_the_target() {
+    if skip_without_atomic_slot_migration(
+        "atomic_slot_migration_add_pending_on_the_source_then_rem_on_the_target",
+    ) {
+        return;
+    }
+    atomic_migration_with_a_change_pending_on_the_source(Op::Add, Op::Rem, false);
+}
+
+/// REM m pending on the source, in the migration's stream; ADD m on the
+/// target.
+#[test]
+fn atomic_slot_migration_rem_pending_on_the_source_then_add_on_the_target() {
+    if skip_without_atomic_slot_migration(
+        "atomic_slot_migration_rem_pending_on_the_source_then_add_on_the_target",
+    ) {
+        return;
+    }
+    atomic_migration_with_a_change_pending_on_the_source(Op::Rem, Op::Add, true);
+}
+
+/// A migration cancelled in its streaming phase, while writers run: the
+/// target drops what it imported (keys, and no journal entry, no load),
+/// the source serves and flushes on; a second attempt then completes.
+/// The rows and every cache equal the acknowledged model.
+#[test]
+fn atomic_slot_migration_cancelled_then_retried_under_writers() {
+    if skip_without_atomic_slot_migration(
+        "atomic_slot_migration_cancelled_then_retried_under_writers",
+    ) {
+        return;
+    }
+    let started = Instant::now();
+    let database = Postgres::start();
+    let mut cluster = Cluster::start(2, 0, options(&database, 1_000));
+    let writers = Writers::start(
+        cluster.ports(),
+        workload(campaigns("cancelled-", 100), None),
+    );
+    writers.run_for(Duration::from_secs(1), 1_000);
+    let (a, b) = (0, 1);
+    let ranges = half_of_the_slots_of(&cluster, a);
+
+    hold_migrations_streaming(&cluster, a, true);
+    cluster.start_migrate_slots(&ranges, b);
+    cluster.wait_migration(a, &["waiting-to-pause"]);
+    writers.run_for(Duration::from_secs(1), 200);
+    let mut con_b = cluster.connection(b);
+    let mut con_a = cluster.connection(a);
+    call(&mut con_a, &[b"CLUSTER", b"CANCELSLOTMIGRATIONS"]).expect("CANCELSLOTMIGRATIONS");
+    cluster.wait_migration(a, &["cancelled"]);
+    cluster.wait_migration(b, &["failed"]);
+    hold_migrations_streaming(&cluster, a, false);
+    // The target dropped every key it was importing.
+    let dropped = wait_until(Duration::from_secs(20), || {
+        ranges.iter().all(|&(first, last)| {
+            (first..=last).step_by(97).all(|slot| {
+                let count: i64 = redis::cmd("CLUSTER")
+                    .arg("COUNTKEYSINSLOT")
+                    .arg(slot)
+                    .query(&mut con_b)
+                    .unwrap();
+                count == 0
+            })
+        })
+    });
+    assert!(dropped, "node {b} kept imported keys\n{}", cluster.logs());
+    writers.run_for(Duration::from_millis(500), 100);
+
+    cluster.migrate_slots(&ranges, b);
+    writers.run_for(Duration::from_millis(300), 100);
+    let (model, stats) = writers.stop();
+    assert_converged(&mut cluster, &database, &model, &stats, started);
+}
+
+/// A load that ends while its campaign's slot is being exported would
+/// propagate its swap where the migration does not forward it (Valkey
+/// forwards what client commands propagate, not a module thread's): the
+/// swap waits until the export ends. Here the export completes: the
+/// REBUILD and a write held behind it answer TRYAGAIN and change nothing;
+/// the target holds the set as it was, and a REBUILD there then works.
+#[test]
+fn atomic_slot_migration_waits_for_a_load_of_a_migrating_campaign() {
+    if skip_without_atomic_slot_migration(
+        "atomic_slot_migration_waits_for_a_load_of_a_migrating_campaign",
+    ) {
+        return;
+    }
+    let database = Postgres::start();
+    let cluster = Cluster::start(2, 0, options(&database, 20));
+    let (a, b) = (0, 1);
+    let campaign = cluster.key_served_by(a, "asm-load-");
+    let slot = cluster.slot_of(&campaign);
+    let mut con_a = cluster.connection(a);
+    for member in ["c0", "c1", "c2"] {
+        int(&mut con_a, &["CAMPAIGN.ADD", &campaign, member]);
+    }
+    flush(&mut con_a);
+    // A row the cache lacks: only a rebuild brings it.
+    database
+        .client()
+        .execute(
+            &format!("INSERT INTO {TABLE} (campaign, member, version) VALUES ($1, 'db-only', 1)"),
+            &[&campaign],
+        )
+        .unwrap();
+
+    hold_migrations_streaming(&cluster, a, true);
+    cluster.start_migrate_slots(&[(slot, slot)], b);
+    cluster.wait_migration(a, &["waiting-to-pause"]);
+    let background = |args: Vec<String>| {
+        let mut con = cluster.connection(a);
+        std::thread::spawn(move || {
+            let bytes: Vec<&[u8]> = args.iter().map(|arg| arg.as_bytes()).collect();
+            call(&mut con, &bytes)
+        })
+    };
+    let rebuild = background(vec!["CAMPAIGN.REBUILD".into(), campaign.clone()]);
+    let mut watcher = cluster.connection(a);
+    let blocked = wait_until(Duration::from_secs(20), || {
+        info_field(&mut watcher, "clients", "blocked_clients") == "1"
+    });
+    assert!(blocked, "the REBUILD waits\n{}", cluster.logs());
+    let held = background(vec!["CAMPAIGN.ADD".into(), campaign.clone(), "held".into()]);
+    let both = wait_until(Duration::from_secs(20), || {
+        info_field(&mut watcher, "clients", "blocked_clients") == "2"
+    });
+    assert!(both, "the write waits behind the load\n{}", cluster.logs());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!rebuild.is_finished(), "the swap waits for the export");
+
+    hold_migrations_streaming(&cluster, a, false);
+    cluster.wait_migration(a, &["success"]);
+    cluster.wait_stable(&format!("slot {slot} to migrate to node {b}"));
+    for (what, reply) in [("REBUILD", rebuild.join()), ("ADD", held.join())] {
+        match reply.expect("thread") {
+            Err(error) if error.contains("migrated to another node") => {}
+            other => panic!("{what} on the old owner: {other:?}\n{}", cluster.logs()),
+        }
+    }
+    let dbsize: i64 = redis::cmd("DBSIZE").query(&mut con_a).unwrap();
+    assert_eq!(dbsize, 0, "the old owner created nothing");
+    let mut con_b = cluster.connection(b);
+    assert_eq!(int(&mut con_b, &["CAMPAIGN.CARD", &campaign]), 3);
+    assert_eq!(int(&mut con_b, &["CAMPAIGN.HAS", &campaign, "held"]), 0);
+    assert_eq!(int(&mut con_b, &["CAMPAIGN.REBUILD", &campaign]), 4);
+    assert_eq!(int(&mut con_b, &["CAMPAIGN.HAS", &campaign, "db-only"]), 1);
 }

@@ -23,6 +23,18 @@ pub fn free_port() -> u16 {
         .expect("no free port")
 }
 
+/// A free port whose cluster bus port (10000 above it) is free too: a
+/// cluster node listens on both, and a bus port already taken by another
+/// process stopped a node from starting.
+pub fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port <= u16::MAX - 10_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// Polls `condition` every 20 ms until it holds or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::{Connection, Value};
 use tempfile::TempDir;
 
-use super::{free_port, wait_until};
+use super::{free_cluster_port, free_port, wait_until};
 
 /// How to start a server.
 #[derive(Clone, Debug)]
@@ -117,6 +117,23 @@ pub fn moves_switch_the_client_db() -> bool {
     output.contains("Valkey") && output.contains(" v=8.")
 }
 
+/// True on Valkey 9 and later, which migrate slots atomically (`CLUSTER
+/// MIGRATESLOTS`); Redis 7.0 and Valkey 8.1 have no such command, and the
+/// tests of it skip there.
+pub fn has_atomic_slot_migration() -> bool {
+    let output = std::process::Command::new(server_binary())
+        .arg("--version")
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+        .unwrap_or_default();
+    let major = output
+        .split(" v=")
+        .nth(1)
+        .and_then(|version| version.split('.').next())
+        .and_then(|major| major.parse::<u32>().ok());
+    output.contains("Valkey") && major.is_some_and(|major| major >= 9)
+}
+
 /// The command-line client: `CAMPAIGN_REDIS_CLI`, or `redis-cli` from the PATH.
 pub fn cli_binary() -> String {
     env_or("CAMPAIGN_REDIS_CLI", "redis-cli")
@@ -149,8 +166,16 @@ impl RedisServer {
             .prefix("campaign-redis-")
             .tempdir()
             .expect("temporary directory");
+        let cluster = options
+            .config_lines
+            .iter()
+            .any(|line| line.trim() == "cluster-enabled yes");
         let mut server = RedisServer {
-            port: free_port(),
+            port: if cluster {
+                free_cluster_port()
+            } else {
+                free_port()
+            },
             options,
             dir,
             child: None,

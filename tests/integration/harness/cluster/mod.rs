@@ -55,6 +55,16 @@ fn text(con: &mut Connection, args: &[&str]) -> Result<String, String> {
     }
 }
 
+fn value_text(value: &Value) -> String {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        Value::SimpleString(text) => text.clone(),
+        Value::Int(number) => number.to_string(),
+        Value::VerbatimString { text, .. } => text.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
 impl Cluster {
     /// `primaries` primaries with `replicas` replicas each, every node
     /// started with `options` plus cluster mode. Three or more primaries
@@ -427,6 +437,110 @@ impl Cluster {
             }
         }
         self.wait_stable(&format!("slot {slot} to move to node {to}"));
+    }
+
+    /// Starts an atomic slot migration (Valkey 9's `CLUSTER MIGRATESLOTS`)
+    /// of the slot ranges `ranges` (each first and last, inclusive, all
+    /// served by one node) to primary `to`; returns the source node.
+    pub fn start_migrate_slots(&self, ranges: &[(u16, u16)], to: usize) -> usize {
+        let from = self.owner_of_slot(ranges[0].0);
+        assert_ne!(from, to, "slots {ranges:?} are on node {to} already");
+        let bounds: Vec<String> = ranges
+            .iter()
+            .flat_map(|&(first, last)| [first.to_string(), last.to_string()])
+            .collect();
+        let mut args = vec!["CLUSTER", "MIGRATESLOTS", "SLOTSRANGE"];
+        args.extend(bounds.iter().map(String::as_str));
+        args.extend(["NODE", self.id(to)]);
+        let mut con = self.connection(from);
+        text(&mut con, &args)
+            .unwrap_or_else(|error| panic!("{args:?} on node {from}: {error}\n{}", self.logs()));
+        from
+    }
+
+    /// The state of the newest slot migration job node `node` knows of
+    /// (`CLUSTER GETSLOTMIGRATIONS`: "success", "failed", "cancelled",
+    /// "replicating", ...) and its message; `None` if it knows none.
+    pub fn migration_state(&self, node: usize) -> Option<(String, String)> {
+        let mut con = self.connection(node);
+        let reply = call(&mut con, &[b"CLUSTER", b"GETSLOTMIGRATIONS"]).ok()?;
+        let Value::Array(jobs) = reply else {
+            return None;
+        };
+        // Newest first.
+        let job = jobs.into_iter().next()?;
+        let fields: Vec<(String, String)> = match job {
+            Value::Array(items) => items
+                .chunks(2)
+                .map(|pair| (value_text(&pair[0]), value_text(&pair[1])))
+                .collect(),
+            Value::Map(items) => items
+                .iter()
+                .map(|(key, value)| (value_text(key), value_text(value)))
+                .collect(),
+            _ => return None,
+        };
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+                .unwrap_or_default()
+        };
+        Some((field("state"), field("message")))
+    }
+
+    /// Waits until node `node`'s newest migration job is in one of
+    /// `states`; panics with the logs if it ends in another final state
+    /// or does not get there within the deadline. Returns the state.
+    pub fn wait_migration(&self, node: usize, states: &[&str]) -> String {
+        let mut last = None;
+        let reached = wait_until(WAIT, || {
+            last = self.migration_state(node);
+            match &last {
+                Some((state, _)) if states.contains(&state.as_str()) => true,
+                Some((state, message))
+                    if ["success", "failed", "cancelled"].contains(&state.as_str()) =>
+                {
+                    panic!(
+                        "slot migration on node {node} ended {state} ({message}), not {states:?}\n{}",
+                        self.logs()
+                    )
+                }
+                _ => false,
+            }
+        });
+        if !reached {
+            panic!(
+                "slot migration on node {node}: not {states:?} within {WAIT:?} (last {last:?})\n{}",
+                self.logs()
+            );
+        }
+        last.expect("reached").0
+    }
+
+    /// An atomic slot migration of `ranges` to primary `to`, waited for
+    /// until the source says it succeeded and the cluster agrees.
+    pub fn migrate_slots(&self, ranges: &[(u16, u16)], to: usize) {
+        let started = Instant::now();
+        let from = self.start_migrate_slots(ranges, to);
+        self.wait_migration(from, &["success"]);
+        self.wait_stable(&format!("slots {ranges:?} to migrate to node {to}"));
+        eprintln!(
+            "atomic migration of slots {ranges:?} from node {from} to {to}: {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    /// The slot ranges node `node` serves, as it sees them.
+    pub fn slot_ranges_of(&self, node: usize) -> Vec<(u16, u16)> {
+        let view = self
+            .view(node)
+            .unwrap_or_else(|| panic!("node {node} does not answer\n{}", self.logs()));
+        view.iter()
+            .find(|line| line.has_flag("myself"))
+            .map(|line| line.slots.clone())
+            .unwrap_or_default()
     }
 
     /// `redis-cli --cluster reshard` of `slots` slots from `from` to `to`,
