@@ -568,6 +568,40 @@ mod tests {
         assert_eq!(flusher.sink.rows(), expected);
     }
 
+    /// A prune leaves exactly the members journaled above it, whether it
+    /// shares a batch with older changes of its campaign or not, also
+    /// when the batch is split around a refused change.
+    #[test]
+    fn a_prune_leaves_exactly_the_members_journaled_above_it() {
+        for limit in [2, 3, 100] {
+            let journal = MemoryJournal::default();
+            {
+                let mut entries = journal.journal.borrow_mut();
+                entries.append(Op::Add, "c", ["old", "kept", "bad"], 1, 0);
+                entries.append(Op::Add, "other", ["o"], 4, 0);
+                entries.append(Op::Prune, "c", [crate::core::PRUNE_MEMBER], 10, 0);
+                entries.append(Op::Add, "c", ["kept", "new"], 11, 0);
+            }
+            let mut sink = MemorySink::default();
+            sink.insert("c", "around");
+            sink.refused_members = ["bad"].map(String::from).into();
+            let mut flusher = Flusher::new(sink);
+            for _ in 0..10 {
+                flusher.flush_once(&journal, limit);
+            }
+            assert!(journal.journal.borrow().is_empty(), "batches of {limit}");
+            assert_eq!(
+                flusher.sink.rows(),
+                rows(&[("c", "kept"), ("c", "new"), ("other", "o")]),
+                "batches of {limit}"
+            );
+            // "around" (and "old" when it reached the table before the
+            // prune) got a marker; "bad" was parked, or dropped with the
+            // older changes of a batch the prune shares.
+            assert!(flusher.sink.markers() >= 1, "batches of {limit}");
+        }
+    }
+
     #[test]
     fn a_batch_stays_pending_when_the_refused_rows_cannot_be_parked() {
         let journal = MemoryJournal::with(&[(Op::Add, "c", "a"), (Op::Add, "c", "bad")]);

@@ -236,7 +236,7 @@ fn deleted_campaigns_still_reach_the_table() {
     call(&mut con, &[b"RENAME", b"renamed", b"new-name"]).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     call(&mut con, &[b"FLUSHALL"]).unwrap();
-    // The rename journaled a prune of the new name and n1 under it
+    // The rename journaled a prune and n1 under its new name too
     // (docs/keyspace.md).
     assert_eq!(pending(&mut con), 7);
 
