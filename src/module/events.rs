@@ -17,7 +17,7 @@ use crate::core::clock::now_ms;
 use crate::keyspace::defrag::DEFRAG;
 use crate::keyspace::journal::JOURNAL;
 use crate::keyspace::shadow;
-use crate::keyspace::{identity, memory_guard, negative};
+use crate::keyspace::{identity, memory_guard, negative, KeyId};
 use crate::rebuild::{prefill, Job, LOADS};
 use crate::redis_glue::ffi::{api, avoid_replica_traffic, call_text};
 use crate::redis_glue::log;
@@ -260,6 +260,11 @@ extern "C" fn on_keyspace_event(
         let event = unsafe { CStr::from_ptr(event) }.to_bytes();
         let ctx = Context::new(ctx);
         let name = RedisString::new(NonNull::new(ctx.ctx), key);
+        // A load of the name, started before this value arrived, would
+        // replace it with what the database held then.
+        if matches!(event, b"rename_to" | b"copy_to" | b"move_to" | b"restore") {
+            LOADS.overtake(&KeyId::of(&ctx, &name));
+        }
         identity::on_generic_event(&ctx, event, &name);
         raw::REDISMODULE_OK as c_int
     })
@@ -281,6 +286,7 @@ extern "C" fn on_swapdb(
         // SAFETY: for this event Redis passes a live RedisModuleSwapDbInfo.
         let info = unsafe { &*data.cast::<raw::RedisModuleSwapDbInfo>() };
         let ctx = Context::new(ctx);
+        LOADS.overtake_swapped(&ctx, info.dbnum_first, info.dbnum_second);
         identity::on_swapdb(&ctx, info.dbnum_first, info.dbnum_second);
     });
 }

@@ -19,8 +19,8 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
 use redis_module::{
-    BlockedClient, Context, ContextFlags, NotifyEvent, RedisError, RedisString, RedisValue,
-    ThreadSafeContext,
+    BlockedClient, Context, ContextFlags, KeyType, NotifyEvent, RedisError, RedisString,
+    RedisValue, ThreadSafeContext,
 };
 
 use self::registry::{HeldWrite, Reader, Registry, Waiter};
@@ -36,7 +36,7 @@ use crate::keyspace::{
 };
 use crate::propagation::{self, ShadowStep};
 use crate::redis_glue::config;
-use crate::redis_glue::ffi::{call_text, select_db};
+use crate::redis_glue::ffi::{call_text, select_db, selected_db};
 use crate::redis_glue::log;
 use crate::redis_glue::panic_guard::run_callback;
 use crate::redis_glue::server_state::{is_replayed, SERVER};
@@ -389,6 +389,33 @@ impl Loads {
         );
     }
 
+    /// A value arrived under `key` (RENAME, COPY, MOVE or RESTORE onto it,
+    /// SWAPDB): a load of it running now read the database before that
+    /// value's changes were journaled, so its set must not replace it.
+    pub fn overtake(&self, key: &KeyId) {
+        self.registry().overtake(key);
+    }
+
+    /// SWAPDB of `first` and `second`: loads of keys that exist now in
+    /// either database were overtaken by what arrived there.
+    pub fn overtake_swapped(&self, ctx: &Context, first: i32, second: i32) {
+        let keys: Vec<KeyId> = self
+            .registry()
+            .keys()
+            .into_iter()
+            .filter(|key| key.db == first || key.db == second)
+            .collect();
+        let selected = selected_db(ctx);
+        for key in keys {
+            select_db(ctx, key.db);
+            let name = ctx.create_string(key.name.clone());
+            if ctx.open_key(&name).key_type() != KeyType::Empty {
+                self.overtake(&key);
+            }
+        }
+        select_db(ctx, selected);
+    }
+
     pub fn is_loading(&self, ctx: &Context, name: &RedisString) -> bool {
         self.active.load(Ordering::Relaxed) > 0 && self.registry().is_loading(&KeyId::of(ctx, name))
     }
@@ -450,12 +477,23 @@ impl Loads {
         // one whose slot migrated away meanwhile (`migrated`): the key is
         // the new owner's.
         let demoted = !SERVER.is_primary() || migrated;
+        let overtaken = self.registry().is_overtaken(&job.key);
         let result = run_callback("load swap", Err(internal_error(job)), || {
             if migrated {
                 return Err(CampaignError::SlotMigrated);
             }
             if demoted {
                 return Err(CampaignError::NoLongerPrimary);
+            }
+            if overtaken {
+                // The arrived value is the campaign now (journaled under
+                // this name as it landed); held writes go on top of it.
+                return Err(CampaignError::LoadFailed {
+                    campaign: job.campaign.clone(),
+                    reason: "a value arrived under its name while it loaded (RENAME, COPY, \
+                             MOVE, RESTORE or SWAPDB onto it): the arrived value is kept"
+                        .into(),
+                });
             }
             outcome
                 .map_err(|error| CampaignError::LoadFailed {

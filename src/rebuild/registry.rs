@@ -44,6 +44,10 @@ pub struct PendingLoad<C> {
     pub readers: Vec<Reader<C>>,
     /// In arrival order.
     pub held: VecDeque<HeldWrite<C>>,
+    /// A value arrived under the key while it loaded (RENAME, COPY, MOVE,
+    /// RESTORE, SWAPDB onto it): the load's set, read before, must not
+    /// replace it.
+    pub overtaken: bool,
 }
 
 impl<C> Default for PendingLoad<C> {
@@ -52,6 +56,7 @@ impl<C> Default for PendingLoad<C> {
             rebuild_callers: Vec::new(),
             readers: Vec::new(),
             held: VecDeque::new(),
+            overtaken: false,
         }
     }
 }
@@ -92,6 +97,23 @@ impl<C> Registry<C> {
             }
             None => Err(write),
         }
+    }
+
+    /// Marks the load of `key`, if one runs, as overtaken by a value that
+    /// arrived under its name.
+    pub fn overtake(&mut self, key: &KeyId) {
+        if let Some(load) = self.inflight.get_mut(key) {
+            load.overtaken = true;
+        }
+    }
+
+    pub fn is_overtaken(&self, key: &KeyId) -> bool {
+        self.inflight.get(key).is_some_and(|load| load.overtaken)
+    }
+
+    /// The keys being loaded.
+    pub fn keys(&self) -> Vec<KeyId> {
+        self.inflight.keys().cloned().collect()
     }
 
     pub fn is_loading(&self, key: &KeyId) -> bool {
@@ -157,6 +179,21 @@ mod tests {
             deadline_ms,
             on_missing: false,
         }
+    }
+
+    #[test]
+    fn only_a_running_load_is_overtaken_and_a_new_one_starts_clean() {
+        let mut registry: Registry<u32> = Registry::default();
+        registry.overtake(&key("c"));
+        assert!(!registry.is_overtaken(&key("c")));
+        registry.join(key("c"), Waiter::Background);
+        registry.join(key("d"), Waiter::Background);
+        registry.overtake(&key("c"));
+        assert!(registry.is_overtaken(&key("c")));
+        assert!(!registry.is_overtaken(&key("d")));
+        assert!(registry.finish(&key("c")).overtaken);
+        registry.join(key("c"), Waiter::Background);
+        assert!(!registry.is_overtaken(&key("c")));
     }
 
     #[test]

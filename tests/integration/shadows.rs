@@ -195,6 +195,32 @@ fn a_rename_between_parts_leaves_replica_and_aof_equal() {
     assert_all_hold(&[&setup.primary, &setup.replica], "moved", Some(&old));
 }
 
+/// A value renamed onto the name between parts is the campaign now: the
+/// rebuild's set, read from the database before that value's changes were
+/// journaled, does not replace it (the REBUILD says so), and after FLUSH
+/// the rows under the name are the arrived members, with caches, replica
+/// and AOF equal.
+#[test]
+fn a_rename_onto_the_name_between_parts_keeps_the_arrived_value() {
+    let mut setup = setup(&[]);
+    let mut con = setup.primary.connection();
+    let arrived: BTreeSet<String> = members("arrived-", 0..50).into_iter().collect();
+    add(&mut con, "other", &arrived.iter().cloned().collect::<Vec<_>>());
+    flush(&mut con);
+    let rebuild = rebuild_paused(&setup);
+    call(&mut con, &[b"RENAME", b"other", CAMPAIGN.as_bytes()]).unwrap();
+    resume(&mut con);
+    let refused = rebuild.join().unwrap().expect_err("the REBUILD was overtaken");
+    assert!(refused.contains("arrived under its name"), "{refused}");
+    wait_replicated(&mut con, 1);
+    let nodes = [&setup.primary, &setup.replica];
+    assert_all_hold(&nodes, CAMPAIGN, Some(&arrived));
+    assert_all_hold(&nodes, "other", None);
+    flush(&mut con);
+    assert_eq!(rows_of(&setup.database, CAMPAIGN), arrived);
+    restart_both(&mut setup, CAMPAIGN, Some(&arrived));
+}
+
 #[test]
 fn a_flushall_between_parts_leaves_replica_and_aof_equal() {
     let mut setup = setup(&[]);
