@@ -205,12 +205,19 @@ fn a_rename_onto_the_name_between_parts_keeps_the_arrived_value() {
     let mut setup = setup(&[]);
     let mut con = setup.primary.connection();
     let arrived: BTreeSet<String> = members("arrived-", 0..50).into_iter().collect();
-    add(&mut con, "other", &arrived.iter().cloned().collect::<Vec<_>>());
+    add(
+        &mut con,
+        "other",
+        &arrived.iter().cloned().collect::<Vec<_>>(),
+    );
     flush(&mut con);
     let rebuild = rebuild_paused(&setup);
     call(&mut con, &[b"RENAME", b"other", CAMPAIGN.as_bytes()]).unwrap();
     resume(&mut con);
-    let refused = rebuild.join().unwrap().expect_err("the REBUILD was overtaken");
+    let refused = rebuild
+        .join()
+        .unwrap()
+        .expect_err("the REBUILD was overtaken");
     assert!(refused.contains("arrived under its name"), "{refused}");
     wait_replicated(&mut con, 1);
     let nodes = [&setup.primary, &setup.replica];
