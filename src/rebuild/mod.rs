@@ -329,15 +329,11 @@ impl Loads {
         if late.is_empty() {
             return;
         }
-        let selected = crate::redis_glue::ffi::selected_db(ctx);
-        for (key, reader) in late {
-            select_db(ctx, key.db);
-            let name = ctx.create_string(key.name.clone());
+        in_key_dbs(ctx, late, |name, reader| {
             let members: Vec<&str> = reader.members.iter().map(String::as_str).collect();
-            let reply = with_campaign(ctx, &name, |set| answers(set, &members, reader.multi));
+            let reply = with_campaign(ctx, name, |set| answers(set, &members, reader.multi));
             ThreadSafeContext::with_blocked_client(reader.client).reply(Ok(reply));
-        }
-        select_db(ctx, selected);
+        });
         self.stats.late_answers.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -399,21 +395,22 @@ impl Loads {
     /// SWAPDB of `first` and `second`: loads of keys that exist now in
     /// either database were overtaken by what arrived there.
     pub fn overtake_swapped(&self, ctx: &Context, first: i32, second: i32) {
-        let keys: Vec<KeyId> = self
+        let keys: Vec<(KeyId, ())> = self
             .registry()
             .keys()
             .into_iter()
             .filter(|key| key.db == first || key.db == second)
+            .map(|key| (key, ()))
             .collect();
-        let selected = selected_db(ctx);
-        for key in keys {
-            select_db(ctx, key.db);
-            let name = ctx.create_string(key.name.clone());
-            if ctx.open_key(&name).key_type() != KeyType::Empty {
-                self.overtake(&key);
+        let mut arrived = Vec::new();
+        in_key_dbs(ctx, keys, |name, ()| {
+            if ctx.open_key(name).key_type() != KeyType::Empty {
+                arrived.push(KeyId::of(ctx, name));
             }
+        });
+        for key in &arrived {
+            self.overtake(key);
         }
-        select_db(ctx, selected);
     }
 
     pub fn is_loading(&self, ctx: &Context, name: &RedisString) -> bool {
@@ -426,19 +423,16 @@ impl Loads {
         if expired.is_empty() {
             return;
         }
-        let selected = crate::redis_glue::ffi::selected_db(ctx);
-        for (key, held) in expired {
+        in_key_dbs(ctx, expired, |name, held| {
             let reply = if held.on_missing && SERVER.is_primary() {
                 // The database is slower than the writer may wait: the
                 // write goes to an incomplete campaign, which the running
                 // load completes.
-                select_db(ctx, key.db);
-                let name = ctx.create_string(key.name.clone());
                 let members: Vec<&str> = held.members.iter().map(String::as_str).collect();
                 run_callback("late write", Err(CampaignError::WriteBlocked), || {
                     apply_change(
                         ctx,
-                        &name,
+                        name,
                         &held.campaign,
                         held.op,
                         &members,
@@ -452,8 +446,7 @@ impl Loads {
                 Err(CampaignError::WriteBlocked.into_redis_error())
             };
             ThreadSafeContext::with_blocked_client(held.client).reply(reply);
-        }
-        select_db(ctx, selected);
+        });
     }
 
     /// Completes a load on the main thread (the GIL is held): swap, send
@@ -666,6 +659,17 @@ impl Loads {
         ctx.notify_keyspace_event(NotifyEvent::MODULE, "campaign.rebuild", name);
         Ok(count)
     }
+}
+
+/// Runs `visit` on each item with its key's database selected and its
+/// name made; the database selected before is selected again after.
+fn in_key_dbs<T>(ctx: &Context, items: Vec<(KeyId, T)>, mut visit: impl FnMut(&RedisString, T)) {
+    let selected = selected_db(ctx);
+    for (key, item) in items {
+        select_db(ctx, key.db);
+        visit(&ctx.create_string(key.name), item);
+    }
+    select_db(ctx, selected);
 }
 
 /// A write may wait only outside MULTI/scripts and with a timeout.
