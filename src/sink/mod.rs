@@ -18,6 +18,7 @@ pub mod pool;
 pub mod postgres;
 mod prune;
 pub mod rejected;
+mod removals;
 mod tls;
 
 use thiserror::Error;

@@ -183,7 +183,7 @@ pub(super) fn sql_version(version: u64) -> i64 {
 }
 
 /// Changes as COPY rows (campaign, member, version).
-fn change_rows(changes: &[Change<'_>]) -> String {
+pub(super) fn change_rows(changes: &[Change<'_>]) -> String {
     copy_text(changes.iter().map(|change| {
         let version = sql_version(change.version);
         (change.campaign, change.member.as_str(), version)
@@ -201,7 +201,7 @@ pub async fn apply(
         apply_adds(&mut transaction, tables, batch).await?;
     }
     if !batch.removes.is_empty() {
-        apply_removes(&mut transaction, tables, batch).await?;
+        super::removals::apply_removes(&mut transaction, tables, batch).await?;
     }
     if !batch.prunes.is_empty() {
         super::prune::apply_prunes(&mut transaction, tables, &batch.prunes).await?;
@@ -266,134 +266,10 @@ async fn apply_adds(
     Ok(())
 }
 
-/// The removals of a batch as three parallel arrays, the parameters of
-/// `unnest($1, $2, $3)`: the statements read them in place, with no
-/// temporary table to fill and analyze first.
-struct RemovalArrays<'a> {
-    campaigns: Vec<&'a str>,
-    members: Vec<&'a str>,
-    versions: Vec<i64>,
-}
-
-impl<'a> RemovalArrays<'a> {
-    fn of(changes: &'a [Change<'a>]) -> Self {
-        RemovalArrays {
-            campaigns: changes.iter().map(|change| change.campaign).collect(),
-            members: changes
-                .iter()
-                .map(|change| change.member.as_str())
-                .collect(),
-            versions: changes
-                .iter()
-                .map(|change| sql_version(change.version))
-                .collect(),
-        }
-    }
-
-    fn params(&self) -> [Param<'_>; 3] {
-        [
-            (&self.campaigns, Type::TEXT_ARRAY),
-            (&self.members, Type::TEXT_ARRAY),
-            (&self.versions, Type::INT8_ARRAY),
-        ]
-    }
-}
-
-/// The removals as rows `d (campaign, member, version)`.
-const REMOVALS: &str =
-    "unnest($1::text[], $2::text[], $3::int8[]) AS d (campaign, member, version)";
-
-async fn apply_removes(
-    transaction: &mut Transaction<'_>,
-    tables: &Tables,
-    batch: &Collapsed<'_>,
-) -> Result<(), tokio_postgres::Error> {
-    let Tables { table, removed, .. } = tables;
-    let arrays = RemovalArrays::of(&batch.removes);
-    // Each removal is a few index probes: a hash join against the whole
-    // table (which the planner picks for a batch of thousands) reads every
-    // row of it for every batch.
-    transaction
-        .batch_execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
-        .await?;
-    let delete = format!(
-        "WITH gone AS (DELETE FROM {table} AS t USING {REMOVALS}
-                       WHERE t.campaign = d.campaign AND t.member = d.member
-                         AND (t.version IS NULL OR t.version <= d.version)
-                       RETURNING 1)
-         SELECT count(*) FROM gone"
-    );
-    let deleted: i64 = transaction.query_typed(&delete, &arrays.params()).await?[0].get(0);
-    if deleted < batch.removes.len() as i64 {
-        // Some removal deleted nothing: its row may be one a concurrent
-        // transaction inserts. The placeholder (see the module comment)
-        // waits for it; the second deletion then sees it.
-        if place_placeholders(transaction, table, &arrays).await? {
-            transaction.query_typed(&delete, &arrays.params()).await?;
-        }
-    }
-    // The markers: nearly always new, so copied straight in; one that
-    // exists (a member removed before, a batch applied again, another
-    // node's) rolls back to an upsert that keeps the newer version.
-    let rows = change_rows(&batch.removes);
-    let direct = transaction.savepoint("direct_markers").await?;
-    match copy_rows(&direct, removed, &rows).await {
-        Ok(()) => direct.commit().await,
-        Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-            direct.rollback().await?;
-            transaction
-                .query_typed(
-                    &format!(
-                        "INSERT INTO {removed} AS r (campaign, member, version)
-                         SELECT campaign, member, version FROM {REMOVALS}
-                         ON CONFLICT (campaign, member) DO UPDATE
-                         SET version = EXCLUDED.version, removed_at = now()
-                         WHERE r.version < EXCLUDED.version"
-                    ),
-                    &arrays.params(),
-                )
-                .await
-                .map(|_| ())
-        }
-        Err(error) => Err(error),
-    }
-}
-
-/// Inserts a placeholder row for each removal whose row this transaction
-/// does not see (a concurrent insert of one makes it wait); false when the
-/// table refuses them (a CHECK, a trigger, INSERT revoked), which refuses
-/// a concurrent add of those members too: there is no race to guard then.
-async fn place_placeholders(
-    transaction: &mut Transaction<'_>,
-    table: &str,
-    arrays: &RemovalArrays<'_>,
-) -> Result<bool, tokio_postgres::Error> {
-    let placeholders = transaction.savepoint("placeholders").await?;
-    let placed = placeholders
-        .query_typed(
-            &format!(
-                "INSERT INTO {table} (campaign, member, version)
-                 SELECT campaign, member, version FROM {REMOVALS}
-                 WHERE NOT EXISTS (SELECT 1 FROM {table} AS t
-                                   WHERE t.campaign = d.campaign AND t.member = d.member)
-                 ON CONFLICT (campaign, member) DO NOTHING"
-            ),
-            &arrays.params(),
-        )
-        .await;
-    match placed {
-        Ok(_) => placeholders.commit().await.map(|()| true),
-        Err(error) if matches!(statement_error(&error), SinkError::Rejected(_)) => {
-            placeholders.rollback().await.map(|()| false)
-        }
-        Err(error) => Err(error),
-    }
-}
-
 /// Sends `rows` (COPY text) into `table`, a piece at a time: the
 /// connection's buffers grow to the largest message and keep that size, so
 /// one message of a whole 1M-row batch would stay allocated for good.
-async fn copy_rows(
+pub(super) async fn copy_rows(
     transaction: &Transaction<'_>,
     table: &str,
     rows: &str,

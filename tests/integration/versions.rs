@@ -377,3 +377,68 @@ fn a_load_finishing_on_a_demoted_node_changes_nothing() {
     });
     assert!(loads_failed, "{:?}", status(&mut new));
 }
+
+/// A campaign with hundreds of removals in one batch gets a deletion of
+/// its own (`sink::removals`): it keeps the same rules as the rest, so a
+/// newer add of another node survives it, a row written around the module
+/// (NULL version) goes, and each removal leaves its marker.
+#[test]
+fn a_bulk_removal_from_the_old_owner_never_undoes_newer_adds() {
+    let database = Postgres::start();
+    let (old_owner, new_owner) = two_owners(&database);
+    let (mut old, mut new) = (old_owner.connection(), new_owner.connection());
+    use_database(&mut old, &database);
+    let members: Vec<String> = (0..1200).map(|i| format!("u{i:04}")).collect();
+    let mut add = vec!["CAMPAIGN.ADD".to_string(), "c".to_string()];
+    add.extend(members.iter().cloned());
+    assert_eq!(
+        int(
+            &mut old,
+            &add.iter().map(String::as_str).collect::<Vec<_>>()
+        ),
+        1200
+    );
+    flush(&mut old);
+    database
+        .client()
+        .batch_execute("INSERT INTO campaign_members (campaign, member) VALUES ('c', 'around')")
+        .unwrap();
+    assert_eq!(int(&mut old, &["CAMPAIGN.REBUILD", "c"]), 1203);
+    cut_off(&mut old);
+
+    // The old owner removes 1000 members and the row written around it;
+    // the new owner adds ten of them back, later.
+    let mut rem = vec!["CAMPAIGN.REM".to_string(), "c".to_string()];
+    rem.extend(members[..1000].iter().cloned());
+    rem.push("around".to_string());
+    let rem: Vec<&str> = rem.iter().map(String::as_str).collect();
+    assert_eq!(int(&mut old, &rem), 1001);
+    move_campaign(&mut old, &mut new, "c");
+    let mut back = vec!["CAMPAIGN.ADD", "c"];
+    back.extend(members[..10].iter().map(String::as_str));
+    assert_eq!(int(&mut new, &back), 10);
+    flush(&mut new);
+
+    use_database(&mut old, &database);
+    flush(&mut old);
+    assert_eq!(pending(&mut old), 0);
+    let mut expected: BTreeSet<String> = members[..10].iter().cloned().collect();
+    expected.extend(members[1000..].iter().cloned());
+    expected.extend(["a".to_string(), "b".to_string()]);
+    assert_eq!(rows_of(&database, "c"), expected);
+    let markers: i64 = database
+        .client()
+        .query_one(
+            "SELECT count(*) FROM campaign_members_removed WHERE campaign = 'c'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(markers, 1001);
+    for member in ["u0000", "u0009", "u1000", "u1199"] {
+        assert_eq!(int(&mut new, &["CAMPAIGN.HAS", "c", member]), 1, "{member}");
+    }
+    for member in ["u0010", "u0999", "around"] {
+        assert_eq!(int(&mut new, &["CAMPAIGN.HAS", "c", member]), 0, "{member}");
+    }
+}

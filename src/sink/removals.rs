@@ -1,0 +1,226 @@
+//! Applying removals (SPEC section 4): each deletes its member's row
+//! unless the row is newer, and leaves a marker in `<table>_removed`
+//! unless a newer one exists.
+//!
+//! Finding the rows is most of a removal's cost: each is a descent of the
+//! primary key, a few dozen text comparisons. A campaign with many
+//! removals in one batch (a campaign ended, a segment dropped) gets a
+//! deletion of its own, which PostgreSQL may run as one read of the
+//! campaign's rows against a hash of the removed members when that is
+//! cheaper (its statistics say how many rows the campaign has); the read
+//! never goes past that one campaign. The rest of the batch is one
+//! deletion with nested loops forced: a hash join against the whole table
+//! would read every row of it for every batch.
+
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
+use tokio_postgres::Transaction;
+
+use super::postgres::{change_rows, copy_rows, sql_version, statement_error, Param, Tables};
+use super::SinkError;
+use crate::core::{Change, Collapsed};
+
+/// A campaign with at least this many removals in a batch gets its own
+/// deletion. Below it a read of the campaign's rows cannot pay off unless
+/// the campaign is tiny, and each deletion is one more round trip.
+const OWN_DELETION_AT: usize = 500;
+
+/// The removals of a batch as three parallel arrays, the parameters of
+/// `unnest($1, $2, $3)`: the statements read them in place, with no
+/// temporary table to fill and analyze first.
+struct RemovalArrays<'a> {
+    campaigns: Vec<&'a str>,
+    members: Vec<&'a str>,
+    versions: Vec<i64>,
+}
+
+impl<'a> RemovalArrays<'a> {
+    fn of<'c: 'a>(changes: impl IntoIterator<Item = &'a Change<'c>>) -> Self {
+        let mut arrays = RemovalArrays {
+            campaigns: Vec::new(),
+            members: Vec::new(),
+            versions: Vec::new(),
+        };
+        for change in changes {
+            arrays.campaigns.push(change.campaign);
+            arrays.members.push(change.member.as_str());
+            arrays.versions.push(sql_version(change.version));
+        }
+        arrays
+    }
+
+    fn params(&self) -> [Param<'_>; 3] {
+        [
+            (&self.campaigns, Type::TEXT_ARRAY),
+            (&self.members, Type::TEXT_ARRAY),
+            (&self.versions, Type::INT8_ARRAY),
+        ]
+    }
+
+    /// The members and versions of one campaign's removals, after the
+    /// campaign as `$1`.
+    fn campaign_params<'p>(&'p self, campaign: &'p &'a str) -> [Param<'p>; 3] {
+        [
+            (campaign, Type::TEXT),
+            (&self.members, Type::TEXT_ARRAY),
+            (&self.versions, Type::INT8_ARRAY),
+        ]
+    }
+}
+
+/// The removals as rows `d (campaign, member, version)`.
+const REMOVALS: &str =
+    "unnest($1::text[], $2::text[], $3::int8[]) AS d (campaign, member, version)";
+
+/// The removals of a batch split by how they are deleted: campaigns with
+/// `OWN_DELETION_AT` or more (in name order, so two nodes lock rows in
+/// the same order), and the rest together.
+fn split_by_campaign<'a>(
+    removes: &'a [Change<'a>],
+) -> (Vec<(&'a str, RemovalArrays<'a>)>, RemovalArrays<'a>) {
+    let mut by_campaign: std::collections::BTreeMap<&str, Vec<&Change<'a>>> =
+        std::collections::BTreeMap::new();
+    for change in removes {
+        by_campaign.entry(change.campaign).or_default().push(change);
+    }
+    let mut own = Vec::new();
+    let mut rest = Vec::new();
+    for (campaign, changes) in by_campaign {
+        if changes.len() >= OWN_DELETION_AT {
+            own.push((campaign, RemovalArrays::of(changes)));
+        } else {
+            rest.extend(changes);
+        }
+    }
+    (own, RemovalArrays::of(rest))
+}
+
+pub(super) async fn apply_removes(
+    transaction: &mut Transaction<'_>,
+    tables: &Tables,
+    batch: &Collapsed<'_>,
+) -> Result<(), tokio_postgres::Error> {
+    delete_rows(transaction, &tables.table, &batch.removes).await?;
+    write_markers(transaction, &tables.removed, &batch.removes).await
+}
+
+/// Deletes the removed members' rows unless they are newer.
+async fn delete_rows(
+    transaction: &mut Transaction<'_>,
+    table: &str,
+    removes: &[Change<'_>],
+) -> Result<(), tokio_postgres::Error> {
+    let (own, rest) = split_by_campaign(removes);
+    let mut deleted = 0;
+    let campaign_delete = format!(
+        "WITH gone AS (DELETE FROM {table} AS t
+                       USING unnest($2::text[], $3::int8[]) AS d (member, version)
+                       WHERE t.campaign = $1 AND t.member = d.member
+                         AND (t.version IS NULL OR t.version <= d.version)
+                       RETURNING 1)
+         SELECT count(*) FROM gone"
+    );
+    for (campaign, arrays) in &own {
+        let params = arrays.campaign_params(campaign);
+        deleted += transaction.query_typed(&campaign_delete, &params).await?[0].get::<_, i64>(0);
+    }
+    // Each removal is a few index probes: a hash join against the whole
+    // table (which the planner picks for a batch of thousands) reads every
+    // row of it for every batch. Set only when needed: a batch of whole
+    // campaigns saves the round trip.
+    let force_nested_loops = async |transaction: &mut Transaction<'_>| {
+        transaction
+            .batch_execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+            .await
+    };
+    let mut forced = false;
+    let delete = format!(
+        "WITH gone AS (DELETE FROM {table} AS t USING {REMOVALS}
+                       WHERE t.campaign = d.campaign AND t.member = d.member
+                         AND (t.version IS NULL OR t.version <= d.version)
+                       RETURNING 1)
+         SELECT count(*) FROM gone"
+    );
+    if !rest.members.is_empty() {
+        force_nested_loops(transaction).await?;
+        forced = true;
+        deleted += transaction.query_typed(&delete, &rest.params()).await?[0].get::<_, i64>(0);
+    }
+    if deleted < removes.len() as i64 {
+        // Some removal deleted nothing: its row may be one a concurrent
+        // transaction inserts. The placeholder (see `postgres`) waits for
+        // it; a second deletion of the whole batch then sees it.
+        let arrays = RemovalArrays::of(removes);
+        if !forced {
+            force_nested_loops(transaction).await?;
+        }
+        if place_placeholders(transaction, table, &arrays).await? {
+            transaction.query_typed(&delete, &arrays.params()).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Leaves a marker for each removal unless a newer one exists.
+async fn write_markers(
+    transaction: &mut Transaction<'_>,
+    removed: &str,
+    removes: &[Change<'_>],
+) -> Result<(), tokio_postgres::Error> {
+    // The markers: nearly always new, so copied straight in; one that
+    // exists (a member removed before, a batch applied again, another
+    // node's) rolls back to an upsert that keeps the newer version.
+    let rows = change_rows(removes);
+    let direct = transaction.savepoint("direct_markers").await?;
+    match copy_rows(&direct, removed, &rows).await {
+        Ok(()) => direct.commit().await,
+        Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            direct.rollback().await?;
+            transaction
+                .query_typed(
+                    &format!(
+                        "INSERT INTO {removed} AS r (campaign, member, version)
+                         SELECT campaign, member, version FROM {REMOVALS}
+                         ON CONFLICT (campaign, member) DO UPDATE
+                         SET version = EXCLUDED.version, removed_at = now()
+                         WHERE r.version < EXCLUDED.version"
+                    ),
+                    &RemovalArrays::of(removes).params(),
+                )
+                .await
+                .map(|_| ())
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Inserts a placeholder row for each removal whose row this transaction
+/// does not see (a concurrent insert of one makes it wait); false when the
+/// table refuses them (a CHECK, a trigger, INSERT revoked), which refuses
+/// a concurrent add of those members too: there is no race to guard then.
+async fn place_placeholders(
+    transaction: &mut Transaction<'_>,
+    table: &str,
+    arrays: &RemovalArrays<'_>,
+) -> Result<bool, tokio_postgres::Error> {
+    let placeholders = transaction.savepoint("placeholders").await?;
+    let placed = placeholders
+        .query_typed(
+            &format!(
+                "INSERT INTO {table} (campaign, member, version)
+                 SELECT campaign, member, version FROM {REMOVALS}
+                 WHERE NOT EXISTS (SELECT 1 FROM {table} AS t
+                                   WHERE t.campaign = d.campaign AND t.member = d.member)
+                 ON CONFLICT (campaign, member) DO NOTHING"
+            ),
+            &arrays.params(),
+        )
+        .await;
+    match placed {
+        Ok(_) => placeholders.commit().await.map(|()| true),
+        Err(error) if matches!(statement_error(&error), SinkError::Rejected(_)) => {
+            placeholders.rollback().await.map(|()| false)
+        }
+        Err(error) => Err(error),
+    }
+}
