@@ -762,3 +762,54 @@ fn members_of_every_form_reach_the_table_exactly_after_a_restart() {
         assert!(take <= hold, "{figures:?}");
     }
 }
+
+/// One batch of removals mixing a campaign removed whole (its own
+/// deletion), a few hundred removals from a much larger campaign (probed
+/// one by one) and a handful elsewhere: every removed row goes, every other
+/// stays, and each removal leaves its marker.
+#[test]
+fn removals_of_whole_and_large_campaigns_in_one_batch() {
+    let database = Postgres::start();
+    let server = RedisServer::start_with(flushing_to(&database));
+    let mut con = server.connection();
+    let wide = members("w", 0..2_500);
+    let whole = members("h", 0..600);
+    add(&mut con, "wide", &wide);
+    add(&mut con, "whole", &whole);
+    add(&mut con, "few", &members("f", 0..10));
+    flush(&mut con);
+
+    let mut removals = 0;
+    for (campaign, gone) in [("wide", &wide[..500]), ("whole", &whole[..]), ("few", &[])] {
+        let gone: Vec<String> = if campaign == "few" {
+            members("f", 0..3)
+        } else {
+            gone.to_vec()
+        };
+        let removed: i64 = redis::cmd("CAMPAIGN.REM")
+            .arg(campaign)
+            .arg(&gone)
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(removed, gone.len() as i64);
+        removals += removed;
+    }
+    assert_eq!(pending(&mut con), removals);
+    flush(&mut con);
+    assert_eq!(pending(&mut con), 0);
+    let expected: BTreeSet<String> = wide[500..].iter().cloned().collect();
+    assert_eq!(rows_of(&database, "wide"), expected);
+    assert!(rows_of(&database, "whole").is_empty());
+    assert_eq!(
+        rows_of(&database, "few"),
+        members("f", 3..10).into_iter().collect()
+    );
+    let markers: i64 = database
+        .client()
+        .query_one("SELECT count(*) FROM campaign_members_removed", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(markers, removals);
+    assert_eq!(int(&mut con, &["CAMPAIGN.CARD", "wide"]), 2_000);
+    assert_eq!(int(&mut con, &["CAMPAIGN.HAS", "whole", "h0"]), 0);
+}
