@@ -14,6 +14,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use openssl::error::ErrorStack;
 use postgres_openssl::{MakeTlsConnector, TlsConnector, TlsStream};
@@ -23,6 +24,7 @@ use tokio_postgres::{Client, Connection, Socket};
 
 use super::passfile;
 use super::postgres::error_chain;
+use super::SinkError;
 use crate::redis_glue::conninfo::{ConnInfo, HostEntry, SslMode};
 
 pub type PgConnection = Connection<Socket, TlsStream<Socket>>;
@@ -193,4 +195,37 @@ fn explain(text: &str) -> String {
         ""
     };
     format!("{text}{hint}")
+}
+
+/// An error of the connection itself (closed, reset, broken pipe), not an
+/// answer of the server.
+pub(super) fn error_is_connection(error: &tokio_postgres::Error) -> bool {
+    let text = error_chain(error);
+    error.is_closed()
+        || [
+            "connection closed",
+            "broken pipe",
+            "reset by peer",
+            "unexpected EOF",
+        ]
+        .iter()
+        .any(|sign| text.contains(sign))
+}
+
+/// The connection settings of `url` (libpq's meaning, see `conninfo`):
+/// the URL's own parameters are kept; a connect timeout, keepalives and an
+/// application name are added only where the URL sets none.
+pub(super) fn session_config(url: &str) -> Result<ConnInfo, SinkError> {
+    let mut info = ConnInfo::parse(url).map_err(SinkError::Connect)?;
+    let settings = &mut info.base;
+    if settings.get_connect_timeout().is_none() {
+        settings.connect_timeout(Duration::from_secs(5));
+    }
+    if settings.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        settings.keepalives_idle(Duration::from_secs(30));
+    }
+    if settings.get_application_name().is_none() {
+        settings.application_name("redis-campaign");
+    }
+    Ok(info)
 }

@@ -31,11 +31,21 @@ impl Database {
 
 impl Sink for Database {
     fn apply(&mut self, batch: &Collapsed<'_>) -> Result<(), SinkError> {
-        POOL.run_as(
+        if batch.removes.is_empty() || !batch.prunes.is_empty() {
+            return POOL.run_as(
+                self.purpose,
+                self.priority,
+                async |client: &mut Client, tables: &Tables| {
+                    postgres::apply(client, None, tables, batch).await
+                },
+            );
+        }
+        // Removals' markers go in on a second connection when one is free.
+        POOL.run_paired(
             self.purpose,
             self.priority,
-            async |client: &mut Client, tables: &Tables| {
-                postgres::apply(client, tables, batch).await
+            async |client: &mut Client, second: Option<&mut Client>, tables: &Tables| {
+                postgres::apply(client, second, tables, batch).await
             },
         )
     }

@@ -11,6 +11,9 @@
 //! it) is retried once on a fresh connection before anything is answered.
 //! The table set-up runs once per node and database, not on every connect.
 //!
+//! A batch of removals may take a second connection for its markers
+//! (`run_paired`), only when one is free at once: it never waits for it.
+//!
 //! One connection is kept for the login path: with `max-connections` of 2
 //! or more, every other use together (the flusher, REBUILD, VERIFY,
 //! prefill, the reconciler) holds at most `max-connections - 1`, so a load
@@ -24,12 +27,11 @@ use std::time::{Duration, Instant};
 use postgres_openssl::MakeTlsConnector;
 use tokio_postgres::Client;
 
-use super::connect;
+use super::connect::{self, error_is_connection, session_config};
 use super::health::{Use, HEALTH};
 use super::postgres::{error_chain, Tables};
 use super::SinkError;
 use crate::redis_glue::config;
-use crate::redis_glue::conninfo::ConnInfo;
 
 /// Idle connections older than this are closed.
 const IDLE_CLOSE: Duration = Duration::from_secs(30);
@@ -117,6 +119,31 @@ pub struct Lease {
     priority: Priority,
 }
 
+/// An idle connection for `target`, leased to a use of `priority`.
+fn take_idle(slots: &mut Slots, target: &Target, priority: Priority) -> Option<Lease> {
+    let index = slots.idle.iter().rposition(|idle| idle.target == *target)?;
+    let idle = slots.idle.swap_remove(index);
+    slots.lease(priority);
+    Some(Lease {
+        target: idle.target,
+        client: Some(idle.client),
+        tls: idle.tls,
+        reused: true,
+        priority,
+    })
+}
+
+/// One try of a use: where, for whom, until when.
+#[derive(Clone, Copy)]
+struct Attempt<'a> {
+    target: &'a Target,
+    priority: Priority,
+    deadline: Instant,
+    timeout: Duration,
+    /// Whether the work can use a second connection.
+    paired: bool,
+}
+
 impl Lease {
     pub fn tables(&self) -> Tables {
         Tables::of(&self.target.table)
@@ -174,6 +201,43 @@ impl Pool {
         priority: Priority,
         mut work: impl AsyncFnMut(&mut Client, &Tables) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, SinkError> {
+        self.run_with(
+            purpose,
+            priority,
+            false,
+            async |client: &mut Client, _: Option<&mut Client>, tables: &Tables| {
+                work(client, tables).await
+            },
+        )
+    }
+
+    /// `run_as` for work that can use a second connection at once (the
+    /// markers of a batch of removals): `work` gets one when the pool has
+    /// one to give without waiting, `None` otherwise.
+    pub fn run_paired<T>(
+        &self,
+        purpose: Use,
+        priority: Priority,
+        work: impl AsyncFnMut(
+            &mut Client,
+            Option<&mut Client>,
+            &Tables,
+        ) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, SinkError> {
+        self.run_with(purpose, priority, true, work)
+    }
+
+    fn run_with<T>(
+        &self,
+        purpose: Use,
+        priority: Priority,
+        paired: bool,
+        mut work: impl AsyncFnMut(
+            &mut Client,
+            Option<&mut Client>,
+            &Tables,
+        ) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, SinkError> {
         let url = config::DATABASE_URL.get();
         if url.is_empty() {
             return Err(SinkError::Unconfigured);
@@ -187,8 +251,14 @@ impl Pool {
         let mut attempt = 0;
         let result = loop {
             attempt += 1;
-            let outcome = self.run_once(&target, priority, deadline, timeout, &mut work);
-            match outcome {
+            let use_ = Attempt {
+                target: &target,
+                priority,
+                deadline,
+                timeout,
+                paired,
+            };
+            match self.run_once(&use_, &mut work) {
                 Err(Failure::DeadConnection(_)) if attempt == 1 => continue,
                 other => break other,
             }
@@ -200,45 +270,80 @@ impl Pool {
 
     fn run_once<T>(
         &self,
-        target: &Target,
-        priority: Priority,
-        deadline: Instant,
-        timeout: Duration,
-        work: &mut impl AsyncFnMut(&mut Client, &Tables) -> Result<T, tokio_postgres::Error>,
+        use_: &Attempt<'_>,
+        work: &mut impl AsyncFnMut(
+            &mut Client,
+            Option<&mut Client>,
+            &Tables,
+        ) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, Failure> {
+        let Attempt {
+            target,
+            priority,
+            deadline,
+            timeout,
+            paired,
+        } = *use_;
         let runtime = self.runtime().map_err(Failure::Other)?;
         let mut lease = self.checkout(target, priority, deadline, timeout)?;
+        let mut second = if paired {
+            self.try_checkout(target, priority, deadline, timeout)
+        } else {
+            None
+        };
         let tables = lease.tables();
         let client = lease.client.as_mut().expect("a lease holds a client");
-        let cancel = client.cancel_token();
-        let tls = lease.tls.clone();
+        let cancels: Vec<_> = std::iter::once((client.cancel_token(), lease.tls.clone()))
+            .chain(second.as_ref().and_then(|second| {
+                let client = second.client.as_ref()?;
+                Some((client.cancel_token(), second.tls.clone()))
+            }))
+            .collect();
+        let second_client = second.as_mut().and_then(|second| second.client.as_mut());
         let left = deadline.saturating_duration_since(Instant::now());
         // (The timer is made inside the runtime, which it needs.)
-        let outcome =
-            runtime.block_on(async { tokio::time::timeout(left, work(client, &tables)).await });
+        let outcome = runtime.block_on(async {
+            tokio::time::timeout(left, work(client, second_client, &tables)).await
+        });
         match outcome {
             Ok(Ok(value)) => {
                 self.give_back(lease);
+                if let Some(second) = second {
+                    self.give_back(second);
+                }
                 Ok(value)
             }
             Ok(Err(error)) => {
-                let dead = lease.client.as_ref().is_none_or(Client::is_closed)
-                    || (error.code().is_none() && error_is_connection(&error));
-                let reused = lease.reused;
+                // A connection that died while idle in the pool (PostgreSQL
+                // restarted, a proxy closed it) gets the use retried.
+                let connection_error = error.code().is_none() && error_is_connection(&error);
+                let died = |lease: &Lease| {
+                    lease.reused
+                        && (lease.client.as_ref().is_none_or(Client::is_closed) || connection_error)
+                };
+                let dead = died(&lease) || second.as_ref().is_some_and(died);
                 self.give_back(lease);
-                if dead && reused {
+                if let Some(second) = second {
+                    self.give_back(second);
+                }
+                if dead {
                     Err(Failure::DeadConnection(error))
                 } else {
                     Err(Failure::Statement(error))
                 }
             }
             Err(_) => {
-                // Ends the statement on the server, so its transaction and
-                // locks do not outlive the deadline; the connection goes.
-                runtime.spawn(async move {
-                    let _ = tokio::time::timeout(CANCEL_WAIT, cancel.cancel_query(tls)).await;
-                });
+                // Ends the statements on the server, so no transaction
+                // keeps its locks past the deadline; the connections go.
+                for (cancel, tls) in cancels {
+                    runtime.spawn(async move {
+                        let _ = tokio::time::timeout(CANCEL_WAIT, cancel.cancel_query(tls)).await;
+                    });
+                }
                 self.discard(lease);
+                if let Some(second) = second {
+                    self.discard(second);
+                }
                 Err(Failure::Other(SinkError::Timeout(timeout)))
             }
         }
@@ -261,39 +366,14 @@ impl Pool {
             let limit = config::MAX_CONNECTIONS.get().max(1) as usize;
             let admitted = slots.admits(priority, limit);
             if admitted {
-                if let Some(index) = slots.idle.iter().rposition(|idle| idle.target == *target) {
-                    let idle = slots.idle.swap_remove(index);
-                    slots.lease(priority);
-                    return Ok(Lease {
-                        target: idle.target,
-                        client: Some(idle.client),
-                        tls: idle.tls,
-                        reused: true,
-                        priority,
-                    });
+                if let Some(lease) = take_idle(&mut slots, target, priority) {
+                    return Ok(lease);
                 }
             }
             if admitted && slots.open < limit {
-                slots.open += 1;
-                slots.lease(priority);
-                let set_up = slots.set_up.as_ref() == Some(target);
-                drop(slots);
-                return match self.connect(target, deadline, timeout, set_up) {
-                    Ok((client, tls)) => {
-                        self.opened.fetch_add(1, Ordering::Relaxed);
-                        Ok(Lease {
-                            target: target.clone(),
-                            client: Some(client),
-                            tls,
-                            reused: false,
-                            priority,
-                        })
-                    }
-                    Err(error) => {
-                        self.forget_one(priority);
-                        Err(Failure::Other(error))
-                    }
-                };
+                return self
+                    .open_new(slots, target, priority, deadline, timeout)
+                    .map_err(Failure::Other);
             }
             let now = Instant::now();
             if now >= deadline {
@@ -316,6 +396,62 @@ impl Pool {
                 .wait_timeout(slots, deadline - now)
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .0;
+        }
+    }
+
+    /// A further connection for `target` if one can be had without
+    /// waiting for another use to give one back.
+    fn try_checkout(
+        &self,
+        target: &Target,
+        priority: Priority,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Option<Lease> {
+        let mut slots = self.slots();
+        self.close_stale(&mut slots, target);
+        let limit = config::MAX_CONNECTIONS.get().max(1) as usize;
+        if !slots.admits(priority, limit) {
+            return None;
+        }
+        if let Some(lease) = take_idle(&mut slots, target, priority) {
+            return Some(lease);
+        }
+        if slots.open >= limit {
+            return None;
+        }
+        self.open_new(slots, target, priority, deadline, timeout)
+            .ok()
+    }
+
+    /// Opens a connection counted against the limit (`slots` admitted it).
+    fn open_new(
+        &self,
+        mut slots: MutexGuard<'_, Slots>,
+        target: &Target,
+        priority: Priority,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<Lease, SinkError> {
+        slots.open += 1;
+        slots.lease(priority);
+        let set_up = slots.set_up.as_ref() == Some(target);
+        drop(slots);
+        match self.connect(target, deadline, timeout, set_up) {
+            Ok((client, tls)) => {
+                self.opened.fetch_add(1, Ordering::Relaxed);
+                Ok(Lease {
+                    target: target.clone(),
+                    client: Some(client),
+                    tls,
+                    reused: false,
+                    priority,
+                })
+            }
+            Err(error) => {
+                self.forget_one(priority);
+                Err(error)
+            }
         }
     }
 
@@ -442,39 +578,6 @@ impl Failure {
             Failure::Other(error) => error,
         }
     }
-}
-
-/// An error of the connection itself (closed, reset, broken pipe), not an
-/// answer of the server.
-fn error_is_connection(error: &tokio_postgres::Error) -> bool {
-    let text = error_chain(error);
-    error.is_closed()
-        || [
-            "connection closed",
-            "broken pipe",
-            "reset by peer",
-            "unexpected EOF",
-        ]
-        .iter()
-        .any(|sign| text.contains(sign))
-}
-
-/// The connection settings of `url` (libpq's meaning, see `conninfo`):
-/// the URL's own parameters are kept; a connect timeout, keepalives and an
-/// application name are added only where the URL sets none.
-fn session_config(url: &str) -> Result<ConnInfo, SinkError> {
-    let mut info = ConnInfo::parse(url).map_err(SinkError::Connect)?;
-    let settings = &mut info.base;
-    if settings.get_connect_timeout().is_none() {
-        settings.connect_timeout(Duration::from_secs(5));
-    }
-    if settings.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
-        settings.keepalives_idle(Duration::from_secs(30));
-    }
-    if settings.get_application_name().is_none() {
-        settings.application_name("redis-campaign");
-    }
-    Ok(info)
 }
 
 #[cfg(test)]

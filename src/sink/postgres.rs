@@ -10,9 +10,11 @@
 //! DROP`), and COPY runs inside an explicit transaction.
 //!
 //! Adds go in by COPY (straight into the table, or through a temporary
-//! table and an upsert when some rows exist); removals by one deletion
-//! that reads the batch as arrays (`unnest`), and markers copied into
-//! `<table>_removed` (an upsert when some exist). Concurrent batches of two
+//! table and an upsert when some rows exist); removals by deletions that
+//! read the batch as arrays (`unnest`), and markers copied into
+//! `<table>_removed` (an upsert when some exist), on a second connection
+//! at the same time when the pool has one (`removals`, `apply_split`).
+//! Concurrent batches of two
 //! nodes (a slot that moved with changes pending) are ordered by the
 //! table's primary key: an add inserts the row, and a removal that deleted
 //! nothing for some member inserts a placeholder for each row it does not
@@ -190,8 +192,24 @@ pub(super) fn change_rows(changes: &[Change<'_>]) -> String {
     }))
 }
 
-/// Applies one collapsed batch in a single transaction.
+/// Applies one collapsed batch. With a `second` connection, the markers
+/// of its removals go in on it at the same time as the rest (see
+/// `apply_split`); otherwise everything is one transaction.
 pub async fn apply(
+    client: &mut Client,
+    second: Option<&mut Client>,
+    tables: &Tables,
+    batch: &Collapsed<'_>,
+) -> Result<(), tokio_postgres::Error> {
+    match second {
+        Some(second) if !batch.removes.is_empty() && batch.prunes.is_empty() => {
+            apply_split(client, second, tables, batch).await
+        }
+        _ => apply_together(client, tables, batch).await,
+    }
+}
+
+async fn apply_together(
     client: &mut Client,
     tables: &Tables,
     batch: &Collapsed<'_>,
@@ -206,6 +224,39 @@ pub async fn apply(
     if !batch.prunes.is_empty() {
         super::prune::apply_prunes(&mut transaction, tables, &batch.prunes).await?;
     }
+    transaction.commit().await
+}
+
+/// A removal deletes a row and inserts a marker, twice an add's work; the
+/// two halves touch different tables, so they run at once on two
+/// connections (two PostgreSQL processes) in two transactions. Neither
+/// commits before both have done their work; the markers commit first, so
+/// whenever a row is gone its marker is there, and a late add of another
+/// node that commits after the deletion meets the marker (see the module
+/// comment). Should the rows' commit fail after the markers', the batch
+/// stays pending and is applied again: a marker ahead of its deletion
+/// only undoes adds older than the removal, which is where the retry ends
+/// anyway. Batches with prunes (which write markers themselves) stay in
+/// one transaction.
+async fn apply_split(
+    client: &mut Client,
+    second: &mut Client,
+    tables: &Tables,
+    batch: &Collapsed<'_>,
+) -> Result<(), tokio_postgres::Error> {
+    let mut transaction = client.transaction().await?;
+    let mut markers = second.transaction().await?;
+    let rows = async {
+        if !batch.adds.is_empty() {
+            apply_adds(&mut transaction, tables, batch).await?;
+        }
+        super::removals::delete_rows(&mut transaction, &tables.table, &batch.removes).await
+    };
+    let marked = super::removals::write_markers(&mut markers, &tables.removed, &batch.removes);
+    let (rows, marked) = futures_util::future::join(rows, marked).await;
+    rows?;
+    marked?;
+    markers.commit().await?;
     transaction.commit().await
 }
 

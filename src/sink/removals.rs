@@ -31,6 +31,10 @@ const OWN_DELETION_AT: usize = 500;
 /// the campaign costs a fraction of a descent (measured: about 0.5 µs
 /// against 3.5 µs), so up to four rows per removal still pays.
 const ROWS_PER_REMOVAL: usize = 4;
+/// Longest wait of a marker for another transaction's (see `write_markers`);
+/// above PostgreSQL's `deadlock_timeout` (1 s), so real deadlocks are
+/// found by PostgreSQL first.
+const MARKER_LOCK_WAIT_MS: u64 = 2_000;
 
 /// The removals of a batch as three parallel arrays, the parameters of
 /// `unnest($1, $2, $3)`: the statements read them in place, with no
@@ -119,7 +123,7 @@ pub(super) async fn apply_removes(
 }
 
 /// Deletes the removed members' rows unless they are newer.
-async fn delete_rows(
+pub(super) async fn delete_rows(
     transaction: &mut Transaction<'_>,
     table: &str,
     removes: &[Change<'_>],
@@ -206,11 +210,22 @@ async fn delete_rows(
 }
 
 /// Leaves a marker for each removal unless a newer one exists.
-async fn write_markers(
+pub(super) async fn write_markers(
     transaction: &mut Transaction<'_>,
     removed: &str,
     removes: &[Change<'_>],
 ) -> Result<(), tokio_postgres::Error> {
+    // The markers may be written in a transaction of their own that
+    // commits only once the rows' deletion is done (`postgres::apply_split`).
+    // Two nodes doing that for the same members could wait for each other
+    // through their clients, where PostgreSQL's deadlock detection cannot
+    // see: a marker that waits this long for another transaction's gives
+    // up instead, and its batch is retried.
+    transaction
+        .batch_execute(&format!(
+            "SET LOCAL lock_timeout = '{MARKER_LOCK_WAIT_MS}ms'"
+        ))
+        .await?;
     // The markers: nearly always new, so copied straight in; one that
     // exists (a member removed before, a batch applied again, another
     // node's) rolls back to an upsert that keeps the newer version.

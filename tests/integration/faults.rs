@@ -449,3 +449,98 @@ fn parked_changes_are_sent_again_by_rejected_retry() {
         "nothing left to retry"
     );
 }
+
+fn marker_count(database: &Postgres) -> i64 {
+    database
+        .client()
+        .query_one("SELECT count(*) FROM campaign_members_removed", &[])
+        .unwrap()
+        .get(0)
+}
+
+/// Removals whose one half is refused table-wide (`break_sql`): the rows'
+/// deletion and the markers go in on two connections at once, and neither
+/// half may commit without the other. Nothing is deleted, no marker is
+/// left, nothing is parked; after `fix_sql` every removal commits whole.
+fn removals_refused_by_one_half(break_sql: &str, fix_sql: &str, code: &str) {
+    let database = Postgres::start();
+    let server = RedisServer::start_with(flushing_to(&database));
+    let mut con = server.connection();
+    let wide: Vec<String> = (0..2_000).map(|i| format!("w{i}")).collect();
+    let few: Vec<String> = (0..20).map(|i| format!("f{i}")).collect();
+    for (campaign, members) in [("w", &wide), ("x", &few)] {
+        redis::cmd("CAMPAIGN.ADD")
+            .arg(campaign)
+            .arg(members)
+            .query::<i64>(&mut con)
+            .unwrap();
+    }
+    flush(&mut con);
+    database.client().batch_execute(break_sql).unwrap();
+
+    // A campaign's own deletion (1,000 of 2,000) and a few elsewhere.
+    for (campaign, members) in [("w", &wide[..1_000]), ("x", &few[..5])] {
+        let removed: i64 = redis::cmd("CAMPAIGN.REM")
+            .arg(campaign)
+            .arg(members)
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(removed, members.len() as i64);
+    }
+    let shown = wait_until(Duration::from_secs(10), || {
+        let figures = status(&mut con);
+        figures["last-error"].contains(code) && figures["flush-errors"] != "0"
+    });
+    assert!(shown, "{:?}", status(&mut con));
+    assert_eq!(pending(&mut con), 1_005);
+    assert_eq!(marker_count(&database), 0, "no marker without its deletion");
+    assert_eq!(
+        rows_of(&database, "w").len(),
+        2_000,
+        "no deletion without its marker"
+    );
+    assert_eq!(rows_of(&database, "x").len(), 20);
+    assert_eq!(parked_count(&database), 0);
+    assert_eq!(int(&mut con, &["CAMPAIGN.HAS", "w", "w0"]), 0);
+
+    database.client().batch_execute(fix_sql).unwrap();
+    flush(&mut con);
+    assert_eq!(pending(&mut con), 0);
+    assert_eq!(
+        rows_of(&database, "w"),
+        wide[1_000..].iter().cloned().collect::<BTreeSet<_>>()
+    );
+    assert_eq!(
+        rows_of(&database, "x"),
+        few[5..].iter().cloned().collect::<BTreeSet<_>>()
+    );
+    assert_eq!(marker_count(&database), 1_005);
+    assert_eq!(parked_count(&database), 0);
+    let figures = status(&mut con);
+    assert_eq!(figures["last-error"], "", "{figures:?}");
+    assert_eq!(int(&mut con, &["CAMPAIGN.CARD", "w"]), 1_000);
+}
+
+#[test]
+fn removals_refused_at_the_rows_leave_no_marker() {
+    removals_refused_by_one_half(
+        "CREATE OR REPLACE FUNCTION refuse_rows() RETURNS trigger AS $$
+         BEGIN RAISE EXCEPTION 'maintenance: deletes are paused'; END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER maintenance BEFORE DELETE ON campaign_members
+         FOR EACH ROW EXECUTE FUNCTION refuse_rows()",
+        "DROP TRIGGER maintenance ON campaign_members",
+        "P0001",
+    );
+}
+
+#[test]
+fn removals_refused_at_the_markers_delete_no_row() {
+    removals_refused_by_one_half(
+        "CREATE OR REPLACE FUNCTION refuse_rows() RETURNS trigger AS $$
+         BEGIN RAISE EXCEPTION 'maintenance: markers are paused'; END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER maintenance BEFORE INSERT ON campaign_members_removed
+         FOR EACH ROW EXECUTE FUNCTION refuse_rows()",
+        "DROP TRIGGER maintenance ON campaign_members_removed",
+        "P0001",
+    );
+}
