@@ -351,12 +351,25 @@ pub async fn park_rejected(
     let ops: Vec<&str> = rejected.iter().map(|c| c.op.word()).collect();
     let versions: Vec<i64> = rejected.iter().map(|c| sql_version(c.version)).collect();
     let errors: Vec<&str> = rejected.iter().map(|c| c.error.as_str()).collect();
-    // A batch parked again after a crash finds its rows there already.
+    // A batch parked again after a crash finds its rows there already. A
+    // parked removal never happened, so a marker of its very version goes:
+    // its markers may have committed on their own connection before the
+    // rows' commit refused it (`apply_split`), and would otherwise undo a
+    // late, older add of that member.
+    let Tables {
+        rejected: parked,
+        removed,
+        ..
+    } = tables;
     let sql = format!(
-        "INSERT INTO {} (campaign, member, op, version, error)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[])
-         ON CONFLICT DO NOTHING",
-        tables.rejected
+        "WITH p AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[],
+                                         $5::text[]) AS p (campaign, member, op, version, error)),
+              unmarked AS (DELETE FROM {removed} AS r USING p
+                           WHERE p.op = 'REM' AND r.campaign = p.campaign
+                             AND r.member = p.member AND r.version = p.version)
+         INSERT INTO {parked} (campaign, member, op, version, error)
+         SELECT * FROM p
+         ON CONFLICT DO NOTHING"
     );
     let params: [Param<'_>; 5] = [
         (&campaigns, Type::TEXT_ARRAY),

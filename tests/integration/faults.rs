@@ -544,3 +544,58 @@ fn removals_refused_at_the_markers_delete_no_row() {
         "P0001",
     );
 }
+
+/// A removal refused only when its transaction commits (a deferred
+/// constraint trigger) is parked alone, and leaves no marker even though
+/// the batch's markers committed on their own connection first: a marker
+/// of a removal that never happened would undo a late, older add.
+#[test]
+fn a_removal_refused_at_commit_is_parked_without_its_marker() {
+    let database = Postgres::start();
+    let server = RedisServer::start_with(flushing_to(&database));
+    let mut con = server.connection();
+    let mut members: Vec<String> = (0..999).map(|i| format!("ok{i}")).collect();
+    members.push("kept".into());
+    redis::cmd("CAMPAIGN.ADD")
+        .arg("c")
+        .arg(&members)
+        .query::<i64>(&mut con)
+        .unwrap();
+    flush(&mut con);
+    database
+        .client()
+        .batch_execute(
+            "CREATE FUNCTION keep_kept() RETURNS trigger AS $$
+             BEGIN
+                 IF OLD.member = 'kept' THEN RAISE EXCEPTION 'kept stays'; END IF;
+                 RETURN OLD;
+             END $$ LANGUAGE plpgsql;
+             CREATE CONSTRAINT TRIGGER keep_kept AFTER DELETE ON campaign_members
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION keep_kept()",
+        )
+        .unwrap();
+
+    let removed: i64 = redis::cmd("CAMPAIGN.REM")
+        .arg("c")
+        .arg(&members)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(removed, 1_000);
+    flush(&mut con);
+    assert_eq!(pending(&mut con), 0);
+    assert_eq!(
+        rows_of(&database, "c"),
+        ["kept".to_string()].into_iter().collect::<BTreeSet<_>>()
+    );
+    assert_eq!(parked_count(&database), 1);
+    let kept_markers: i64 = database
+        .client()
+        .query_one(
+            "SELECT count(*) FROM campaign_members_removed WHERE member = 'kept'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(kept_markers, 0, "no marker for the parked removal");
+    assert_eq!(marker_count(&database), 999);
+}
