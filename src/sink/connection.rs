@@ -31,7 +31,7 @@ impl Database {
 
 impl Sink for Database {
     fn apply(&mut self, batch: &Collapsed<'_>) -> Result<(), SinkError> {
-        if batch.removes.is_empty() || !batch.prunes.is_empty() {
+        if !postgres::splits(batch) {
             return POOL.run_as(
                 self.purpose,
                 self.priority,

@@ -202,11 +202,15 @@ pub async fn apply(
     batch: &Collapsed<'_>,
 ) -> Result<(), tokio_postgres::Error> {
     match second {
-        Some(second) if !batch.removes.is_empty() && batch.prunes.is_empty() => {
-            apply_split(client, second, tables, batch).await
-        }
+        Some(second) if splits(batch) => apply_split(client, second, tables, batch).await,
         _ => apply_together(client, tables, batch).await,
     }
+}
+
+/// Whether `batch` can use a second connection (`apply_split`): it has
+/// removals, and no prunes (which write markers themselves).
+pub fn splits(batch: &Collapsed<'_>) -> bool {
+    !batch.removes.is_empty() && batch.prunes.is_empty()
 }
 
 async fn apply_together(

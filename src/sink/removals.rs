@@ -128,16 +128,51 @@ pub(super) async fn delete_rows(
     table: &str,
     removes: &[Change<'_>],
 ) -> Result<(), tokio_postgres::Error> {
-    let mut deleted = 0;
-    let mut rest = Vec::new();
-    let campaign_delete = format!(
-        "WITH gone AS (DELETE FROM {table} AS t
-                       USING unnest($2::text[], $3::int8[]) AS d (member, version)
-                       WHERE t.campaign = $1 AND t.member = d.member
+    let (mut deleted, rest) = delete_small_campaigns(transaction, table, removes).await?;
+    let delete = format!(
+        "WITH gone AS (DELETE FROM {table} AS t USING {REMOVALS}
+                       WHERE t.campaign = d.campaign AND t.member = d.member
                          AND (t.version IS NULL OR t.version <= d.version)
                        RETURNING 1)
          SELECT count(*) FROM gone"
     );
+    if !rest.members.is_empty() {
+        force_nested_loops(transaction).await?;
+        deleted += transaction.query_typed(&delete, &rest.params()).await?[0].get::<_, i64>(0);
+    }
+    if deleted < removes.len() as i64 {
+        // Some removal deleted nothing: its row may be one a concurrent
+        // transaction inserts. The placeholder (see `postgres`) waits for
+        // it; a second deletion of the whole batch then sees it.
+        let arrays = RemovalArrays::of(removes);
+        if rest.members.is_empty() {
+            force_nested_loops(transaction).await?;
+        }
+        if place_placeholders(transaction, table, &arrays).await? {
+            transaction.query_typed(&delete, &arrays.params()).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Each removal is a few index probes: a hash join against the whole table
+/// (which the planner picks for a batch of thousands) reads every row of it
+/// for every batch. Set only when needed: a batch of whole campaigns saves
+/// the round trip.
+async fn force_nested_loops(transaction: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
+    transaction
+        .batch_execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+        .await
+}
+
+/// Gives each campaign with many removals that holds at most
+/// `ROWS_PER_REMOVAL` rows per removal its own deletion; returns how many
+/// rows they deleted and the removals left for the shared deletion.
+async fn delete_small_campaigns<'a>(
+    transaction: &Transaction<'_>,
+    table: &str,
+    removes: &'a [Change<'a>],
+) -> Result<(i64, RemovalArrays<'a>), tokio_postgres::Error> {
     let groups = by_campaign(removes);
     if groups
         .values()
@@ -154,15 +189,20 @@ pub(super) async fn delete_rows(
             )
             .await?;
     }
+    let campaign_delete = format!(
+        "WITH gone AS (DELETE FROM {table} AS t
+                       USING unnest($2::text[], $3::int8[]) AS d (member, version)
+                       WHERE t.campaign = $1 AND t.member = d.member
+                         AND (t.version IS NULL OR t.version <= d.version)
+                       RETURNING 1)
+         SELECT count(*) FROM gone"
+    );
+    let mut deleted = 0;
+    let mut rest = Vec::new();
     for (campaign, changes) in groups {
+        let limit = ROWS_PER_REMOVAL * changes.len();
         let own = changes.len() >= OWN_DELETION_AT
-            && holds_at_most(
-                transaction,
-                table,
-                campaign,
-                ROWS_PER_REMOVAL * changes.len(),
-            )
-            .await?;
+            && holds_at_most(transaction, table, campaign, limit).await?;
         if !own {
             rest.extend(changes);
             continue;
@@ -171,42 +211,7 @@ pub(super) async fn delete_rows(
         let params = arrays.campaign_params(&campaign);
         deleted += transaction.query_typed(&campaign_delete, &params).await?[0].get::<_, i64>(0);
     }
-    let rest = RemovalArrays::of(rest);
-    // Each removal is a few index probes: a hash join against the whole
-    // table (which the planner picks for a batch of thousands) reads every
-    // row of it for every batch. Set only when needed: a batch of whole
-    // campaigns saves the round trip.
-    let force_nested_loops = async |transaction: &mut Transaction<'_>| {
-        transaction
-            .batch_execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
-            .await
-    };
-    let mut forced = false;
-    let delete = format!(
-        "WITH gone AS (DELETE FROM {table} AS t USING {REMOVALS}
-                       WHERE t.campaign = d.campaign AND t.member = d.member
-                         AND (t.version IS NULL OR t.version <= d.version)
-                       RETURNING 1)
-         SELECT count(*) FROM gone"
-    );
-    if !rest.members.is_empty() {
-        force_nested_loops(transaction).await?;
-        forced = true;
-        deleted += transaction.query_typed(&delete, &rest.params()).await?[0].get::<_, i64>(0);
-    }
-    if deleted < removes.len() as i64 {
-        // Some removal deleted nothing: its row may be one a concurrent
-        // transaction inserts. The placeholder (see `postgres`) waits for
-        // it; a second deletion of the whole batch then sees it.
-        let arrays = RemovalArrays::of(removes);
-        if !forced {
-            force_nested_loops(transaction).await?;
-        }
-        if place_placeholders(transaction, table, &arrays).await? {
-            transaction.query_typed(&delete, &arrays.params()).await?;
-        }
-    }
-    Ok(())
+    Ok((deleted, RemovalArrays::of(rest)))
 }
 
 /// Leaves a marker for each removal unless a newer one exists.
